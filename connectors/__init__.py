@@ -1,0 +1,1 @@
+"""Where claims enter (sources) and where decisions leave (sinks)."""

@@ -1,0 +1,1 @@
+"""Sources: turn upstream FNOL reports into tokenised Avro records on Kafka."""

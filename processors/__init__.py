@@ -1,0 +1,1 @@
+"""The saga engine (generic) and the workflows that use it (FNOL)."""

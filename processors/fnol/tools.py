@@ -1,0 +1,135 @@
+"""Deterministic claim tools: plan, policy check, damage, fraud, severity and reserve, route.
+
+Each tool is a pure function of the tokenised report and earlier outputs, so
+a run gives the same decision every time. A later issue makes them rich
+(retrieval, models); their contracts (inputs and output keys) stay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any
+
+from processors.engine.workflow import StepContext
+
+Report = Mapping[str, Any]
+
+COVERAGE = {
+    "auto_collision": {"limit": 25_000.0, "deductible": 500.0},
+    "auto_theft": {"limit": 30_000.0, "deductible": 750.0},
+    "auto_glass": {"limit": 2_000.0, "deductible": 100.0},
+    "property_water": {"limit": 50_000.0, "deductible": 1_000.0},
+    "property_fire": {"limit": 250_000.0, "deductible": 1_000.0},
+    "property_theft": {"limit": 20_000.0, "deductible": 500.0},
+    "liability": {"limit": 100_000.0, "deductible": 0.0},
+}
+
+SEVERE_LABELS = {"airbag_deployed", "frame_damage", "total_loss", "structural_damage", "burnt_out", "flooded_room"}
+MODERATE_LABELS = {"front_bumper_dent", "rear_bumper_dent", "door_dent", "water_stain", "smoke_damage", "broken_window"}
+
+DOCUMENTS = {
+    "auto_collision": ["photos_of_damage", "repair_estimate"],
+    "auto_theft": ["police_report", "proof_of_ownership"],
+    "auto_glass": ["photos_of_damage"],
+    "property_water": ["photos_of_damage", "plumber_report"],
+    "property_fire": ["fire_service_report", "photos_of_damage", "inventory_of_loss"],
+    "property_theft": ["police_report", "inventory_of_loss"],
+    "liability": ["third_party_statement", "incident_report"],
+}
+
+
+def _digest(*parts: str) -> int:
+    return int.from_bytes(hashlib.sha256("|".join(parts).encode()).digest()[:4], "big")
+
+
+def plan(ctx: StepContext) -> dict[str, Any]:
+    report = ctx.input
+    line = "auto" if report["loss_type"].startswith("auto") else "property" if report["loss_type"].startswith("property") else "liability"
+    return {"line": line, "checks": ["policy_check", "damage_assessment", "fraud_check"], "loss_type": report["loss_type"]}
+
+
+def policy_check(ctx: StepContext) -> dict[str, Any]:
+    report = ctx.input
+    number = report["policy_number"]
+    # Policies whose number ends in 0 lapsed (deterministic stand-in for a policy system).
+    in_force = not number.endswith("0")
+    cover = COVERAGE[report["loss_type"]]
+    covered = in_force and not (report["loss_type"] == "liability" and number.endswith("9"))
+    return {"policy_number": number, "in_force": in_force, "covered": covered, **cover}
+
+
+def damage_assessment(ctx: StepContext) -> dict[str, Any]:
+    labels = [label for photo in ctx.input.get("photos", []) for label in photo.get("labels", [])]
+    severe = sorted(set(labels) & SEVERE_LABELS)
+    moderate = sorted(set(labels) & MODERATE_LABELS)
+    score = min(1.0, 0.15 + 0.35 * len(severe) + 0.1 * len(moderate))
+    estimate = float(ctx.input["estimated_amount"])
+    assessed = round(estimate * (1.0 + 0.25 * len(severe)), 2)
+    return {"labels": labels, "severe_labels": severe, "damage_score": round(score, 2), "assessed_amount": assessed, "photo_count": len(ctx.input.get("photos", []))}
+
+
+def fraud_check(ctx: StepContext) -> dict[str, Any]:
+    report = ctx.input
+    signals: list[str] = []
+    reported = datetime.fromisoformat(report["reported_at"].replace("Z", "+00:00")).date()
+    loss = date.fromisoformat(report["loss_date"])
+    if (reported - loss).days > 30:
+        signals.append("late_notification")
+    if loss > reported:
+        signals.append("loss_after_report")
+    if float(report["estimated_amount"]) > 20_000 and not report.get("photos"):
+        signals.append("high_amount_without_photos")
+    if report["loss_type"] in {"auto_theft", "property_theft"} and _digest(report["policy_number"]) % 7 == 0:
+        signals.append("repeat_theft_history")
+    score = min(1.0, 0.2 * len(signals) + (_digest(report["claim_id"]) % 10) / 100)
+    return {"signals": signals, "fraud_score": round(score, 2), "refer_to_siu": score >= 0.4}
+
+
+def severity_reserve(ctx: StepContext) -> dict[str, Any]:
+    policy, damage, fraud = ctx.deps["policy_check"], ctx.deps["damage_assessment"], ctx.deps["fraud_check"]
+    amount = float(damage["assessed_amount"])
+    if damage["severe_labels"] and amount > 10_000 or amount > 40_000:
+        severity = "HIGH"
+    elif amount > 3_000 or damage["damage_score"] >= 0.5:
+        severity = "MEDIUM"
+    else:
+        severity = "LOW"
+    reserve = 0.0
+    if policy["covered"]:
+        reserve = max(0.0, min(float(policy["limit"]), amount - float(policy["deductible"])))
+        reserve = float(round(reserve / 100.0) * 100)  # reserves are set in round hundreds
+    return {"severity": severity, "reserve": reserve, "fraud_score": fraud["fraud_score"]}
+
+
+def route(ctx: StepContext) -> dict[str, Any]:
+    report = ctx.input
+    policy, fraud, sev = ctx.deps["policy_check"], ctx.deps["fraud_check"], ctx.deps["severity_reserve"]
+    reasons: list[str] = []
+    status = "ROUTED"
+    if not policy["in_force"]:
+        status, queue = "REVIEW", "coverage_review"
+        reasons.append("policy not in force on the loss date")
+    elif not policy["covered"]:
+        status, queue = "REVIEW", "coverage_review"
+        reasons.append(f"loss type {report['loss_type']} not covered by the policy")
+    elif fraud["refer_to_siu"]:
+        status, queue = "REVIEW", "special_investigations"
+        reasons.append(f"fraud score {fraud['fraud_score']:.2f}: {', '.join(fraud['signals']) or 'pattern'}")
+    elif sev["severity"] == "HIGH":
+        queue = "complex_claims"
+        reasons.append("high severity")
+    elif sev["severity"] == "LOW" and report["loss_type"] == "auto_glass":
+        queue = "fast_track_glass"
+        reasons.append("low-severity glass claim")
+    elif sev["severity"] == "LOW":
+        queue = "fast_track"
+        reasons.append("low severity, policy in force")
+    else:
+        queue = "standard_claims"
+        reasons.append("medium severity")
+    documents = list(DOCUMENTS[report["loss_type"]])
+    if sev["severity"] == "HIGH" and "independent_assessment" not in documents:
+        documents.append("independent_assessment")
+    return {"status": status, "queue": queue, "severity": sev["severity"], "reserve": sev["reserve"], "documents_requested": documents, "reasons": reasons}

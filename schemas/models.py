@@ -1,0 +1,204 @@
+"""Pydantic models that mirror the Avro schemas, one model per ``*.avsc``.
+
+They validate at the edges (files, HTTP, CLI) and give the engine typed
+records; :data:`SCHEMA_OF` ties each model to its Avro full name, and a unit
+test checks that the fields agree.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+LossType = Literal[
+    "auto_collision",
+    "auto_theft",
+    "auto_glass",
+    "property_water",
+    "property_fire",
+    "property_theft",
+    "liability",
+]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Location(_Record):
+    postcode: str
+    country: str
+
+
+class ClaimantTokens(_Record):
+    name_token: str
+    email_token: str | None = None
+    phone_token: str | None = None
+
+
+class Vehicle(_Record):
+    plate_token: str | None = None
+    make: str | None = None
+    model: str | None = None
+    year: int | None = None
+
+
+class Photo(_Record):
+    uri: str
+    labels: list[str] = Field(default_factory=list)
+
+
+class FnolReported(_Record):
+    """A first notice of loss on Kafka, personal data tokenised."""
+
+    claim_id: str
+    tenant_id: str
+    policy_number: str
+    reported_at: str
+    loss_date: str
+    loss_type: LossType
+    description: str
+    location: Location
+    claimant: ClaimantTokens
+    vehicle: Vehicle | None = None
+    photos: list[Photo] = Field(default_factory=list)
+    estimated_amount: float
+    currency: str
+
+
+class StepCommand(_Record):
+    """Run one attempt of one step; ``command_id`` is ``run_id/step/attempt``."""
+
+    command_id: str
+    run_id: str
+    workflow: str
+    step: str
+    attempt: int
+    input_json: str
+    scheduled_at_ms: int
+    timeout_ms: int
+
+
+class StepError(_Record):
+    type: str
+    message: str
+    traceback: str
+    retryable: bool = True
+
+
+class StepResult(_Record):
+    """The outcome of one step attempt."""
+
+    command_id: str
+    run_id: str
+    workflow: str
+    step: str
+    attempt: int
+    output_json: str | None = None
+    error: StepError | None = None
+    started_at_ms: int
+    finished_at_ms: int
+    worker: str = ""
+
+
+class JournalKind(str, Enum):
+    RUN_STARTED = "RUN_STARTED"
+    STEP_SCHEDULED = "STEP_SCHEDULED"
+    STEP_SUCCEEDED = "STEP_SUCCEEDED"
+    STEP_FAILED = "STEP_FAILED"
+    RUN_COMPLETED = "RUN_COMPLETED"
+    RUN_FAILED = "RUN_FAILED"
+
+
+class JournalEvent(_Record):
+    """One transition of one run; ``event_id`` is ``run_id/seq``."""
+
+    event_id: str
+    run_id: str
+    workflow: str
+    seq: int
+    kind: JournalKind
+    at_ms: int
+    step: str | None = None
+    attempt: int | None = None
+    detail_json: str | None = None
+
+
+class RoutedDecision(_Record):
+    """Where a claim goes."""
+
+    decision_id: str
+    claim_id: str
+    tenant_id: str
+    run_id: str
+    status: Literal["ROUTED", "REVIEW", "FAILED"]
+    queue: str
+    severity: str
+    reserve: float
+    currency: str
+    documents_requested: list[str] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list)
+    decided_at_ms: int
+
+
+class DeadLetter(_Record):
+    """A record or command the engine could not process."""
+
+    dead_letter_id: str
+    reason: str
+    error_type: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    run_id: str | None = None
+    step: str | None = None
+    payload: bytes
+    payload_truncated: bool = False
+    at_ms: int
+
+
+class StepStatus(str, Enum):
+    PENDING = "PENDING"
+    SCHEDULED = "SCHEDULED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+class RunStatus(str, Enum):
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+class StepState(_Record):
+    name: str
+    status: StepStatus
+    attempt: int = 0
+    output_json: str | None = None
+    error_json: str | None = None
+
+
+class RunState(_Record):
+    """The orchestrator's state of one run (the run table's value)."""
+
+    run_id: str
+    workflow: str
+    status: RunStatus
+    input_json: str
+    seq: int
+    started_at_ms: int
+    updated_at_ms: int
+    steps: list[StepState]
+
+
+SCHEMA_OF: dict[type[BaseModel], str] = {
+    FnolReported: "durable.fnol.FnolReported",
+    RoutedDecision: "durable.fnol.RoutedDecision",
+    StepCommand: "durable.engine.StepCommand",
+    StepResult: "durable.engine.StepResult",
+    JournalEvent: "durable.engine.JournalEvent",
+    DeadLetter: "durable.engine.DeadLetter",
+    RunState: "durable.engine.RunState",
+}

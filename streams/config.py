@@ -1,0 +1,46 @@
+"""Runtime settings, read from the environment (``DURABLE_*``, ``KAFKA_BOOTSTRAP_SERVERS``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the broker is, which namespace of topics to use, and how to behave.
+
+    ``namespace`` prefixes every topic and consumer group, so a replay sandbox
+    or a second tenant never touches another namespace's topics.
+    """
+
+    bootstrap_servers: str = ""
+    namespace: str = "main"
+    partitions: int = 4
+    state_dir: Path = Path(".durable/state")
+    worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    session_timeout_ms: int = 6000
+    heartbeat_interval_ms: int = 1000
+    max_batch: int = 500
+    executor_concurrency: int = 256
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        base = cls(
+            bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", ""),
+            namespace=os.environ.get("DURABLE_NAMESPACE", "main"),
+            partitions=_env_int("DURABLE_PARTITIONS", 4),
+            state_dir=Path(os.environ.get("DURABLE_STATE_DIR", ".durable/state")),
+        )
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        return replace(base, **clean)  # type: ignore[arg-type]
+
+    def with_bootstrap(self, bootstrap: str) -> Settings:
+        return replace(self, bootstrap_servers=bootstrap)

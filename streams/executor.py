@@ -1,0 +1,179 @@
+"""Step executors: stateless workers that run step commands and publish results.
+
+Commands run concurrently (bounded). A command's offset is committed only
+once its result is acknowledged and every earlier command of its partition is
+done too, so a crash re-runs unfinished commands (at least once; the step's
+idempotency key is ``run_id/step/attempt``) and the orchestrator ignores
+duplicate results. A result goes to the same partition number as its command,
+which is the partition of the orchestrator that owns the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from processors.engine.execute import run_step
+from processors.engine.workflow import Workflow
+from schemas import DecodeError, from_bytes, to_bytes
+from schemas.models import StepCommand
+from streams import deadletters
+from streams.config import Settings
+from streams.kafka import consumer as make_consumer
+from streams.kafka import producer as make_producer
+from streams.topics import Topics, ensure_topics
+
+log = logging.getLogger(__name__)
+
+COMMIT_EVERY_S = 0.2
+
+
+class OffsetTracker:
+    """Per partition: which offsets are in flight, and how far it is safe to commit."""
+
+    def __init__(self) -> None:
+        self._inflight: dict[int, set[int]] = {}
+        self._next: dict[int, int] = {}
+        self._committed: dict[int, int] = {}
+
+    def started(self, partition: int, offset: int) -> None:
+        self._inflight.setdefault(partition, set()).add(offset)
+        self._next[partition] = max(self._next.get(partition, 0), offset + 1)
+
+    def done(self, partition: int, offset: int) -> None:
+        if partition in self._inflight:
+            self._inflight[partition].discard(offset)
+
+    def forget(self, partition: int) -> None:
+        self._inflight.pop(partition, None)
+        self._next.pop(partition, None)
+        self._committed.pop(partition, None)
+
+    def committable(self) -> dict[int, int]:
+        """Partitions whose safe commit point moved since the last call."""
+        out: dict[int, int] = {}
+        for partition, nxt in self._next.items():
+            inflight = self._inflight.get(partition)
+            point = min(inflight) if inflight else nxt
+            if point > self._committed.get(partition, -1):
+                out[partition] = point
+                self._committed[partition] = point
+        return out
+
+    def in_flight(self) -> int:
+        return sum(len(s) for s in self._inflight.values())
+
+
+class Executor:
+    """Consumes step commands, runs them, writes step results."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        workflows: list[Workflow],
+        stop: threading.Event,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.namespace)
+        self.workflows = {wf.name: wf for wf in workflows}
+        self.stop = stop
+        self.on_ready = on_ready
+        self.tracker = OffsetTracker()
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+
+    def _on_revoke(self, _c: Consumer, partitions: list[TopicPartition]) -> None:
+        # Unfinished commands of a lost partition will be re-run by its new owner.
+        for tp in partitions:
+            self.tracker.forget(tp.partition)
+
+    def run(self) -> None:
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
+        ensure_topics(self.settings, [self.topics.commands, self.topics.results, self.topics.dead_letters])
+        self._consumer = make_consumer(self.settings, self.topics.executor_group)
+        self._producer = make_producer(self.settings)
+        self._consumer.subscribe([self.topics.commands], on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        if self.on_ready:
+            self.on_ready()
+        slots = asyncio.Semaphore(self.settings.executor_concurrency)
+        tasks: set[asyncio.Task[None]] = set()
+        loop = asyncio.get_running_loop()
+        last_commit = time.monotonic()
+        consumer, producer = self._consumer, self._producer
+        try:
+            while not self.stop.is_set():
+                msgs = await loop.run_in_executor(None, consumer.consume, 200, 0.05)
+                for msg in msgs:
+                    if msg.error():
+                        if msg.error().code() != KafkaError._PARTITION_EOF:
+                            log.warning("consume error: %s", msg.error())
+                        continue
+                    await slots.acquire()
+                    self.tracker.started(msg.partition() or 0, msg.offset() or 0)
+                    task = asyncio.create_task(self._handle(msg, slots))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                producer.poll(0)
+                if time.monotonic() - last_commit >= COMMIT_EVERY_S:
+                    self._commit()
+                    last_commit = time.monotonic()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            producer.flush(10)
+            self._commit()
+            consumer.close()
+
+    def _commit(self) -> None:
+        assert self._consumer is not None and self._producer is not None
+        self._producer.poll(0)
+        points = self.tracker.committable()
+        if points:
+            self._consumer.commit(
+                offsets=[TopicPartition(self.topics.commands, p, o) for p, o in points.items()],
+                asynchronous=True,
+            )
+
+    async def _handle(self, msg: Message, slots: asyncio.Semaphore) -> None:
+        assert self._producer is not None
+        partition, offset = msg.partition() or 0, msg.offset() or 0
+        try:
+            try:
+                command = from_bytes(msg.value() or b"", StepCommand)
+            except DecodeError as exc:
+                letter = deadletters.from_message(msg, str(exc), type(exc).__name__)
+                log.warning("dead-lettered command %s: %s", letter.dead_letter_id, exc)
+                self._write(self.topics.dead_letters, partition, None, to_bytes(letter), partition, offset)
+                return
+            result = await run_step(self.workflows, command, self.settings.worker_name)
+            self._write(self.topics.results, partition, command.run_id, to_bytes(result), partition, offset)
+        except Exception:  # noqa: BLE001 - never let one command kill the worker
+            log.exception("command at %s[%d]@%d could not be handled", self.topics.commands, partition, offset)
+            self.tracker.done(partition, offset)
+        finally:
+            slots.release()
+
+    def _write(self, topic: str, partition: int, key: str | None, value: bytes, src_p: int, src_off: int) -> None:
+        assert self._producer is not None
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            if err is None:
+                self.tracker.done(src_p, src_off)
+            else:
+                log.error("write to %s failed: %s; the command will run again", topic, err)
+
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, partition=partition, on_delivery=delivered)
+                return
+            except BufferError:
+                self._producer.poll(0.05)

@@ -1,0 +1,364 @@
+"""The orchestrator: owns runs by partition and advances them exactly once.
+
+For each batch of input records (workflow inputs and step results) it:
+
+1. applies the pure transition to each record, in partition order;
+2. writes what the transitions asked for (commands, journal events, outputs,
+   dead letters) to partition ``p`` of their topics, and waits for the acks;
+3. writes the changed run states to the changelog and waits for the acks;
+4. stores the states in local RocksDB, then commits the input offsets.
+
+A crash anywhere re-delivers only inputs whose offsets were not committed.
+If the changelog already holds their effect, the transition ignores them
+(results for a step no longer scheduled, a run that exists). If not, the
+transition recomputes the same records with the same ids, and the ids found
+at the tail of our own output partitions when we took the partition over are
+not written again. The orchestrator of partition ``p`` is the only writer of
+partition ``p`` of these topics, so that tail is complete.
+
+Kafka transactions would be simpler, but the embedded broker does not filter
+aborted records (notes/broker-facts.md), so they cannot be relied on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from processors.engine.execute import run_step
+from processors.engine.transition import Event, Outgoing, RunRequested, StepFinished, transition
+from processors.engine.workflow import Workflow
+from schemas import DecodeError, decode, encode, from_bytes, to_bytes
+from schemas.models import JournalEvent, RunState, StepCommand, StepResult
+from streams import deadletters
+from streams.config import Settings
+from streams.kafka import consumer as make_consumer
+from streams.kafka import producer as make_producer
+from streams.kafka import reader
+from streams.state import RunTable
+from streams.topics import Topics, ensure_topics
+
+log = logging.getLogger(__name__)
+
+SCAN_CHUNK = 2000
+
+
+class DeliveryFailed(RuntimeError):
+    """The broker did not acknowledge a write; the batch is not committed."""
+
+
+@dataclass(frozen=True)
+class _Write:
+    """One record to write, with the input record that caused it."""
+
+    src: str
+    message_id: str
+    topic: str
+    partition: int
+    key: str | None
+    value: bytes
+
+
+@dataclass
+class _Batch:
+    """What one batch writes, accumulated before the flushes."""
+
+    states: dict[tuple[int, str], RunState] = field(default_factory=dict)
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+class Orchestrator:
+    """Consumes workflow inputs and step results; writes commands, journal, outputs."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        workflows: list[Workflow],
+        stop: threading.Event,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.namespace)
+        self.workflows = {wf.name: wf for wf in workflows}
+        self.by_input = {self.topics.name(wf.input_topic): wf for wf in workflows}
+        self.output_topic = {wf.name: self.topics.name(wf.output_topic) for wf in workflows}
+        self.stop = stop
+        self.on_ready = on_ready
+        self.owned: set[int] = set()
+        self.guard: dict[int, set[str]] = {}
+        self._loop = asyncio.new_event_loop()  # for steps declared local
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._table: RunTable | None = None
+
+    # -- topics ----------------------------------------------------------------
+
+    @property
+    def input_topics(self) -> list[str]:
+        return [*self.by_input, self.topics.results]
+
+    @property
+    def output_topics(self) -> list[str]:
+        return [self.topics.commands, self.topics.journal, *sorted(set(self.output_topic.values()))]
+
+    def all_topics(self) -> list[str]:
+        return [*self.input_topics, *self.output_topics, self.topics.run_changelog, self.topics.dead_letters]
+
+    # -- partition ownership --------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        assert self._table is not None
+        new = sorted({tp.partition for tp in partitions} - self.owned)
+        committed = {
+            (tp.topic, tp.partition): tp.offset
+            for tp in consumer.committed([TopicPartition(t, p) for t in self.input_topics for p in new], timeout=30)
+        }
+        for p in new:
+            restored = self._table.restore(self.settings, p)
+            self.guard[p] = self._scan_written(p, committed)
+            log.info("partition %d assigned: %d states restored, %d ids guarded", p, restored, len(self.guard[p]))
+        self.owned |= set(new)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Batches are committed before poll returns control, so nothing is half done here.
+        for tp in partitions:
+            self.owned.discard(tp.partition)
+            self.guard.pop(tp.partition, None)
+
+    def _scan_written(self, p: int, committed: dict[tuple[str, int], int]) -> set[str]:
+        """Ids we wrote to partition ``p`` for inputs whose offsets are not committed."""
+        ids: set[str] = set()
+        scan = reader(self.settings)
+        try:
+            for topic in [*self.output_topics, self.topics.dead_letters]:
+                tp = TopicPartition(topic, p)
+                low, high = scan.get_watermark_offsets(tp, timeout=10)
+                end = high
+                while end > low:
+                    start = max(low, end - SCAN_CHUNK)
+                    reached_committed = False
+                    for msg in _read_range(scan, topic, p, start, end):
+                        src = _header(msg, "src")
+                        if src is None:
+                            continue
+                        src_topic, src_part, src_off = src.rsplit(":", 2)
+                        done = committed.get((src_topic, int(src_part)), -1)
+                        if int(src_off) < done:
+                            reached_committed = True
+                        else:
+                            mid = _header(msg, "id")
+                            if mid:
+                                ids.add(mid)
+                    if reached_committed:
+                        break
+                    end = start
+        finally:
+            scan.close()
+        return ids
+
+    # -- main loop --------------------------------------------------------------
+
+    def run(self) -> None:
+        ensure_topics(self.settings, self.all_topics(), compacted=frozenset({self.topics.run_changelog}))
+        state_path = self.settings.state_dir / self.settings.namespace / self.settings.worker_name
+        self._table = RunTable(state_path, self.topics.run_changelog)
+        self._producer = make_producer(self.settings)
+        self._consumer = make_consumer(self.settings, self.topics.orchestrator_group)
+        self._consumer.subscribe(self.input_topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        if self.on_ready:
+            self.on_ready()
+        try:
+            while not self.stop.is_set():
+                msgs = self._consumer.consume(self.settings.max_batch, 0.1)
+                if msgs:
+                    self._process(msgs)
+        finally:
+            self._consumer.close()
+            self._producer.flush(10)
+            self._table.close()
+            self._loop.close()
+
+    def _process(self, msgs: list[Message]) -> None:
+        assert self._producer and self._consumer and self._table
+        batch = _Batch()
+        pending: list[_Write] = []
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume error: %s", err)
+                continue
+            topic, p, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+            batch.offsets[(topic, p)] = offset + 1
+            src = f"{topic}:{p}:{offset}"
+            try:
+                wf, run_id, event = self._decode(msg)
+            except DecodeError as exc:
+                letter = deadletters.from_message(msg, str(exc), type(exc).__name__)
+                log.warning("dead-lettered %s: %s", src, exc)
+                pending.append(
+                    _Write(src, letter.dead_letter_id, self.topics.dead_letters, p, None, to_bytes(letter))
+                )
+                continue
+            self._advance(batch, pending, src, p, wf, run_id, event)
+
+        self._write_outgoing(pending)
+        self._write_states(batch)
+        self._consumer.commit(
+            offsets=[TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()], asynchronous=False
+        )
+
+    def _decode(self, msg: Message) -> tuple[Workflow, str, Event]:
+        topic = msg.topic() or ""
+        value = msg.value()
+        if value is None:
+            raise DecodeError("empty record value")
+        at_ms = msg.timestamp()[1]
+        if topic == self.topics.results:
+            result = from_bytes(value, StepResult)
+            wf = self.workflows.get(result.workflow)
+            if wf is None:
+                raise DecodeError(f"result for unknown workflow {result.workflow!r}")
+            return wf, result.run_id, StepFinished(result, at_ms)
+        wf = self.by_input[topic]
+        _, record = decode(value, expect=wf.input_schema)
+        try:
+            run_id = wf.run_id_of(record)
+        except Exception as exc:  # noqa: BLE001 - user code on untrusted input
+            raise DecodeError(f"cannot derive run id: {exc}") from exc
+        return wf, run_id, RunRequested(run_id, record, at_ms)
+
+    def _advance(
+        self,
+        batch: _Batch,
+        pending: list[_Write],
+        src: str,
+        p: int,
+        wf: Workflow,
+        run_id: str,
+        event: Event,
+    ) -> None:
+        assert self._table is not None
+        queue: deque[Event] = deque([event])
+        while queue:
+            ev = queue.popleft()
+            state = batch.states.get((p, run_id)) or self._table.get(p, run_id)
+            tr = transition(wf, state, ev)
+            if not tr.applied or tr.state is None:
+                continue
+            batch.states[(p, run_id)] = tr.state
+            for out in tr.outgoing:
+                if out.kind == "command" and isinstance(out.record, StepCommand) and wf.step(out.record.step).local:
+                    # Short steps run here: their result is journaled like any other,
+                    # and re-runs (at least once) if the batch is not committed.
+                    result = self._loop.run_until_complete(
+                        run_step(self.workflows, out.record, self.settings.worker_name)
+                    )
+                    queue.append(StepFinished(result, result.finished_at_ms))
+                    continue
+                pending.append(self._to_write(wf, src, p, out))
+
+    def _to_write(self, wf: Workflow, src: str, p: int, out: Outgoing) -> _Write:
+        rec = out.record
+        if isinstance(rec, StepCommand):
+            return _Write(src, out.message_id, self.topics.commands, p, rec.run_id, to_bytes(rec))
+        if isinstance(rec, JournalEvent):
+            return _Write(src, out.message_id, self.topics.journal, p, rec.run_id, to_bytes(rec))
+        value = encode(wf.output_schema, rec)
+        return _Write(src, out.message_id, self.output_topic[wf.name], p, str(rec.get("run_id", "")), value)
+
+    def _write_outgoing(self, pending: list[_Write]) -> None:
+        assert self._producer is not None
+        failures: list[str] = []
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        for w in pending:
+            if w.message_id in self.guard.get(w.partition, ()):
+                continue  # written before a crash, for an input we are now re-processing
+            headers = [("src", w.src.encode()), ("id", w.message_id.encode())]
+            self._produce(w.topic, w.partition, w.key, w.value, headers, delivered)
+        self._producer.flush()
+        if failures:
+            raise DeliveryFailed(f"{len(failures)} writes failed, first: {failures[0]}")
+
+    def _produce(
+        self,
+        topic: str,
+        p: int,
+        key: str | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        on_delivery: Callable[[KafkaError | None, Message], None],
+    ) -> None:
+        assert self._producer is not None
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value=value, key=key, partition=p, headers=headers, on_delivery=on_delivery
+                )
+                return
+            except BufferError:
+                self._producer.poll(0.05)  # local queue full: let deliveries drain
+
+    def _write_states(self, batch: _Batch) -> None:
+        assert self._producer is not None and self._table is not None
+        if not batch.states:
+            return
+        offsets: dict[int, int] = defaultdict(lambda: -1)
+        failures: list[str] = []
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                failures.append(str(err))
+            else:
+                p = msg.partition() or 0
+                offsets[p] = max(offsets[p], msg.offset() or 0)
+
+        encoded: dict[int, dict[str, bytes]] = defaultdict(dict)
+        for (p, run_id), state in batch.states.items():
+            value = to_bytes(state)
+            encoded[p][run_id] = value
+            self._produce(self.topics.run_changelog, p, run_id, value, [], delivered)
+        self._producer.flush()
+        if failures:
+            raise DeliveryFailed(f"{len(failures)} changelog writes failed, first: {failures[0]}")
+        for p, states in encoded.items():
+            self._table.write(p, states, offsets[p] + 1)
+
+
+def _header(msg: Message, name: str) -> str | None:
+    for key, value in msg.headers() or []:
+        if key == name and value is not None:
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None
+
+
+def _read_range(scan: Consumer, topic: str, partition: int, start: int, end: int) -> list[Message]:
+    scan.assign([TopicPartition(topic, partition, start)])
+    out: list[Message] = []
+    position = start
+    idle = 0
+    while position < end and idle < 50:
+        got = scan.consume(1000, 0.2)
+        if not got:
+            idle += 1
+            continue
+        for msg in got:
+            if msg.error():
+                continue
+            position = msg.offset() + 1
+            if msg.offset() < end:
+                out.append(msg)
+    if position < end:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"scan of {topic}[{partition}] stopped at {position}/{end}"))
+    return out

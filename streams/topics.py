@@ -1,0 +1,89 @@
+"""The topic catalogue: every topic the engine uses, by role, under a namespace."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.config import Settings
+
+
+class TopicLayoutError(RuntimeError):
+    """Existing topics do not have the partition counts co-partitioning needs."""
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Names of the engine's topics in one namespace.
+
+    All run-keyed topics share one partition count, so partition ``p`` of
+    each belongs to the same orchestrator: it sees a run's events in order
+    and is the only writer of that run's commands, journal and output.
+    """
+
+    namespace: str
+
+    def name(self, logical: str) -> str:
+        """A workflow's logical topic name (``fnol.reported``) in this namespace."""
+        return f"{self.namespace}.{logical}"
+
+    @property
+    def commands(self) -> str:
+        return self.name("step.commands")
+
+    @property
+    def results(self) -> str:
+        return self.name("step.results")
+
+    @property
+    def journal(self) -> str:
+        return self.name("runs.journal")
+
+    @property
+    def run_changelog(self) -> str:
+        return self.name("orchestrator.runs-changelog")
+
+    @property
+    def dead_letters(self) -> str:
+        return self.name("deadletters")
+
+    @property
+    def orchestrator_group(self) -> str:
+        return self.name("orchestrator")
+
+    @property
+    def executor_group(self) -> str:
+        return self.name("executors")
+
+
+def ensure_topics(settings: Settings, names: list[str], compacted: frozenset[str] = frozenset()) -> None:
+    """Create missing topics with ``settings.partitions`` partitions; check existing ones."""
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, "log_level": 3})
+    existing = admin.list_topics(timeout=10).topics
+    missing = [n for n in names if n not in existing]
+    if missing:
+        futures = admin.create_topics(
+            [
+                NewTopic(
+                    n,
+                    num_partitions=settings.partitions,
+                    replication_factor=-1,
+                    config={"cleanup.policy": "compact"} if n in compacted else {},
+                )
+                for n in missing
+            ],
+            operation_timeout=10,
+        )
+        for name, future in futures.items():
+            try:
+                future.result()
+            except Exception as exc:  # noqa: BLE001
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise
+        existing = admin.list_topics(timeout=10).topics
+    wrong = {n: len(existing[n].partitions) for n in names if len(existing[n].partitions) != settings.partitions}
+    if wrong:
+        raise TopicLayoutError(
+            f"topics must all have {settings.partitions} partitions for co-partitioning: {wrong}"
+        )
