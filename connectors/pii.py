@@ -42,7 +42,9 @@ def scrub(text: str, known: dict[str, str]) -> str:
             if kind == "name":
                 for part in value.split():
                     if len(part) >= 3:
-                        out = re.sub(rf"\b{re.escape(part)}\b", f"[name:{token('name', value)}]", out, flags=re.IGNORECASE)
+                        out = re.sub(
+                            rf"\b{re.escape(part)}\b", f"[name:{token('name', value)}]", out, flags=re.IGNORECASE
+                        )
     out = EMAIL.sub("[email]", out)
     out = PHONE.sub("[phone]", out)
     out = UK_PLATE.sub("[plate]", out)

@@ -3,7 +3,7 @@
 from schemas.codec import DecodeError, UnknownSchemaError, decode, encode
 from schemas.models import SCHEMA_OF
 
-__all__ = ["SCHEMA_OF", "DecodeError", "UnknownSchemaError", "decode", "encode", "to_bytes", "from_bytes"]
+__all__ = ["SCHEMA_OF", "DecodeError", "UnknownSchemaError", "decode", "encode", "from_bytes", "to_bytes"]
 
 from typing import TypeVar
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -48,11 +47,11 @@ class SchemaVersion:
 
 
 def _load(path: Path) -> SchemaVersion:
-    parsed = parse_schema(json.loads(path.read_text()), _write_hint=False, _force=True)
+    parsed: dict[str, Any] = parse_schema(json.loads(path.read_text()), _write_hint=False, _force=True)  # type: ignore[assignment]
     canonical = to_parsing_canonical_form(parsed)
+    # fastavro gives the spec's byte order already: little-endian, as the header wants.
     fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
-    # fastavro's hex is big-endian for CRC-64-AVRO; the spec's header is little-endian.
-    return SchemaVersion(parsed["name"], fp[::-1], parsed, canonical, path)
+    return SchemaVersion(parsed["name"], fp, parsed, canonical, path)
 
 
 @lru_cache(maxsize=1)
@@ -82,7 +81,7 @@ def schema(name: str) -> SchemaVersion:
 def encode(name: str, record: dict[str, Any] | BaseModel) -> bytes:
     """Encode ``record`` with the current schema ``name``."""
     version = schema(name)
-    data = record.model_dump(mode="json") if isinstance(record, BaseModel) else record
+    data = record.model_dump(mode="python") if isinstance(record, BaseModel) else record
     out = io.BytesIO()
     out.write(MAGIC)
     out.write(version.fingerprint)
@@ -97,7 +96,7 @@ def peek_schema(data: bytes) -> SchemaVersion:
     fp = data[2:HEADER_LEN]
     version = catalogue()[1].get(fp)
     if version is None:
-        raise UnknownSchemaError(f"unknown schema fingerprint {fp[::-1].hex()}")
+        raise UnknownSchemaError(f"unknown schema fingerprint {fp.hex()}")
     return version
 
 
@@ -110,12 +109,13 @@ def decode(data: bytes, expect: str | None = None) -> tuple[str, dict[str, Any]]
     if expect is not None and writer.name != expect:
         raise DecodeError(f"expected a {expect} record, got {writer.name}")
     reader = catalogue()[0].get(writer.name, writer)
+    body = io.BytesIO(data[HEADER_LEN:])
     try:
-        record = fastavro.schemaless_reader(
-            io.BytesIO(data[HEADER_LEN:]), writer.parsed, reader.parsed
-        )
+        record = fastavro.schemaless_reader(body, writer.parsed, reader.parsed)
     except Exception as exc:  # fastavro raises several types for corrupt bodies
         raise DecodeError(f"corrupt {writer.name} body: {type(exc).__name__}: {exc}") from exc
+    if body.tell() != len(data) - HEADER_LEN:
+        raise DecodeError(f"{writer.name} record has {len(data) - HEADER_LEN - body.tell()} trailing bytes")
     if not isinstance(record, dict):
         raise DecodeError(f"{writer.name} body is not a record")
     return writer.name, record

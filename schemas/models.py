@@ -7,7 +7,7 @@ test checks that the fields agree.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -103,7 +103,7 @@ class StepResult(_Record):
     worker: str = ""
 
 
-class JournalKind(str, Enum):
+class JournalKind(StrEnum):
     RUN_STARTED = "RUN_STARTED"
     STEP_SCHEDULED = "STEP_SCHEDULED"
     STEP_SUCCEEDED = "STEP_SUCCEEDED"
@@ -159,14 +159,14 @@ class DeadLetter(_Record):
     at_ms: int
 
 
-class StepStatus(str, Enum):
+class StepStatus(StrEnum):
     PENDING = "PENDING"
     SCHEDULED = "SCHEDULED"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     RUNNING = "RUNNING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"

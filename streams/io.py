@@ -13,7 +13,7 @@ from confluent_kafka import KafkaError, Message, TopicPartition
 from schemas import DecodeError, decode, from_bytes, to_bytes
 from schemas.models import FnolReported, JournalEvent
 from streams.config import Settings
-from streams.kafka import consumer, partition_for, producer, reader
+from streams.kafka import consumer, partition_for, producer, read_to_end, reader
 from streams.topics import Topics, ensure_topics
 
 
@@ -122,7 +122,7 @@ def follow(
 def _at_end(c: Any, topic: str, p: int, end: int) -> bool:
     if end == 0:
         return True
-    pos = c.position([TopicPartition(topic, p)])[0].offset
+    pos: int = c.position([TopicPartition(topic, p)])[0].offset
     return pos >= end
 
 
@@ -133,23 +133,11 @@ def run_journal(settings: Settings, run_id: str) -> list[JournalEvent]:
     c = reader(settings)
     try:
         p = partition_for(run_id, settings.partitions)
-        low, high = c.get_watermark_offsets(TopicPartition(topics.journal, p), timeout=10)
-        if high <= low:
-            return []
-        c.assign([TopicPartition(topics.journal, p, low)])
-        position = low
-        idle = 0
-        while position < high and idle < 25:
-            msgs = c.consume(1000, 0.2)
-            idle = 0 if msgs else idle + 1
-            for msg in msgs:
-                if msg.error():
-                    continue
-                position = (msg.offset() or 0) + 1
-                if (msg.key() or b"").decode() != run_id:
-                    continue
-                event = from_bytes(msg.value() or b"", JournalEvent)
-                out[event.seq] = event
+        for msg in read_to_end(c, [TopicPartition(topics.journal, p, 0)]):
+            if (msg.key() or b"").decode() != run_id:
+                continue
+            event = from_bytes(msg.value() or b"", JournalEvent)
+            out[event.seq] = event
     finally:
         c.close()
     return [out[s] for s in sorted(out)]

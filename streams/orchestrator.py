@@ -29,20 +29,20 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from processors.engine.execute import run_step
 from processors.engine.transition import Event, Outgoing, RunRequested, StepFinished, transition
 from processors.engine.workflow import Workflow
 from schemas import DecodeError, decode, encode, from_bytes, to_bytes
 from schemas.models import JournalEvent, RunState, StepCommand, StepResult
-from streams import deadletters
+from streams import chaos, deadletters
 from streams.config import Settings
 from streams.kafka import consumer as make_consumer
 from streams.kafka import producer as make_producer
-from streams.kafka import reader
+from streams.kafka import read_to_end, reader
 from streams.state import RunTable
-from streams.topics import Topics, ensure_topics
+from streams.topics import Topics, ensure_topics, topic_id
 
 log = logging.getLogger(__name__)
 
@@ -133,32 +133,33 @@ class Orchestrator:
             self.guard.pop(tp.partition, None)
 
     def _scan_written(self, p: int, committed: dict[tuple[str, int], int]) -> set[str]:
-        """Ids we wrote to partition ``p`` for inputs whose offsets are not committed."""
+        """Ids we wrote to partition ``p`` for inputs whose offsets are not committed.
+
+        Reads each output partition backwards in chunks until it reaches a
+        record caused by an input that is committed: everything before that
+        was caused by committed inputs too, which will not come again.
+        """
         ids: set[str] = set()
         scan = reader(self.settings)
         try:
             for topic in [*self.output_topics, self.topics.dead_letters]:
-                tp = TopicPartition(topic, p)
-                low, high = scan.get_watermark_offsets(tp, timeout=10)
-                end = high
-                while end > low:
-                    start = max(low, end - SCAN_CHUNK)
+                low, high = scan.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                start = high
+                while True:
+                    start = max(low, start - SCAN_CHUNK)
                     reached_committed = False
-                    for msg in _read_range(scan, topic, p, start, end):
+                    for msg in read_to_end(scan, [TopicPartition(topic, p, start)]):
                         src = _header(msg, "src")
-                        if src is None:
+                        mid = _header(msg, "id")
+                        if src is None or mid is None:
                             continue
                         src_topic, src_part, src_off = src.rsplit(":", 2)
-                        done = committed.get((src_topic, int(src_part)), -1)
-                        if int(src_off) < done:
+                        if int(src_off) < committed.get((src_topic, int(src_part)), -1):
                             reached_committed = True
                         else:
-                            mid = _header(msg, "id")
-                            if mid:
-                                ids.add(mid)
-                    if reached_committed:
+                            ids.add(mid)
+                    if reached_committed or start <= low:
                         break
-                    end = start
         finally:
             scan.close()
         return ids
@@ -169,9 +170,13 @@ class Orchestrator:
         ensure_topics(self.settings, self.all_topics(), compacted=frozenset({self.topics.run_changelog}))
         state_path = self.settings.state_dir / self.settings.namespace / self.settings.worker_name
         self._table = RunTable(state_path, self.topics.run_changelog)
+        if self._table.bind(topic_id(self.settings, self.topics.run_changelog)):
+            log.warning("state in %s was built from another changelog: emptied, restoring from the log", state_path)
         self._producer = make_producer(self.settings)
         self._consumer = make_consumer(self.settings, self.topics.orchestrator_group)
-        self._consumer.subscribe(self.input_topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        self._consumer.subscribe(
+            self.input_topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+        )
         if self.on_ready:
             self.on_ready()
         try:
@@ -203,14 +208,15 @@ class Orchestrator:
             except DecodeError as exc:
                 letter = deadletters.from_message(msg, str(exc), type(exc).__name__)
                 log.warning("dead-lettered %s: %s", src, exc)
-                pending.append(
-                    _Write(src, letter.dead_letter_id, self.topics.dead_letters, p, None, to_bytes(letter))
-                )
+                pending.append(_Write(src, letter.dead_letter_id, self.topics.dead_letters, p, None, to_bytes(letter)))
                 continue
             self._advance(batch, pending, src, p, wf, run_id, event)
 
+        chaos.point("orchestrator.before_outputs")
         self._write_outgoing(pending)
+        chaos.point("orchestrator.after_outputs")
         self._write_states(batch)
+        chaos.point("orchestrator.before_commit")
         self._consumer.commit(
             offsets=[TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()], asynchronous=False
         )
@@ -231,7 +237,7 @@ class Orchestrator:
         _, record = decode(value, expect=wf.input_schema)
         try:
             run_id = wf.run_id_of(record)
-        except Exception as exc:  # noqa: BLE001 - user code on untrusted input
+        except Exception as exc:
             raise DecodeError(f"cannot derive run id: {exc}") from exc
         return wf, run_id, RunRequested(run_id, record, at_ms)
 
@@ -285,7 +291,7 @@ class Orchestrator:
         for w in pending:
             if w.message_id in self.guard.get(w.partition, ()):
                 continue  # written before a crash, for an input we are now re-processing
-            headers = [("src", w.src.encode()), ("id", w.message_id.encode())]
+            headers: list[tuple[str, str | bytes | None]] = [("src", w.src.encode()), ("id", w.message_id.encode())]
             self._produce(w.topic, w.partition, w.key, w.value, headers, delivered)
         self._producer.flush()
         if failures:
@@ -297,7 +303,7 @@ class Orchestrator:
         p: int,
         key: str | None,
         value: bytes,
-        headers: list[tuple[str, bytes]],
+        headers: list[tuple[str, str | bytes | None]],
         on_delivery: Callable[[KafkaError | None, Message], None],
     ) -> None:
         assert self._producer is not None
@@ -332,33 +338,14 @@ class Orchestrator:
         self._producer.flush()
         if failures:
             raise DeliveryFailed(f"{len(failures)} changelog writes failed, first: {failures[0]}")
+        chaos.point("orchestrator.after_changelog")
         for p, states in encoded.items():
             self._table.write(p, states, offsets[p] + 1)
 
 
 def _header(msg: Message, name: str) -> str | None:
-    for key, value in msg.headers() or []:
+    for header in msg.headers() or []:
+        key, value = header[0], header[1]
         if key == name and value is not None:
             return value.decode() if isinstance(value, bytes) else str(value)
     return None
-
-
-def _read_range(scan: Consumer, topic: str, partition: int, start: int, end: int) -> list[Message]:
-    scan.assign([TopicPartition(topic, partition, start)])
-    out: list[Message] = []
-    position = start
-    idle = 0
-    while position < end and idle < 50:
-        got = scan.consume(1000, 0.2)
-        if not got:
-            idle += 1
-            continue
-        for msg in got:
-            if msg.error():
-                continue
-            position = msg.offset() + 1
-            if msg.offset() < end:
-                out.append(msg)
-    if position < end:
-        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"scan of {topic}[{partition}] stopped at {position}/{end}"))
-    return out

@@ -11,7 +11,6 @@ is never ahead of the log.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 from confluent_kafka import TopicPartition
@@ -20,7 +19,7 @@ from rocksdict import Options, Rdict, WriteBatch
 from schemas import DecodeError, from_bytes
 from schemas.models import RunState
 from streams.config import Settings
-from streams.kafka import reader
+from streams.kafka import read_to_end, reader
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +30,9 @@ def _key(partition: int, run_id: str) -> bytes:
 
 def _offset_key(partition: int) -> bytes:
     return f"o/{partition:05d}".encode()
+
+
+_ID_KEY = b"m/changelog-topic-id"
 
 
 class StateDirInUse(RuntimeError):
@@ -53,6 +55,23 @@ class RunTable:
         self.path = path
         self.changelog_topic = changelog_topic
 
+    def bind(self, changelog_id: str) -> bool:
+        """Tie the cache to one incarnation of the changelog topic.
+
+        A cache built from another incarnation (the topic or the in-memory
+        broker was re-created) would hold runs the log does not: it is
+        emptied. Returns True when it was.
+        """
+        stored = self._db.get(_ID_KEY)
+        if stored is not None and stored.decode() == changelog_id:
+            return False
+        batch = WriteBatch(raw_mode=True)
+        for key in self._db.keys():  # noqa: SIM118 - Rdict iterates items, not keys
+            batch.delete(key)
+        batch.put(_ID_KEY, changelog_id.encode())
+        self._db.write(batch)
+        return stored is not None
+
     def get(self, partition: int, run_id: str) -> RunState | None:
         raw = self._db.get(_key(partition, run_id))
         return None if raw is None else from_bytes(raw, RunState)
@@ -74,43 +93,31 @@ class RunTable:
         """Apply the changelog from our applied offset to its end; returns records applied."""
         start = self.applied_offset(partition)
         consumer = reader(settings)
+        applied = 0
         try:
-            tp = TopicPartition(self.changelog_topic, partition)
-            low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            if start < low:
-                start = low
-            if start >= high:
-                return 0
-            consumer.assign([TopicPartition(self.changelog_topic, partition, start)])
-            applied = 0
-            deadline = time.monotonic() + timeout_s
-            position = start
-            while position < high:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"restore of {self.changelog_topic}[{partition}] stuck at {position}/{high}"
-                    )
-                batch: dict[str, bytes] = {}
-                for msg in consumer.consume(1000, 0.5):
-                    if msg.error():
-                        continue
-                    position = msg.offset() + 1
-                    key = msg.key()
-                    value = msg.value()
-                    if key is None or value is None:
-                        continue
-                    try:
-                        from_bytes(value, RunState)
-                    except DecodeError as exc:
-                        # A changelog record we cannot read would be lost state: stop loudly.
-                        raise RuntimeError(
-                            f"unreadable changelog record {self.changelog_topic}[{partition}]@{msg.offset()}: {exc}"
-                        ) from exc
-                    batch[key.decode()] = value
-                    applied += 1
-                if batch or position > start:
+            low, _ = consumer.get_watermark_offsets(TopicPartition(self.changelog_topic, partition), timeout=10)
+            position = max(start, low)
+            batch: dict[str, bytes] = {}
+            for msg in read_to_end(consumer, [TopicPartition(self.changelog_topic, partition, position)], timeout_s):
+                position = (msg.offset() or 0) + 1
+                key, value = msg.key(), msg.value()
+                if key is None or value is None:
+                    continue
+                try:
+                    from_bytes(value, RunState)
+                except DecodeError as exc:
+                    # A changelog record we cannot read would be lost state: stop loudly.
+                    raise RuntimeError(
+                        f"unreadable changelog record {self.changelog_topic}[{partition}]@{msg.offset()}: {exc}"
+                    ) from exc
+                batch[key.decode()] = value
+                applied += 1
+                if len(batch) >= 1000:
                     self.write(partition, batch, position)
-            log.info("restored %s[%d]: %d records up to %d", self.changelog_topic, partition, applied, high)
+                    batch = {}
+            if batch or position > start:
+                self.write(partition, batch, position)
+            log.info("restored %s[%d]: %d records, now at %d", self.changelog_topic, partition, applied, position)
             return applied
         finally:
             consumer.close()

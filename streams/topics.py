@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import TopicCollection
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from streams.config import Settings
 
@@ -75,15 +76,20 @@ def ensure_topics(settings: Settings, names: list[str], compacted: frozenset[str
             ],
             operation_timeout=10,
         )
-        for name, future in futures.items():
+        for future in futures.values():
             try:
                 future.result()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise
         existing = admin.list_topics(timeout=10).topics
     wrong = {n: len(existing[n].partitions) for n in names if len(existing[n].partitions) != settings.partitions}
     if wrong:
-        raise TopicLayoutError(
-            f"topics must all have {settings.partitions} partitions for co-partitioning: {wrong}"
-        )
+        raise TopicLayoutError(f"topics must all have {settings.partitions} partitions for co-partitioning: {wrong}")
+
+
+def topic_id(settings: Settings, name: str) -> str:
+    """The broker's id of a topic: differs if the topic (or the whole broker) was re-created."""
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, "log_level": 3})
+    description = admin.describe_topics(TopicCollection([name]))[name].result(timeout=10)
+    return str(description.topic_id)

@@ -13,7 +13,7 @@ import signal
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from processors.engine.workflow import Workflow
 from streams.config import Settings
@@ -23,7 +23,7 @@ from streams.orchestrator import Orchestrator
 log = logging.getLogger(__name__)
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     """What a worker runs."""
 
     ALL = "all"

@@ -10,16 +10,76 @@ import random
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-FIRST = ["Alice", "Bilal", "Chloe", "Dmitri", "Eleanor", "Farah", "George", "Hana", "Ivan", "Julia", "Kwame", "Laura", "Mateo", "Nadia", "Oscar", "Priya"]
-LAST = ["Smith", "Okafor", "Nguyen", "Kowalski", "Brown", "Haddad", "Murphy", "Tanaka", "Petrov", "Garcia", "Mensah", "Rossi"]
-POSTCODES = ["SW1A 1AA", "M1 1AE", "B33 8TH", "CR2 6XH", "DN55 1PT", "LS1 4AP", "EH1 1YZ", "CF10 1EP", "BT1 5GS", "OX1 2JD"]
-CARS = [("Ford", "Focus"), ("Vauxhall", "Corsa"), ("Toyota", "Yaris"), ("BMW", "3 Series"), ("Nissan", "Qashqai"), ("Tesla", "Model 3")]
+FIRST = [
+    "Alice",
+    "Bilal",
+    "Chloe",
+    "Dmitri",
+    "Eleanor",
+    "Farah",
+    "George",
+    "Hana",
+    "Ivan",
+    "Julia",
+    "Kwame",
+    "Laura",
+    "Mateo",
+    "Nadia",
+    "Oscar",
+    "Priya",
+]
+LAST = [
+    "Smith",
+    "Okafor",
+    "Nguyen",
+    "Kowalski",
+    "Brown",
+    "Haddad",
+    "Murphy",
+    "Tanaka",
+    "Petrov",
+    "Garcia",
+    "Mensah",
+    "Rossi",
+]
+POSTCODES = [
+    "SW1A 1AA",
+    "M1 1AE",
+    "B33 8TH",
+    "CR2 6XH",
+    "DN55 1PT",
+    "LS1 4AP",
+    "EH1 1YZ",
+    "CF10 1EP",
+    "BT1 5GS",
+    "OX1 2JD",
+]
+CARS = [
+    ("Ford", "Focus"),
+    ("Vauxhall", "Corsa"),
+    ("Toyota", "Yaris"),
+    ("BMW", "3 Series"),
+    ("Nissan", "Qashqai"),
+    ("Tesla", "Model 3"),
+]
 LOSS = {
-    "auto_collision": (["front_bumper_dent", "rear_bumper_dent", "door_dent", "airbag_deployed", "frame_damage"], "Another car hit mine at a junction near {postcode}. Call me on {phone} or email {email}. My car {plate} is not drivable."),
+    "auto_collision": (
+        ["front_bumper_dent", "rear_bumper_dent", "door_dent", "airbag_deployed", "frame_damage"],
+        "Another car hit mine at a junction near {postcode}. Call me on {phone} or email {email}. My car {plate} is not drivable.",
+    ),
     "auto_theft": ([], "My car {plate} was stolen from outside my house overnight. I am {name}, reachable on {phone}."),
-    "auto_glass": (["windscreen_chip", "windscreen_crack"], "A stone chipped the windscreen of {plate} on the motorway."),
-    "property_water": (["water_stain", "flooded_room"], "A pipe burst in the upstairs bathroom and water came through the kitchen ceiling. Contact {email}."),
-    "property_fire": (["smoke_damage", "burnt_out", "structural_damage"], "A fire started in the kitchen; the fire service attended. {name} was at home."),
+    "auto_glass": (
+        ["windscreen_chip", "windscreen_crack"],
+        "A stone chipped the windscreen of {plate} on the motorway.",
+    ),
+    "property_water": (
+        ["water_stain", "flooded_room"],
+        "A pipe burst in the upstairs bathroom and water came through the kitchen ceiling. Contact {email}.",
+    ),
+    "property_fire": (
+        ["smoke_damage", "burnt_out", "structural_damage"],
+        "A fire started in the kitchen; the fire service attended. {name} was at home.",
+    ),
     "property_theft": (["broken_window"], "Burglars broke a window and took a laptop and jewellery. Phone {phone}."),
     "liability": ([], "A visitor slipped on our wet floor and was injured; they have written to {email}."),
 }
@@ -65,7 +125,7 @@ MALFORMED = [
     '{"claim_id": "CLM-900002", "tenant_id": "acme", "policy_number": "POL-1", "reported_at": "2026-11-27T10:15:00Z", "loss_date": "2026-11-26", "loss_type": "meteor_strike", "location": {"postcode": "SW1A 1AA", "country": "GB"}, "claimant": {"name": "Zed Example"}, "estimated_amount": 100.0, "currency": "GBP"}',
     '{"claim_id": "CLM-900003", "tenant_id": "acme", "policy_number": "POL-1", "reported_at": "yesterday", "loss_date": "2026-11-26", "loss_type": "auto_glass", "location": {"postcode": "SW1A 1AA", "country": "GB"}, "claimant": {"name": "Zed Example"}, "estimated_amount": 100.0, "currency": "GBP"}',
     '{"claim_id": "CLM-900004", "tenant_id": "acme", "policy_number": "POL-1", "reported_at": "2026-11-27T10:15:00Z", "loss_date": "2026-11-26", "loss_type": "auto_glass", "location": {"postcode": "SW1A 1AA", "country": "GB"}, "claimant": {"name": "Zed Example"}, "estimated_amount": -5, "currency": "GBP"}',
-    '[1, 2, 3]',
+    "[1, 2, 3]",
     '{"claim_id": "CLM 900005 with spaces", "tenant_id": "acme", "policy_number": "POL-1", "reported_at": "2026-11-27T10:15:00Z", "loss_date": "2026-11-26", "loss_type": "auto_glass", "location": {"postcode": "SW1A 1AA", "country": "GB"}, "claimant": {"name": "Zed Example", "email": "not-an-email"}, "estimated_amount": 100.0, "currency": "pounds"}',
     '{"claim_id": "CLM-900006", "truncated": ',
 ]

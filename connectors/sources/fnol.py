@@ -154,7 +154,7 @@ def parse_lines(lines: Iterable[str | bytes]) -> Iterator[GoodLine | BadLine]:
             yield BadLine(n, f"line is larger than {MAX_LINE_BYTES} bytes")
             continue
         try:
-            data = json.loads(text)
+            data = json.loads(text.rstrip("\r\n"))
         except json.JSONDecodeError as exc:
             yield BadLine(n, f"not JSON: {exc.msg} at column {exc.colno}")
             continue

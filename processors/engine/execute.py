@@ -54,11 +54,9 @@ async def run_step(workflows: dict[str, Workflow], command: StepCommand, worker:
     except StepFailure as exc:
         error = _error(exc, retryable=exc.retryable)
     except TimeoutError as exc:
-        error = _error(
-            TimeoutError(f"step {command.step} timed out after {command.timeout_ms} ms"), True
-        )
+        error = _error(TimeoutError(f"step {command.step} timed out after {command.timeout_ms} ms"), True)
         del exc
-    except Exception as exc:  # noqa: BLE001 - a step's failure is data, not a crash
+    except Exception as exc:
         error = _error(exc, retryable=True)
     return StepResult(
         command_id=command.command_id,

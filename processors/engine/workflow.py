@@ -85,8 +85,7 @@ class Workflow:
             for dep in step.after:
                 if dep not in by_name:
                     raise ValueError(
-                        f"{self.name}: step {step.name!r} depends on {dep!r}, "
-                        "which is not declared before it"
+                        f"{self.name}: step {step.name!r} depends on {dep!r}, which is not declared before it"
                     )
             if step.max_attempts < 1:
                 raise ValueError(f"{self.name}: step {step.name!r} needs max_attempts >= 1")

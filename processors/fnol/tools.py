@@ -46,8 +46,18 @@ def _digest(*parts: str) -> int:
 
 def plan(ctx: StepContext) -> dict[str, Any]:
     report = ctx.input
-    line = "auto" if report["loss_type"].startswith("auto") else "property" if report["loss_type"].startswith("property") else "liability"
-    return {"line": line, "checks": ["policy_check", "damage_assessment", "fraud_check"], "loss_type": report["loss_type"]}
+    line = (
+        "auto"
+        if report["loss_type"].startswith("auto")
+        else "property"
+        if report["loss_type"].startswith("property")
+        else "liability"
+    )
+    return {
+        "line": line,
+        "checks": ["policy_check", "damage_assessment", "fraud_check"],
+        "loss_type": report["loss_type"],
+    }
 
 
 def policy_check(ctx: StepContext) -> dict[str, Any]:
@@ -67,7 +77,13 @@ def damage_assessment(ctx: StepContext) -> dict[str, Any]:
     score = min(1.0, 0.15 + 0.35 * len(severe) + 0.1 * len(moderate))
     estimate = float(ctx.input["estimated_amount"])
     assessed = round(estimate * (1.0 + 0.25 * len(severe)), 2)
-    return {"labels": labels, "severe_labels": severe, "damage_score": round(score, 2), "assessed_amount": assessed, "photo_count": len(ctx.input.get("photos", []))}
+    return {
+        "labels": labels,
+        "severe_labels": severe,
+        "damage_score": round(score, 2),
+        "assessed_amount": assessed,
+        "photo_count": len(ctx.input.get("photos", [])),
+    }
 
 
 def fraud_check(ctx: StepContext) -> dict[str, Any]:
@@ -90,7 +106,7 @@ def fraud_check(ctx: StepContext) -> dict[str, Any]:
 def severity_reserve(ctx: StepContext) -> dict[str, Any]:
     policy, damage, fraud = ctx.deps["policy_check"], ctx.deps["damage_assessment"], ctx.deps["fraud_check"]
     amount = float(damage["assessed_amount"])
-    if damage["severe_labels"] and amount > 10_000 or amount > 40_000:
+    if (damage["severe_labels"] and amount > 10_000) or amount > 40_000:
         severity = "HIGH"
     elif amount > 3_000 or damage["damage_score"] >= 0.5:
         severity = "MEDIUM"
@@ -132,4 +148,11 @@ def route(ctx: StepContext) -> dict[str, Any]:
     documents = list(DOCUMENTS[report["loss_type"]])
     if sev["severity"] == "HIGH" and "independent_assessment" not in documents:
         documents.append("independent_assessment")
-    return {"status": status, "queue": queue, "severity": sev["severity"], "reserve": sev["reserve"], "documents_requested": documents, "reasons": reasons}
+    return {
+        "status": status,
+        "queue": queue,
+        "severity": sev["severity"],
+        "reserve": sev["reserve"],
+        "documents_requested": documents,
+        "reasons": reasons,
+    }

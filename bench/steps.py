@@ -1,0 +1,242 @@
+"""Benchmark: a 5-step saga of trivial steps, beside a raw Kafka produce-consume loop.
+
+Prints figures; asserts nothing. Runs on the embedded broker unless
+KAFKA_BOOTSTRAP_SERVERS is set. Usage: ``python bench/steps.py [--runs N]``.
+
+Measured, in one process on one broker:
+- raw: confluent-kafka produce -> consume round trip (sequential, p50/p99) and
+  throughput (N records produced and consumed);
+- engine, steps over Kafka (command out, result back) and steps declared
+  ``local`` (run in the orchestrator, made durable by its journal/changelog
+  write): sequential runs (latency per run and per step) and N runs in
+  flight (steps/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+
+from connectors.sources.fnol import GoodLine, parse_lines  # noqa: E402
+from processors.engine.transition import output_id  # noqa: E402
+from processors.engine.workflow import Step, StepContext, Workflow  # noqa: E402
+from schemas import decode, to_bytes  # noqa: E402
+from streams.broker import EmbeddedBroker  # noqa: E402
+from streams.config import Settings  # noqa: E402
+from streams.kafka import partition_for  # noqa: E402
+from streams.topics import Topics, ensure_topics  # noqa: E402
+from streams.worker import Worker  # noqa: E402
+
+STEPS = 5
+SAMPLE = (Path(__file__).resolve().parent.parent / "connectors/samples/fnol.jsonl").read_text().splitlines()[0]
+
+
+def trivial(ctx: StepContext) -> dict[str, Any]:
+    return {"i": len(ctx.deps)}
+
+
+def _result(run_id: str, inp: Any, outputs: Any, at_ms: int) -> dict[str, Any]:
+    return {
+        "decision_id": output_id(run_id),
+        "claim_id": inp["claim_id"],
+        "tenant_id": inp["tenant_id"],
+        "run_id": run_id,
+        "status": "ROUTED",
+        "queue": "bench",
+        "severity": "LOW",
+        "reserve": 0.0,
+        "currency": "GBP",
+        "documents_requested": [],
+        "reasons": [],
+        "decided_at_ms": at_ms,
+    }
+
+
+def saga(local: bool) -> Workflow:
+    steps = tuple(
+        Step(f"s{i}", trivial, after=(f"s{i - 1}",) if i > 1 else (), local=local) for i in range(1, STEPS + 1)
+    )
+    return Workflow(
+        name="bench5",
+        steps=steps,
+        input_topic="fnol.reported",
+        input_schema="durable.fnol.FnolReported",
+        output_topic="decisions",
+        output_schema="durable.fnol.RoutedDecision",
+        run_id_of=lambda r: f"bench-{r['claim_id']}",
+        result=_result,
+        on_failure=lambda run_id, inp, reason, at: {**_result(run_id, inp, {}, at), "status": "FAILED"},
+    )
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def raw_loop(bootstrap: str, n: int, seq: int) -> dict[str, float]:
+    topic = f"bench-raw-{uuid.uuid4().hex[:6]}"
+    settings = Settings(bootstrap_servers=bootstrap, partitions=1)
+    ensure_topics(settings, [topic])
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2, "log_level": 3})
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": topic,
+            "log_level": 3,
+            "fetch.wait.max.ms": 20,
+            "enable.auto.commit": False,
+        }
+    )
+    c.assign([TopicPartition(topic, 0, 0)])
+    lat = []
+    for _ in range(seq):
+        t = time.perf_counter()
+        p.produce(topic, b"x" * 100)
+        p.flush()
+        while True:
+            got = c.poll(1.0)
+            if got is not None and not got.error():
+                break
+        lat.append((time.perf_counter() - t) * 1000)
+    t = time.perf_counter()
+    for _ in range(n):
+        while True:
+            try:
+                p.produce(topic, b"x" * 100)
+                break
+            except BufferError:
+                p.poll(0.01)
+    p.flush()
+    seen = 0
+    while seen < n:
+        seen += sum(1 for m in c.consume(1000, 1.0) if not m.error())
+    elapsed = time.perf_counter() - t
+    c.close()
+    return {"rtt_p50_ms": pct(lat, 0.5), "rtt_p99_ms": pct(lat, 0.99), "msgs_per_s": n / elapsed}
+
+
+def claims(n: int, tag: str) -> list[GoodLine]:
+    import json
+
+    out = []
+    base = json.loads(SAMPLE)
+    for i in range(n):
+        base["claim_id"] = f"{tag}{i:06d}"
+        good = next(iter(parse_lines([json.dumps(base)])))
+        assert isinstance(good, GoodLine)
+        out.append(good)
+    return out
+
+
+def engine(bootstrap: str, local: bool, sequential: int, inflight: int) -> dict[str, float]:
+    ns = f"bench{uuid.uuid4().hex[:6]}"
+    settings = Settings(
+        bootstrap_servers=bootstrap, namespace=ns, state_dir=Path(f".durable/bench/{ns}"), worker_name="bench"
+    )
+    wf = saga(local)
+    topics = Topics(ns)
+    ensure_topics(settings, [topics.name("fnol.reported"), topics.name("decisions")])
+    worker = Worker(settings, [wf]).start()
+    prod = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "log_level": 3})
+    cons = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{ns}-bench",
+            "log_level": 3,
+            "fetch.wait.max.ms": 10,
+            "enable.auto.commit": False,
+        }
+    )
+    cons.assign([TopicPartition(topics.name("decisions"), p, 0) for p in range(settings.partitions)])
+
+    def send(batch: list[GoodLine]) -> dict[str, float]:
+        sent = {}
+        for g in batch:
+            run_id = f"bench-{g.record.claim_id}"
+            sent[run_id] = time.perf_counter()
+            prod.produce(
+                topics.name("fnol.reported"),
+                key=run_id,
+                value=to_bytes(g.record),
+                partition=partition_for(run_id, settings.partitions),
+            )
+        prod.flush()
+        return sent
+
+    def wait(sent: dict[str, float], timeout: float = 120) -> dict[str, float]:
+        done: dict[str, float] = {}
+        deadline = time.perf_counter() + timeout
+        while len(done) < len(sent):
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"{len(sent) - len(done)} runs not decided")
+            for m in cons.consume(1000, 0.05):
+                if m.error():
+                    continue
+                _, d = decode(m.value() or b"")
+                if d["run_id"] in sent and d["run_id"] not in done:
+                    done[d["run_id"]] = time.perf_counter()
+        return {r: (done[r] - sent[r]) * 1000 for r in sent}
+
+    # Warm up: group joins and partition assignment happen here, not in the figures.
+    wait(send(claims(4, "warm")), timeout=60)
+    run_lat: list[float] = []
+    for g in claims(sequential, "seq"):
+        run_lat.extend(wait(send([g])).values())
+    t = time.perf_counter()
+    lat = wait(send(claims(inflight, "par")))
+    elapsed = time.perf_counter() - t
+    worker.stop()
+    worker.join(20)
+    return {
+        "run_p50_ms": pct(run_lat, 0.5),
+        "run_p99_ms": pct(run_lat, 0.99),
+        "step_p50_ms": pct(run_lat, 0.5) / STEPS,
+        "step_p99_ms": pct(run_lat, 0.99) / STEPS,
+        "steps_per_s": inflight * STEPS / elapsed,
+        "inflight_run_p50_ms": statistics.median(lat.values()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sequential", type=int, default=100, help="runs one at a time")
+    parser.add_argument("--inflight", type=int, default=1000, help="runs started together")
+    parser.add_argument("--raw", type=int, default=50_000, help="records for the raw throughput loop")
+    args = parser.parse_args()
+    import os
+
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    broker = None if external else EmbeddedBroker().start()
+    bootstrap = external or (broker.bootstrap_servers if broker else "")
+    try:
+        raw = raw_loop(bootstrap, args.raw, 500)
+        print(
+            f"raw kafka        round trip p50 {raw['rtt_p50_ms']:.2f} ms  p99 {raw['rtt_p99_ms']:.2f} ms  "
+            f"throughput {raw['msgs_per_s']:,.0f} msg/s"
+        )
+        for local in (False, True):
+            r = engine(bootstrap, local, args.sequential, args.inflight)
+            label = "engine (local)" if local else "engine (kafka)"
+            print(
+                f"{label:16} per step p50 {r['step_p50_ms']:.2f} ms  p99 {r['step_p99_ms']:.2f} ms  "
+                f"(run p50 {r['run_p50_ms']:.1f} ms, p99 {r['run_p99_ms']:.1f} ms)  "
+                f"{r['steps_per_s']:,.0f} steps/s with {args.inflight} runs in flight  "
+                f"| per step / raw round trip: {r['step_p50_ms'] / raw['rtt_p50_ms']:.1f}x"
+            )
+    finally:
+        if broker:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()

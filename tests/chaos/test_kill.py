@@ -1,0 +1,103 @@
+"""SIGKILL a worker while runs are in flight; a new worker finishes them, exactly once.
+
+Crash points (streams/chaos.py) kill the worker at exact moments of the
+orchestrator's write sequence and during a step; an external SIGKILL hits
+wherever the worker happens to be. After each: every run completes, no
+decision is on the decisions topic twice, every transition is in the journal
+once, and no step attempt is scheduled twice.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+
+import pytest
+
+from schemas.models import RunStatus
+from streams.config import Settings
+from streams.state import RunTable
+from streams.topics import Topics
+from tests.conftest import WorkerProcesses, wait_for
+from tests.helpers import assert_exactly_once, decisions, journal, produce, sample_claims
+
+SLOW = ("--workflow", "tests.workflows:SLOW")
+
+CRASH_POINTS = [
+    "executor.during_step",  # a step is running
+    "orchestrator.before_outputs",  # a result consumed and applied in memory, next command not written
+    "orchestrator.after_outputs",  # next commands / journal written, state not
+    "orchestrator.after_changelog",  # state written to the changelog, local RocksDB not
+    "orchestrator.before_commit",  # state written everywhere, input offsets not committed
+]
+
+
+def _all_decided(settings: Settings, run_ids: set[str]) -> bool:
+    return {d["run_id"] for d in decisions(settings)} >= run_ids
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_crash_point_loses_nothing(settings: Settings, workers: WorkerProcesses, point: str) -> None:
+    claims = sample_claims(24, prefix="K")
+    run_ids = {c.run_id for c in claims}
+    first = workers.start("a", *SLOW, env={"DURABLE_CRASH_AT": f"{point}:2", "TEST_STEP_DELAY_S": "0.05"})
+    produce(settings, claims)
+    wait_for(lambda: first.poll() is not None, 60, f"worker to die at {point}")
+    assert first.returncode == -signal.SIGKILL, workers.log("a")
+    assert not _all_decided(settings, run_ids), "the crash must hit while runs are in flight"
+
+    workers.start("a", *SLOW, env={"TEST_STEP_DELAY_S": "0.05"})  # same name: same local state dir
+    wait_for(lambda: _all_decided(settings, run_ids), 90, "every run to be decided after the restart")
+    assert_exactly_once(settings, run_ids)
+
+
+def test_sigkill_of_one_of_two_workers_mid_flight(settings: Settings, workers: WorkerProcesses) -> None:
+    claims = sample_claims(40, prefix="X")
+    run_ids = {c.run_id for c in claims}
+    env = {"TEST_STEP_DELAY_S": "0.3"}
+    a = workers.start("a", *SLOW, env=env)
+    workers.start("b", *SLOW, env=env)
+    produce(settings, claims)
+    wait_for(lambda: len(decisions(settings)) >= 3, 60, "the first decisions")
+    a.send_signal(signal.SIGKILL)
+    a.wait(10)
+    assert not _all_decided(settings, run_ids)
+    wait_for(lambda: _all_decided(settings, run_ids), 90, "the survivor to finish every run")
+    assert_exactly_once(settings, run_ids)
+
+
+def test_state_comes_back_from_the_changelog_when_rocksdb_is_deleted(
+    settings: Settings, workers: WorkerProcesses
+) -> None:
+    claims = sample_claims(12, prefix="R")
+    run_ids = {c.run_id for c in claims}
+    a = workers.start("a", *SLOW, env={"TEST_STEP_DELAY_S": "0.01"})
+    produce(settings, claims)
+    wait_for(lambda: _all_decided(settings, run_ids), 60, "the first runs")
+    a.send_signal(signal.SIGKILL)
+    a.wait(10)
+    state_dir = settings.state_dir / settings.namespace / "a"
+    assert state_dir.exists()
+    shutil.rmtree(state_dir)
+
+    b = workers.start("a", *SLOW, env={"TEST_STEP_DELAY_S": "0.01"})
+    # The same claims again: only a restored state knows these runs are done.
+    produce(settings, claims)
+    fresh = sample_claims(4, prefix="S")
+    produce(settings, fresh)
+    wait_for(lambda: _all_decided(settings, run_ids | {c.run_id for c in fresh}), 60, "the fresh runs")
+    b.send_signal(signal.SIGTERM)
+    assert b.wait(30) == 0, workers.log("a")
+    assert_exactly_once(settings, run_ids | {c.run_id for c in fresh})
+    started = [e for e in journal(settings) if e["kind"] == "RUN_STARTED" and e["run_id"] in run_ids]
+    assert len(started) == len(run_ids), "re-sent claims must not start new runs"
+
+    table = RunTable(state_dir, Topics(settings.namespace).run_changelog)
+    try:
+        from streams.kafka import partition_for
+
+        for run_id in run_ids:
+            state = table.get(partition_for(run_id, settings.partitions), run_id)
+            assert state is not None and state.status is RunStatus.COMPLETED, run_id
+    finally:
+        table.close()

@@ -1,0 +1,137 @@
+"""Shared fixtures: a real broker for the whole session, namespaces, workers, waits.
+
+The broker is the one named by ``KAFKA_BOOTSTRAP_SERVERS`` if set; else a
+testcontainers Kafka when ``DURABLE_TEST_BROKER=testcontainers`` and Docker is
+present; else the embedded Tansu broker, started here and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from confluent_kafka import TopicPartition
+
+from schemas import DecodeError, decode
+from streams.broker import EmbeddedBroker
+from streams.config import Settings
+from streams.kafka import read_to_end, reader
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session")
+def bootstrap() -> Iterator[str]:
+    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if env:
+        yield env
+        return
+    if os.environ.get("DURABLE_TEST_BROKER") == "testcontainers":
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as kafka:
+            yield kafka.get_bootstrap_server()
+        return
+    log = ROOT / ".durable" / "test-broker.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with EmbeddedBroker(log_path=str(log)) as broker:
+        yield broker.bootstrap_servers
+
+
+@pytest.fixture
+def settings(bootstrap: str, tmp_path: Path) -> Settings:
+    """A fresh namespace (its own topics and groups) for each test."""
+    return Settings(
+        bootstrap_servers=bootstrap,
+        namespace=f"t{uuid.uuid4().hex[:10]}",
+        partitions=4,
+        state_dir=tmp_path / "state",
+        worker_name="w0",
+    )
+
+
+def wait_for(condition: Callable[[], T | None], timeout_s: float, what: str, every_s: float = 0.1) -> T:
+    """Poll ``condition`` until it returns something truthy, or fail saying ``what`` never happened."""
+    deadline = time.monotonic() + timeout_s
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(every_s)  # polling interval of a deadline-bounded wait
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
+
+
+def read_topic(settings: Settings, topic: str) -> list[dict[str, Any]]:
+    """Every record currently in ``topic`` (all partitions, to their ends), decoded."""
+    c = reader(settings)
+    out: list[dict[str, Any]] = []
+    try:
+        meta = c.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return []
+        for msg in read_to_end(c, [TopicPartition(topic, p, 0) for p in sorted(meta.partitions)]):
+            try:
+                _, value = decode(msg.value() or b"")
+            except DecodeError as exc:
+                value = {"undecodable": str(exc)}
+            value["_partition"], value["_offset"] = msg.partition(), msg.offset()
+            out.append(value)
+    finally:
+        c.close()
+    return out
+
+
+class WorkerProcesses:
+    """``durable worker`` subprocesses of one test, killed at its end whatever happens."""
+
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--name", name, *args],
+            cwd=ROOT,
+            stdout=log,
+            stderr=log,
+            env={
+                **os.environ,
+                "KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers,
+                "DURABLE_NAMESPACE": self.settings.namespace,
+                "DURABLE_STATE_DIR": str(self.settings.state_dir),
+                "DURABLE_PARTITIONS": str(self.settings.partitions),
+                **(env or {}),
+            },
+        )
+        self.procs.append(proc)
+        return proc
+
+    def log(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+
+@pytest.fixture
+def workers(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcesses]:
+    procs = WorkerProcesses(settings, tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()

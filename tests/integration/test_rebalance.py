@@ -1,0 +1,30 @@
+"""Workers join and leave while claims flow: nothing is lost or doubled."""
+
+from __future__ import annotations
+
+import signal
+
+from streams.config import Settings
+from tests.conftest import WorkerProcesses, wait_for
+from tests.helpers import assert_exactly_once, decisions, produce, sample_claims
+
+
+def test_second_worker_joins_then_first_leaves(settings: Settings, workers: WorkerProcesses) -> None:
+    env = {"TEST_STEP_DELAY_S": "0.05"}
+    slow = ("--workflow", "tests.workflows:SLOW")
+    waves = [sample_claims(15, prefix=f"W{i}-") for i in range(3)]
+    decided = lambda n: len({d["run_id"] for d in decisions(settings)}) >= n  # noqa: E731
+
+    a = workers.start("a", *slow, env=env)
+    produce(settings, waves[0])
+    wait_for(lambda: decided(15), 60, "wave 1 on one worker")
+
+    workers.start("b", *slow, env=env)
+    produce(settings, waves[1])
+    wait_for(lambda: decided(30), 60, "wave 2 while b joins")
+
+    a.send_signal(signal.SIGTERM)
+    assert a.wait(30) == 0, workers.log("a")
+    produce(settings, waves[2])
+    wait_for(lambda: decided(45), 60, "wave 3 on b alone")
+    assert_exactly_once(settings, {c.run_id for wave in waves for c in wave})
