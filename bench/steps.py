@@ -24,17 +24,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import Consumer, Producer, TopicPartition
 
-from connectors.sources.fnol import GoodLine, parse_lines  # noqa: E402
-from processors.engine.transition import output_id  # noqa: E402
-from processors.engine.workflow import Step, StepContext, Workflow  # noqa: E402
-from schemas import decode, to_bytes  # noqa: E402
-from streams.broker import EmbeddedBroker  # noqa: E402
-from streams.config import Settings  # noqa: E402
-from streams.kafka import partition_for  # noqa: E402
-from streams.topics import Topics, ensure_topics  # noqa: E402
-from streams.worker import Worker  # noqa: E402
+from connectors.sources.fnol import GoodLine, parse_lines
+from processors.engine.transition import output_id
+from processors.engine.workflow import Step, StepContext, Workflow
+from schemas import decode, to_bytes
+from streams.broker import EmbeddedBroker
+from streams.config import Settings
+from streams.kafka import FETCH_WAIT_MS, partition_for, take
+from streams.topics import Topics, ensure_topics
+from streams.worker import Worker
 
 STEPS = 5
 SAMPLE = (Path(__file__).resolve().parent.parent / "connectors/samples/fnol.jsonl").read_text().splitlines()[0]
@@ -93,7 +93,7 @@ def raw_loop(bootstrap: str, n: int, seq: int) -> dict[str, float]:
             "bootstrap.servers": bootstrap,
             "group.id": topic,
             "log_level": 3,
-            "fetch.wait.max.ms": 20,
+            "fetch.wait.max.ms": FETCH_WAIT_MS,
             "enable.auto.commit": False,
         }
     )
@@ -104,7 +104,7 @@ def raw_loop(bootstrap: str, n: int, seq: int) -> dict[str, float]:
         p.produce(topic, b"x" * 100)
         p.flush()
         while True:
-            got = c.poll(1.0)
+            got = c.poll(1.0)  # poll returns as soon as one record is there
             if got is not None and not got.error():
                 break
         lat.append((time.perf_counter() - t) * 1000)
@@ -153,7 +153,7 @@ def engine(bootstrap: str, local: bool, sequential: int, inflight: int) -> dict[
             "bootstrap.servers": bootstrap,
             "group.id": f"{ns}-bench",
             "log_level": 3,
-            "fetch.wait.max.ms": 10,
+            "fetch.wait.max.ms": FETCH_WAIT_MS,
             "enable.auto.commit": False,
         }
     )
@@ -179,7 +179,7 @@ def engine(bootstrap: str, local: bool, sequential: int, inflight: int) -> dict[
         while len(done) < len(sent):
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"{len(sent) - len(done)} runs not decided")
-            for m in cons.consume(1000, 0.05):
+            for m in take(cons, 1000, 0.05):
                 if m.error():
                     continue
                 _, d = decode(m.value() or b"")

@@ -26,6 +26,7 @@ from streams import chaos, deadletters
 from streams.config import Settings
 from streams.kafka import consumer as make_consumer
 from streams.kafka import producer as make_producer
+from streams.kafka import take
 from streams.topics import Topics, ensure_topics
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ class Executor:
         consumer, producer = self._consumer, self._producer
         try:
             while not self.stop.is_set():
-                msgs = await loop.run_in_executor(None, consumer.consume, 200, 0.05)
+                msgs = await loop.run_in_executor(None, take, consumer, 200, 0.05)
                 for msg in msgs:
                     error = msg.error()
                     if error is not None:

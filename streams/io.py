@@ -13,7 +13,7 @@ from confluent_kafka import KafkaError, Message, TopicPartition
 from schemas import DecodeError, decode, from_bytes, to_bytes
 from schemas.models import FnolReported, JournalEvent
 from streams.config import Settings
-from streams.kafka import consumer, partition_for, producer, read_to_end, reader
+from streams.kafka import consumer, partition_for, producer, read_to_end, reader, take
 from streams.topics import Topics, ensure_topics
 
 
@@ -93,7 +93,7 @@ def follow(
         positions = dict.fromkeys(partitions, -1)
         last_new = time.monotonic()
         while True:
-            msgs = c.consume(500, 0.2)
+            msgs = take(c, 500, 0.2)
             for msg in msgs:
                 if msg.error():
                     continue

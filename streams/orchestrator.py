@@ -40,7 +40,7 @@ from streams import chaos, deadletters
 from streams.config import Settings
 from streams.kafka import consumer as make_consumer
 from streams.kafka import producer as make_producer
-from streams.kafka import read_to_end, reader
+from streams.kafka import read_to_end, reader, take
 from streams.state import RunTable
 from streams.topics import Topics, ensure_topics, topic_id
 
@@ -181,7 +181,7 @@ class Orchestrator:
             self.on_ready()
         try:
             while not self.stop.is_set():
-                msgs = self._consumer.consume(self.settings.max_batch, 0.1)
+                msgs = take(self._consumer, self.settings.max_batch, 0.1)
                 if msgs:
                     self._process(msgs)
         finally:

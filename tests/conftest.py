@@ -101,7 +101,7 @@ class WorkerProcesses:
     def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--name", name, *args],
+            [sys.executable, "-m", "streams.cli", "worker", "--name", name, "--verbose", *args],
             cwd=ROOT,
             stdout=log,
             stderr=log,

@@ -18,7 +18,7 @@ from schemas.models import RunStatus
 from streams.config import Settings
 from streams.state import RunTable
 from streams.topics import Topics
-from tests.conftest import WorkerProcesses, wait_for
+from tests.conftest import WorkerProcesses, read_topic, wait_for
 from tests.helpers import assert_exactly_once, decisions, journal, produce, sample_claims
 
 SLOW = ("--workflow", "tests.workflows:SLOW")
@@ -54,11 +54,12 @@ def test_crash_point_loses_nothing(settings: Settings, workers: WorkerProcesses,
 def test_sigkill_of_one_of_two_workers_mid_flight(settings: Settings, workers: WorkerProcesses) -> None:
     claims = sample_claims(40, prefix="X")
     run_ids = {c.run_id for c in claims}
-    env = {"TEST_STEP_DELAY_S": "0.3"}
+    env = {"TEST_STEP_DELAY_S": "1.0"}
     a = workers.start("a", *SLOW, env=env)
     workers.start("b", *SLOW, env=env)
     produce(settings, claims)
-    wait_for(lambda: len(decisions(settings)) >= 3, 60, "the first decisions")
+    results = Topics(settings.namespace).results
+    wait_for(lambda: len(read_topic(settings, results)) >= 10, 60, "the first step results")
     a.send_signal(signal.SIGKILL)
     a.wait(10)
     assert not _all_decided(settings, run_ids)
