@@ -116,14 +116,17 @@ class Orchestrator:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         assert self._table is not None
         new = sorted({tp.partition for tp in partitions} - self.owned)
+        if not new:
+            return
         committed = {
             (tp.topic, tp.partition): tp.offset
             for tp in consumer.committed([TopicPartition(t, p) for t in self.input_topics for p in new], timeout=30)
         }
+        restored = self._table.restore(self.settings, new)
+        guards = self._scan_written(new, committed)
         for p in new:
-            restored = self._table.restore(self.settings, p)
-            self.guard[p] = self._scan_written(p, committed)
-            log.info("partition %d assigned: %d states restored, %d ids guarded", p, restored, len(self.guard[p]))
+            self.guard[p] = guards[p]
+            log.info("partition %d assigned: %d states restored, %d ids guarded", p, restored[p], len(guards[p]))
         self.owned |= set(new)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -132,34 +135,41 @@ class Orchestrator:
             self.owned.discard(tp.partition)
             self.guard.pop(tp.partition, None)
 
-    def _scan_written(self, p: int, committed: dict[tuple[str, int], int]) -> set[str]:
-        """Ids we wrote to partition ``p`` for inputs whose offsets are not committed.
+    def _scan_written(self, partitions: list[int], committed: dict[tuple[str, int], int]) -> dict[int, set[str]]:
+        """Per partition, the ids we wrote for inputs whose offsets are not committed.
 
         Reads each output partition backwards in chunks until it reaches a
         record caused by an input that is committed: everything before that
-        was caused by committed inputs too, which will not come again.
+        was caused by committed inputs too, which will not come again. All
+        partitions of all output topics are read together, chunk by chunk.
         """
-        ids: set[str] = set()
+        ids: dict[int, set[str]] = {p: set() for p in partitions}
         scan = reader(self.settings)
         try:
+            bounds: dict[tuple[str, int], list[int]] = {}
             for topic in [*self.output_topics, self.topics.dead_letters]:
-                low, high = scan.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                start = high
-                while True:
-                    start = max(low, start - SCAN_CHUNK)
-                    reached_committed = False
-                    for msg in read_to_end(scan, [TopicPartition(topic, p, start)]):
-                        src = _header(msg, "src")
-                        mid = _header(msg, "id")
-                        if src is None or mid is None:
-                            continue
-                        src_topic, src_part, src_off = src.rsplit(":", 2)
-                        if int(src_off) < committed.get((src_topic, int(src_part)), -1):
-                            reached_committed = True
-                        else:
-                            ids.add(mid)
-                    if reached_committed or start <= low:
-                        break
+                for p in partitions:
+                    low, high = scan.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                    bounds[(topic, p)] = [low, high]
+            pending = [key for key, (low, high) in bounds.items() if high > low]
+            while pending:
+                starts = []
+                for topic, p in pending:
+                    low, end = bounds[(topic, p)]
+                    start = max(low, end - SCAN_CHUNK)
+                    bounds[(topic, p)][1] = start
+                    starts.append(TopicPartition(topic, p, start))
+                reached: set[tuple[str, int]] = set()
+                for msg in read_to_end(scan, starts):
+                    src, mid = _header(msg, "src"), _header(msg, "id")
+                    if src is None or mid is None:
+                        continue
+                    src_topic, src_part, src_off = src.rsplit(":", 2)
+                    if int(src_off) < committed.get((src_topic, int(src_part)), -1):
+                        reached.add((msg.topic() or "", msg.partition() or 0))
+                    else:
+                        ids[msg.partition() or 0].add(mid)
+                pending = [k for k in pending if k not in reached and bounds[k][1] > bounds[k][0]]
         finally:
             scan.close()
         return ids

@@ -89,17 +89,25 @@ class RunTable:
         batch.put(_offset_key(partition), str(next_offset).encode())
         self._db.write(batch)
 
-    def restore(self, settings: Settings, partition: int, timeout_s: float = 120.0) -> int:
-        """Apply the changelog from our applied offset to its end; returns records applied."""
-        start = self.applied_offset(partition)
+    def restore(self, settings: Settings, partitions: list[int], timeout_s: float = 120.0) -> dict[int, int]:
+        """Apply the changelog of ``partitions`` from our applied offsets to their ends.
+
+        Returns the number of records applied per partition. All partitions
+        are read in one pass, so taking over many costs about as much as one.
+        """
         consumer = reader(settings)
-        applied = 0
+        applied = dict.fromkeys(partitions, 0)
         try:
-            low, _ = consumer.get_watermark_offsets(TopicPartition(self.changelog_topic, partition), timeout=10)
-            position = max(start, low)
-            batch: dict[str, bytes] = {}
-            for msg in read_to_end(consumer, [TopicPartition(self.changelog_topic, partition, position)], timeout_s):
-                position = (msg.offset() or 0) + 1
+            starts: list[TopicPartition] = []
+            position: dict[int, int] = {}
+            for p in partitions:
+                low, _ = consumer.get_watermark_offsets(TopicPartition(self.changelog_topic, p), timeout=10)
+                position[p] = max(self.applied_offset(p), low)
+                starts.append(TopicPartition(self.changelog_topic, p, position[p]))
+            pending: dict[int, dict[str, bytes]] = {p: {} for p in partitions}
+            for msg in read_to_end(consumer, starts, timeout_s):
+                p = msg.partition() or 0
+                position[p] = (msg.offset() or 0) + 1
                 key, value = msg.key(), msg.value()
                 if key is None or value is None:
                     continue
@@ -108,16 +116,16 @@ class RunTable:
                 except DecodeError as exc:
                     # A changelog record we cannot read would be lost state: stop loudly.
                     raise RuntimeError(
-                        f"unreadable changelog record {self.changelog_topic}[{partition}]@{msg.offset()}: {exc}"
+                        f"unreadable changelog record {self.changelog_topic}[{p}]@{msg.offset()}: {exc}"
                     ) from exc
-                batch[key.decode()] = value
-                applied += 1
-                if len(batch) >= 1000:
-                    self.write(partition, batch, position)
-                    batch = {}
-            if batch or position > start:
-                self.write(partition, batch, position)
-            log.info("restored %s[%d]: %d records, now at %d", self.changelog_topic, partition, applied, position)
+                pending[p][key.decode()] = value
+                applied[p] += 1
+                if len(pending[p]) >= 1000:
+                    self.write(p, pending[p], position[p])
+                    pending[p] = {}
+            for p in partitions:
+                self.write(p, pending[p], position[p])
+                log.info("restored %s[%d]: %d records, now at %d", self.changelog_topic, p, applied[p], position[p])
             return applied
         finally:
             consumer.close()
