@@ -32,7 +32,7 @@ from processors.engine.workflow import Step, StepContext, Workflow
 from schemas import decode, to_bytes
 from streams.broker import EmbeddedBroker
 from streams.config import Settings
-from streams.kafka import FETCH_WAIT_MS, partition_for, take
+from streams.kafka import LOW_LATENCY_FETCH_WAIT_MS, LOW_LATENCY_SLICE_S, partition_for, take
 from streams.topics import Topics, ensure_topics
 from streams.worker import Worker
 
@@ -93,7 +93,7 @@ def raw_loop(bootstrap: str, n: int, seq: int) -> dict[str, float]:
             "bootstrap.servers": bootstrap,
             "group.id": topic,
             "log_level": 3,
-            "fetch.wait.max.ms": FETCH_WAIT_MS,
+            "fetch.wait.max.ms": LOW_LATENCY_FETCH_WAIT_MS,
             "enable.auto.commit": False,
         }
     )
@@ -138,10 +138,14 @@ def claims(n: int, tag: str) -> list[GoodLine]:
     return out
 
 
-def engine(bootstrap: str, local: bool, sequential: int, inflight: int) -> dict[str, float]:
+def engine(bootstrap: str, local: bool, low_latency: bool, sequential: int, inflight: int) -> dict[str, float]:
     ns = f"bench{uuid.uuid4().hex[:6]}"
     settings = Settings(
-        bootstrap_servers=bootstrap, namespace=ns, state_dir=Path(f".durable/bench/{ns}"), worker_name="bench"
+        bootstrap_servers=bootstrap,
+        namespace=ns,
+        state_dir=Path(f".durable/bench/{ns}"),
+        worker_name="bench",
+        low_latency=low_latency,
     )
     wf = saga(local)
     topics = Topics(ns)
@@ -153,7 +157,7 @@ def engine(bootstrap: str, local: bool, sequential: int, inflight: int) -> dict[
             "bootstrap.servers": bootstrap,
             "group.id": f"{ns}-bench",
             "log_level": 3,
-            "fetch.wait.max.ms": FETCH_WAIT_MS,
+            "fetch.wait.max.ms": LOW_LATENCY_FETCH_WAIT_MS,
             "enable.auto.commit": False,
         }
     )
@@ -179,7 +183,7 @@ def engine(bootstrap: str, local: bool, sequential: int, inflight: int) -> dict[
         while len(done) < len(sent):
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"{len(sent) - len(done)} runs not decided")
-            for m in take(cons, 1000, 0.05):
+            for m in take(cons, 1000, 0.05, LOW_LATENCY_SLICE_S):
                 if m.error():
                     continue
                 _, d = decode(m.value() or b"")
@@ -221,14 +225,14 @@ def main() -> None:
     try:
         raw = raw_loop(bootstrap, args.raw, 500)
         print(
-            f"raw kafka        round trip p50 {raw['rtt_p50_ms']:.2f} ms  p99 {raw['rtt_p99_ms']:.2f} ms  "
+            f"raw kafka (fetch wait {LOW_LATENCY_FETCH_WAIT_MS} ms)  round trip p50 {raw['rtt_p50_ms']:.2f} ms  p99 {raw['rtt_p99_ms']:.2f} ms  "
             f"throughput {raw['msgs_per_s']:,.0f} msg/s"
         )
-        for local in (False, True):
-            r = engine(bootstrap, local, args.sequential, args.inflight)
-            label = "engine (local)" if local else "engine (kafka)"
+        for local, low_latency in ((False, False), (True, False), (False, True), (True, True)):
+            r = engine(bootstrap, local, low_latency, args.sequential, args.inflight)
+            label = f"{'local' if local else 'kafka'} steps{', low latency' if low_latency else ''}"
             print(
-                f"{label:16} per step p50 {r['step_p50_ms']:.2f} ms  p99 {r['step_p99_ms']:.2f} ms  "
+                f"{label:29} per step p50 {r['step_p50_ms']:.2f} ms  p99 {r['step_p99_ms']:.2f} ms  "
                 f"(run p50 {r['run_p50_ms']:.1f} ms, p99 {r['run_p99_ms']:.1f} ms)  "
                 f"{r['steps_per_s']:,.0f} steps/s with {args.inflight} runs in flight  "
                 f"| per step / raw round trip: {r['step_p50_ms'] / raw['rtt_p50_ms']:.1f}x"

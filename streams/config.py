@@ -30,6 +30,10 @@ class Settings:
     heartbeat_interval_ms: int = 1000
     max_batch: int = 500
     executor_concurrency: int = 256
+    # Short fetch waits and consume slices: ~9 ms per step over Kafka instead of
+    # ~300 ms on the embedded broker, but they make its wedged-group bug easier
+    # to hit (notes/broker-facts.md). Off by default; bench/steps.py measures both.
+    low_latency: bool = False
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -38,6 +42,7 @@ class Settings:
             namespace=os.environ.get("DURABLE_NAMESPACE", "main"),
             partitions=_env_int("DURABLE_PARTITIONS", 4),
             state_dir=Path(os.environ.get("DURABLE_STATE_DIR", ".durable/state")),
+            low_latency=os.environ.get("DURABLE_LOW_LATENCY", "") == "1",
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(base, **clean)  # type: ignore[arg-type]

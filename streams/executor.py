@@ -24,9 +24,9 @@ from schemas import DecodeError, from_bytes, to_bytes
 from schemas.models import StepCommand, StepError
 from streams import chaos, deadletters
 from streams.config import Settings
+from streams.kafka import LOW_LATENCY_SLICE_S, take
 from streams.kafka import consumer as make_consumer
 from streams.kafka import producer as make_producer
-from streams.kafka import take
 from streams.topics import Topics, ensure_topics
 
 log = logging.getLogger(__name__)
@@ -110,9 +110,10 @@ class Executor:
         loop = asyncio.get_running_loop()
         last_commit = time.monotonic()
         consumer, producer = self._consumer, self._producer
+        slice_s = LOW_LATENCY_SLICE_S if self.settings.low_latency else None
         try:
             while not self.stop.is_set():
-                msgs = await loop.run_in_executor(None, take, consumer, 200, 0.05)
+                msgs = await loop.run_in_executor(None, take, consumer, 200, 0.05, slice_s)
                 for msg in msgs:
                     error = msg.error()
                     if error is not None:

@@ -10,22 +10,29 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from streams.config import Settings
 
-# Readers (no group) only: Tansu answers an empty fetch when this wait is over.
-FETCH_WAIT_MS = 10
+# Tansu answers an empty fetch only when this wait is over (notes/broker-facts.md).
+FETCH_WAIT_MS = 10  # readers without a group
+LOW_LATENCY_FETCH_WAIT_MS = 2  # group consumers with Settings.low_latency
+LOW_LATENCY_SLICE_S = 0.002
 
 
-def take(c: Consumer, max_records: int, timeout_s: float) -> list[Message]:
+def take(c: Consumer, max_records: int, timeout_s: float, slice_s: float | None = None) -> list[Message]:
     """Up to ``max_records`` records within ``timeout_s``.
 
     librdkafka's ``consume(n, timeout)`` waits for all ``n`` records or the
-    whole timeout, so under light load the timeout lands on every hop. Shorter
-    waits (2 ms slices, a 2-10 ms fetch wait) cut a step from ~300 ms to
-    ~9 ms in bench/steps.py, but left a surviving group member without a new
-    assignment after another member left (notes/broker-facts.md); until that is
-    understood, group consumers keep the settings the kill tests passed with.
+    whole timeout, so under light load the timeout lands on every hop. With
+    ``slice_s`` we ask in short slices and return as soon as one brings
+    something (Settings.low_latency; see notes/broker-facts.md for why it is
+    not the default on the embedded broker).
     """
-    msgs: list[Message] = c.consume(max_records, timeout_s)
-    return msgs
+    if slice_s is None:
+        msgs: list[Message] = c.consume(max_records, timeout_s)
+        return msgs
+    deadline = time.monotonic() + timeout_s
+    while True:
+        ready: list[Message] = c.consume(max_records, slice_s)
+        if ready or time.monotonic() >= deadline:
+            return ready
 
 
 def murmur2_partition(key: bytes, partitions: int) -> int:
@@ -95,6 +102,7 @@ def consumer(settings: Settings, group: str, **extra: Any) -> Consumer:
             "max.poll.interval.ms": 300_000,
             "partition.assignment.strategy": "range",
             "log_level": 3,
+            **({"fetch.wait.max.ms": LOW_LATENCY_FETCH_WAIT_MS} if settings.low_latency else {}),
             **extra,
         }
     )

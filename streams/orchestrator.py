@@ -38,9 +38,9 @@ from schemas import DecodeError, decode, encode, from_bytes, to_bytes
 from schemas.models import JournalEvent, RunState, StepCommand, StepResult
 from streams import chaos, deadletters
 from streams.config import Settings
+from streams.kafka import LOW_LATENCY_SLICE_S, read_to_end, reader, take
 from streams.kafka import consumer as make_consumer
 from streams.kafka import producer as make_producer
-from streams.kafka import read_to_end, reader, take
 from streams.state import RunTable
 from streams.topics import Topics, ensure_topics, topic_id
 
@@ -97,6 +97,7 @@ class Orchestrator:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._table: RunTable | None = None
+        self._slice = LOW_LATENCY_SLICE_S if settings.low_latency else None
 
     # -- topics ----------------------------------------------------------------
 
@@ -191,7 +192,7 @@ class Orchestrator:
             self.on_ready()
         try:
             while not self.stop.is_set():
-                msgs = take(self._consumer, self.settings.max_batch, 0.1)
+                msgs = take(self._consumer, self.settings.max_batch, 0.1, self._slice)
                 if msgs:
                     self._process(msgs)
         finally:
