@@ -89,6 +89,11 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     @property
+    def exited(self) -> bool:
+        """True once the broker process has stopped (or was never started)."""
+        return self._proc is None or self._proc.poll() is not None
+
+    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 

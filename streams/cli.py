@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime
@@ -72,7 +73,7 @@ def broker(port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free 
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         while not stop.wait(0.5):
-            if b._proc is not None and b._proc.poll() is not None:
+            if b.exited:
                 err.print("[red]broker exited[/red]")
                 raise typer.Exit(1)
     except KeyboardInterrupt:
@@ -198,8 +199,9 @@ def demo(
     b = None if external else EmbeddedBroker().start()
     bootstrap = external or (b.bootstrap_servers if b else "")
     ns = f"demo{int(time.time())}"
+    state_dir = tempfile.TemporaryDirectory(prefix="durable-demo-")
     settings = Settings.from_env(
-        namespace=ns, bootstrap_servers=bootstrap, worker_name="demo", state_dir=Path(".durable/demo-state")
+        namespace=ns, bootstrap_servers=bootstrap, worker_name="demo", state_dir=Path(state_dir.name)
     )
     err.print(
         f"broker {bootstrap} ({'external' if external else 'embedded'}) up in {time.monotonic() - t0:.1f}s; namespace {ns}"
@@ -249,6 +251,7 @@ def demo(
         w.join(15)
         if b:
             b.stop()
+        state_dir.cleanup()
 
 
 def _env_broker() -> bool:
