@@ -46,7 +46,8 @@ class SchemaVersion:
     path: Path
 
 
-def _load(path: Path) -> SchemaVersion:
+def load_version(path: Path) -> SchemaVersion:
+    """Parse one ``.avsc`` file and compute its fingerprint."""
     parsed: dict[str, Any] = parse_schema(json.loads(path.read_text()), _write_hint=False, _force=True)  # type: ignore[assignment]
     canonical = to_parsing_canonical_form(parsed)
     # fastavro gives the spec's byte order already: little-endian, as the header wants.
@@ -60,12 +61,12 @@ def catalogue() -> tuple[dict[str, SchemaVersion], dict[bytes, SchemaVersion]]:
     current: dict[str, SchemaVersion] = {}
     by_fp: dict[bytes, SchemaVersion] = {}
     for path in sorted(SCHEMA_DIR.glob("*.avsc")):
-        version = _load(path)
+        version = load_version(path)
         current[version.name] = version
         by_fp[version.fingerprint] = version
     if VERSIONS_DIR.is_dir():
         for path in sorted(VERSIONS_DIR.glob("*.avsc")):
-            version = _load(path)
+            version = load_version(path)
             by_fp.setdefault(version.fingerprint, version)
     return current, by_fp
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import io
-import json
 import random
 import sys
 from collections.abc import Iterator, Sequence
@@ -33,10 +32,10 @@ from pathlib import Path
 from typing import Any, cast
 
 import fastavro
-from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+from fastavro.schema import parse_schema
 from fastavro.utils import generate_many
 
-from schemas.codec import SCHEMA_DIR, VERSIONS_DIR
+from schemas.codec import SCHEMA_DIR, VERSIONS_DIR, load_version
 
 SAMPLES = 100
 SEED = 20261127
@@ -75,14 +74,10 @@ def parse(schema: dict[str, Any]) -> dict[str, Any]:
     return cast(dict[str, Any], parse_schema(copy.deepcopy(schema), _write_hint=False, _force=True))
 
 
-def fingerprint_hex(schema: dict[str, Any]) -> str:
-    """The CRC-64-AVRO fingerprint of ``schema`` (raw or parsed), header byte order, as hex."""
-    return str(fingerprint(to_parsing_canonical_form(parse(schema)), "CRC-64-AVRO"))
-
-
 def load(path: Path) -> Version:
-    parsed = parse(json.loads(path.read_text()))
-    return Version(parsed["name"], fingerprint_hex(parsed), parsed, path)
+    # The codec parses and fingerprints; the registry names versions by the hex.
+    version = load_version(path)
+    return Version(version.name, version.fingerprint.hex(), version.parsed, path)
 
 
 def current(schema_dir: Path | None = None) -> dict[str, Version]:

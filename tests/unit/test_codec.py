@@ -264,7 +264,7 @@ def test_a_record_written_with_an_older_published_version_decodes_into_the_curre
     current = json.loads((codec.SCHEMA_DIR / "step_result.avsc").read_text())
     old = dict(current, fields=[f for f in current["fields"] if f["name"] != "worker"])
     (versions_dir / "StepResult.old.avsc").write_text(json.dumps(old))
-    old_version = codec._load(versions_dir / "StepResult.old.avsc")
+    old_version = codec.load_version(versions_dir / "StepResult.old.avsc")
     record = {
         "command_id": "r/a/1",
         "run_id": "r",
@@ -290,7 +290,7 @@ def test_without_its_published_version_an_old_record_is_unknown(versions_dir: Pa
     old = dict(current, fields=[f for f in current["fields"] if f["name"] != "worker"])
     path = versions_dir / "StepResult.old.avsc"
     path.write_text(json.dumps(old))
-    fp = codec._load(path).fingerprint
+    fp = codec.load_version(path).fingerprint
     path.unlink()
     codec.catalogue.cache_clear()
     with pytest.raises(UnknownSchemaError):
