@@ -14,7 +14,6 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -78,17 +77,18 @@ class Executor:
         settings: Settings,
         workflows: list[Workflow],
         stop: threading.Event,
-        on_ready: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.topics = Topics(settings.namespace)
         self.workflows = {wf.name: wf for wf in workflows}
         self.stop = stop
-        self.on_ready = on_ready
         self.tracker = OffsetTracker()
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self.failure: BaseException | None = None
+
+    def _on_assign(self, _c: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("executor now runs commands from partitions %s", sorted(tp.partition for tp in partitions))
 
     def _on_revoke(self, _c: Consumer, partitions: list[TopicPartition]) -> None:
         # Unfinished commands of a lost partition will be re-run by its new owner.
@@ -102,9 +102,9 @@ class Executor:
         ensure_topics(self.settings, [self.topics.commands, self.topics.results, self.topics.dead_letters])
         self._consumer = make_consumer(self.settings, self.topics.executor_group)
         self._producer = make_producer(self.settings)
-        self._consumer.subscribe([self.topics.commands], on_revoke=self._on_revoke, on_lost=self._on_revoke)
-        if self.on_ready:
-            self.on_ready()
+        self._consumer.subscribe(
+            [self.topics.commands], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+        )
         slots = asyncio.Semaphore(self.settings.executor_concurrency)
         tasks: set[asyncio.Task[None]] = set()
         loop = asyncio.get_running_loop()

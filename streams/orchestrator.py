@@ -71,7 +71,6 @@ class _Batch:
 
     states: dict[tuple[int, str], RunState] = field(default_factory=dict)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
 
 
 class Orchestrator:
@@ -82,7 +81,6 @@ class Orchestrator:
         settings: Settings,
         workflows: list[Workflow],
         stop: threading.Event,
-        on_ready: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.topics = Topics(settings.namespace)
@@ -90,7 +88,6 @@ class Orchestrator:
         self.by_input = {self.topics.name(wf.input_topic): wf for wf in workflows}
         self.output_topic = {wf.name: self.topics.name(wf.output_topic) for wf in workflows}
         self.stop = stop
-        self.on_ready = on_ready
         self.owned: set[int] = set()
         self.guard: dict[int, set[str]] = {}
         self._loop = asyncio.new_event_loop()  # for steps declared local
@@ -188,8 +185,6 @@ class Orchestrator:
         self._consumer.subscribe(
             self.input_topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
         )
-        if self.on_ready:
-            self.on_ready()
         try:
             while not self.stop.is_set():
                 msgs = take(self._consumer, self.settings.max_batch, 0.1, self._slice)
