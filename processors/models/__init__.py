@@ -1,0 +1,63 @@
+"""Model clients: the ``ModelClient`` protocol, a local deterministic simulation and an OpenAI-compatible HTTP client.
+
+``client_from_env()`` picks one: the OpenAI-compatible client when
+``DURABLE_MODEL_BASE_URL`` is set, else the local simulation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from processors.models.client import (
+    Message,
+    ModelBadResponse,
+    ModelClient,
+    ModelConfigError,
+    ModelError,
+    ModelRateLimited,
+    ModelRejected,
+    ModelRequest,
+    ModelResponse,
+    ModelTimeout,
+    ModelUnavailable,
+    estimate_tokens,
+)
+from processors.models.local import DEFAULT_PROFILE, FNOL_PROFILES, LocalModel, PurposeProfile
+from processors.models.openai_compat import OpenAICompatibleClient
+from processors.models.prices import DEFAULT_PRICES, SIMULATED_MODEL, Price, PriceTable, UnknownModelPrice, cost
+
+__all__ = [
+    "DEFAULT_PRICES",
+    "DEFAULT_PROFILE",
+    "FNOL_PROFILES",
+    "SIMULATED_MODEL",
+    "LocalModel",
+    "Message",
+    "ModelBadResponse",
+    "ModelClient",
+    "ModelConfigError",
+    "ModelError",
+    "ModelRateLimited",
+    "ModelRejected",
+    "ModelRequest",
+    "ModelResponse",
+    "ModelTimeout",
+    "ModelUnavailable",
+    "OpenAICompatibleClient",
+    "Price",
+    "PriceTable",
+    "PurposeProfile",
+    "UnknownModelPrice",
+    "client_from_env",
+    "cost",
+    "estimate_tokens",
+]
+
+
+def client_from_env(env: Mapping[str, str] | None = None) -> ModelClient:
+    """The OpenAI-compatible client if ``DURABLE_MODEL_BASE_URL`` is set, else ``LocalModel`` (the simulation)."""
+    env = os.environ if env is None else env
+    if env.get("DURABLE_MODEL_BASE_URL"):
+        return OpenAICompatibleClient.from_env(env)
+    return LocalModel(prices=PriceTable.from_env(env))
