@@ -27,8 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connectors.sources.fnol import GoodLine, parse_lines
-from processors.engine.transition import output_id
-from processors.engine.workflow import Step, StepContext, Workflow
+from processors.engine.workflow import RunFailure, RunResult, Step, StepContext, Workflow
 from schemas import decode, to_bytes
 from streams.broker import EmbeddedBroker
 from streams.config import Settings
@@ -44,12 +43,12 @@ def trivial(ctx: StepContext) -> dict[str, Any]:
     return {"i": len(ctx.deps)}
 
 
-def _result(run_id: str, inp: Any, outputs: Any, at_ms: int) -> dict[str, Any]:
+def _result(run: RunResult) -> dict[str, Any]:
     return {
-        "decision_id": output_id(run_id),
-        "claim_id": inp["claim_id"],
-        "tenant_id": inp["tenant_id"],
-        "run_id": run_id,
+        "decision_id": run.output_id,
+        "claim_id": run.input["claim_id"],
+        "tenant_id": run.input["tenant_id"],
+        "run_id": run.run_id,
         "status": "ROUTED",
         "queue": "bench",
         "severity": "LOW",
@@ -57,8 +56,13 @@ def _result(run_id: str, inp: Any, outputs: Any, at_ms: int) -> dict[str, Any]:
         "currency": "GBP",
         "documents_requested": [],
         "reasons": [],
-        "decided_at_ms": at_ms,
+        "decided_at_ms": run.at_ms,
     }
+
+
+def _failed(failure: RunFailure) -> dict[str, Any]:
+    run = RunResult(failure.run_id, failure.input, {}, failure.at_ms, failure.output_id, failure.generation)
+    return {**_result(run), "status": "FAILED"}
 
 
 def saga(local: bool) -> Workflow:
@@ -74,7 +78,7 @@ def saga(local: bool) -> Workflow:
         output_schema="durable.fnol.RoutedDecision",
         run_id_of=lambda r: f"bench-{r['claim_id']}",
         result=_result,
-        on_failure=lambda run_id, inp, reason, at: {**_result(run_id, inp, {}, at), "status": "FAILED"},
+        on_failure=_failed,
     )
 
 

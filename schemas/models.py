@@ -79,6 +79,7 @@ class StepCommand(_Record):
     input_json: str
     scheduled_at_ms: int
     timeout_ms: int
+    action: str = "run"
 
 
 class StepError(_Record):
@@ -101,6 +102,7 @@ class StepResult(_Record):
     started_at_ms: int
     finished_at_ms: int
     worker: str = ""
+    action: str = "run"
 
 
 class JournalKind(StrEnum):
@@ -110,6 +112,17 @@ class JournalKind(StrEnum):
     STEP_FAILED = "STEP_FAILED"
     RUN_COMPLETED = "RUN_COMPLETED"
     RUN_FAILED = "RUN_FAILED"
+    STEP_RETRY_WAITING = "STEP_RETRY_WAITING"
+    STEP_DEAD_LETTERED = "STEP_DEAD_LETTERED"
+    STEP_CANCELLED = "STEP_CANCELLED"
+    COMPENSATION_SCHEDULED = "COMPENSATION_SCHEDULED"
+    COMPENSATION_SUCCEEDED = "COMPENSATION_SUCCEEDED"
+    COMPENSATION_FAILED = "COMPENSATION_FAILED"
+    COMPENSATION_RETRY_WAITING = "COMPENSATION_RETRY_WAITING"
+    COMPENSATION_DEAD_LETTERED = "COMPENSATION_DEAD_LETTERED"
+    RUN_COMPENSATING = "RUN_COMPENSATING"
+    RUN_COMPENSATED = "RUN_COMPENSATED"
+    RUN_REDRIVEN = "RUN_REDRIVEN"
 
 
 class JournalEvent(_Record):
@@ -157,6 +170,24 @@ class DeadLetter(_Record):
     payload: bytes
     payload_truncated: bool = False
     at_ms: int
+    kind: str = "record"
+    workflow: str | None = None
+    attempt: int | None = None
+    input_json: str | None = None
+    attempts_json: str | None = None
+
+
+class RunControl(_Record):
+    """An operator's request about one run (``action``: ``redrive``)."""
+
+    control_id: str
+    run_id: str
+    workflow: str
+    action: str
+    step: str | None = None
+    dead_letter_id: str | None = None
+    requested_at_ms: int
+    requested_by: str = ""
 
 
 class StepStatus(StrEnum):
@@ -164,12 +195,34 @@ class StepStatus(StrEnum):
     SCHEDULED = "SCHEDULED"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+    WAITING = "WAITING"
+    CANCELLED = "CANCELLED"
+    COMPENSATING = "COMPENSATING"
+    COMPENSATION_WAITING = "COMPENSATION_WAITING"
+    COMPENSATED = "COMPENSATED"
+    COMPENSATION_FAILED = "COMPENSATION_FAILED"
 
 
 class RunStatus(StrEnum):
     RUNNING = "RUNNING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
+    COMPENSATING = "COMPENSATING"
+    COMPENSATED = "COMPENSATED"
+
+
+class AttemptFailure(_Record):
+    """One failed attempt of a step or of its compensation, kept for the dead letter."""
+
+    action: str
+    attempt: int
+    type: str
+    message: str
+    traceback: str
+    retryable: bool
+    started_at_ms: int
+    finished_at_ms: int
+    worker: str
 
 
 class StepState(_Record):
@@ -178,6 +231,10 @@ class StepState(_Record):
     attempt: int = 0
     output_json: str | None = None
     error_json: str | None = None
+    due_at_ms: int | None = None
+    completed_seq: int | None = None
+    comp_attempt: int = 0
+    failures: list[AttemptFailure] = Field(default_factory=list)
 
 
 class RunState(_Record):
@@ -191,6 +248,8 @@ class RunState(_Record):
     started_at_ms: int
     updated_at_ms: int
     steps: list[StepState]
+    generation: int = 0
+    failure_json: str | None = None
 
 
 SCHEMA_OF: dict[type[BaseModel], str] = {
@@ -201,4 +260,5 @@ SCHEMA_OF: dict[type[BaseModel], str] = {
     JournalEvent: "durable.engine.JournalEvent",
     DeadLetter: "durable.engine.DeadLetter",
     RunState: "durable.engine.RunState",
+    RunControl: "durable.engine.RunControl",
 }

@@ -5,6 +5,7 @@ Points: ``orchestrator.before_outputs`` (inputs applied in memory, nothing writt
 ``orchestrator.after_outputs`` (commands/journal/decisions acknowledged, changelog not),
 ``orchestrator.after_changelog`` (state acknowledged, local RocksDB not written),
 ``orchestrator.before_commit`` (local state written, input offsets not committed),
+``orchestrator.after_timer_outputs`` (a batch that fired due retries wrote their commands, not their state),
 ``executor.during_step`` (a step handler is running).
 """
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import json
 import logging
 import sys
 import tempfile
@@ -17,21 +19,27 @@ from rich.table import Table
 
 from connectors.sources.fnol import BadLine, GoodLine, parse_lines
 from processors.fnol.workflow import DECISIONS_TOPIC, INPUT_TOPIC
-from streams import discovery
+from schemas import DecodeError, decode
+from schemas.models import JournalEvent, JournalKind
+from streams import discovery, dlq
 from streams.broker import BrokerStartError, EmbeddedBroker
 from streams.config import Settings
 from streams.io import dumps, follow, produce_reports, run_journal
+from streams.io import journals as io_journals
 from streams.topics import Topics
 from streams.worker import DEFAULT_WORKFLOWS, Role, Worker, load_workflows
 
 app = typer.Typer(help="Durable execution on Kafka: FNOL claims sagas that survive restarts.", no_args_is_help=True)
 produce_app = typer.Typer(help="Produce records onto the engine's input topics.", no_args_is_help=True)
 consume_app = typer.Typer(help="Read the engine's output topics.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Dead letters: list them, show one, redrive runs from them.", no_args_is_help=True)
 app.add_typer(produce_app, name="produce")
 app.add_typer(consume_app, name="consume")
+app.add_typer(dlq_app, name="dlq")
 
 err = Console(stderr=True)
-out = Console()
+# Piped output (scripts, tests) gets whole lines, not a table folded to 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 240)
 
 NamespaceOpt = Annotated[
     str | None, typer.Option("--namespace", "-n", help="Topic namespace (default: $DURABLE_NAMESPACE or 'main').")
@@ -168,26 +176,190 @@ def status(run_id: str, namespace: NamespaceOpt = None) -> None:
     table = Table(title=f"run {run_id}")
     for col in ("seq", "+ms", "event", "step", "attempt"):
         table.add_column(col)
-    state = "RUNNING"
     for e in events:
         table.add_row(
             str(e.seq), str(e.at_ms - t0), e.kind.value, e.step or "", "" if e.attempt is None else str(e.attempt)
         )
-        if e.kind.value in ("RUN_COMPLETED", "RUN_FAILED"):
-            state = e.kind.value.removeprefix("RUN_")
+    state = _run_status(events)
     out.print(table)
     started = datetime.fromtimestamp(t0 / 1000, UTC).isoformat(timespec="milliseconds")
     out.print(f"state: [bold]{state}[/bold]  started {started}  last event +{events[-1].at_ms - t0} ms")
+
+
+_RUN_STATUS = {
+    JournalKind.RUN_STARTED: "RUNNING",
+    JournalKind.RUN_REDRIVEN: "RUNNING",
+    JournalKind.RUN_COMPENSATING: "COMPENSATING",
+    JournalKind.RUN_COMPLETED: "COMPLETED",
+    JournalKind.RUN_FAILED: "FAILED",
+    JournalKind.RUN_COMPENSATED: "COMPENSATED",
+}
+
+
+def _run_status(events: list[JournalEvent]) -> str:
+    """The run's status after its last run-level event."""
+    state = "UNKNOWN"
+    for e in events:
+        state = _RUN_STATUS.get(e.kind, state)
+    return state
+
+
+def _age(at_ms: int) -> str:
+    seconds = max(0.0, time.time() - at_ms / 1000)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+@dlq_app.command("list")
+def dlq_list(
+    namespace: NamespaceOpt = None,
+    step: Annotated[str | None, typer.Option(help="Only letters of this step.")] = None,
+    open_only: Annotated[bool, typer.Option("--open", help="Hide letters already redriven.")] = False,
+) -> None:
+    """A table of dead letters: id, run, step, error, attempts, age, status."""
+    settings = _settings(namespace)
+    entries = [
+        e
+        for e in dlq.letters(settings)
+        if (step is None or e.letter.step == step) and not (open_only and e.redrive is not None)
+    ]
+    table = Table(title=f"dead letters in {settings.namespace}")
+    for col in ("id", "kind", "run", "step", "error", "attempts", "age", "status"):
+        table.add_column(col, overflow="fold")
+    for e in entries:
+        attempts = len(json.loads(e.letter.attempts_json)) if e.letter.attempts_json else None
+        table.add_row(
+            e.letter.dead_letter_id,
+            e.letter.kind,
+            e.letter.run_id or "-",
+            e.letter.step or "-",
+            e.letter.error_type,
+            "-" if attempts is None else str(attempts),
+            _age(e.letter.at_ms),
+            e.status,
+        )
+    out.print(table)
+    out.print(f"{len(entries)} dead letter(s)", highlight=False)
+
+
+@dlq_app.command("show")
+def dlq_show(
+    letter_id: Annotated[str, typer.Argument(help="The dead letter's id (see `durable dlq list`).")],
+    namespace: NamespaceOpt = None,
+    input_only: Annotated[
+        bool, typer.Option("--input", help="Print only the step input as JSON (to replay it, or attach to a bug).")
+    ] = False,
+) -> None:
+    """Everything about one dead letter: why, where from, every attempt with its traceback, the input."""
+    settings = _settings(namespace)
+    entry = dlq.find(settings, letter_id)
+    if entry is None:
+        err.print(f"[red]no dead letter {letter_id} in namespace {settings.namespace}[/red]")
+        raise typer.Exit(1)
+    letter = entry.letter
+    if input_only:
+        if letter.input_json is not None:
+            print(json.dumps(json.loads(letter.input_json), indent=2, sort_keys=True))
+            return
+        try:
+            _, record = decode(letter.payload)
+        except DecodeError as exc:
+            err.print(f"[red]{letter_id} holds an undecodable record ({exc}); its raw bytes are in `dlq show`[/red]")
+            raise typer.Exit(1) from None
+        print(dumps(record))
+        return
+    shown = letter.model_dump(mode="json", exclude={"payload", "attempts_json", "input_json"})
+    shown["status"] = entry.status
+    if entry.redrive is not None:
+        shown["redrive"] = entry.redrive.model_dump(mode="json")
+    shown["payload"] = letter.payload[:512].decode("utf-8", errors="backslashreplace") if letter.payload else ""
+    shown["input"] = json.loads(letter.input_json) if letter.input_json else None
+    shown["attempts"] = json.loads(letter.attempts_json) if letter.attempts_json else []
+    print(json.dumps(shown, indent=2, sort_keys=False, default=str))
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    letter_id: Annotated[str | None, typer.Argument(help="The dead letter to redrive.")] = None,
+    namespace: NamespaceOpt = None,
+    all_: Annotated[bool, typer.Option("--all", help="Redrive every open step and compensation letter.")] = False,
+    step: Annotated[str | None, typer.Option(help="With --all: only letters of this step.")] = None,
+    timeout: Annotated[float, typer.Option(help="Wait up to S seconds for the worker to apply each redrive.")] = 30.0,
+) -> None:
+    """Resume runs at their dead-lettered step with a fresh retry budget.
+
+    Idempotent: a letter already redriven is reported and left alone, and the
+    orchestrator ignores a repeated request. Exit 0 when every selected
+    letter is (or already was) redriven, 1 when one was not applied in time
+    or its run has not stopped, 2 when a letter cannot be redriven.
+    """
+    if (letter_id is None) == (not all_):
+        err.print("[red]give a dead letter id, or --all[/red]")
+        raise typer.Exit(2)
+    settings = _settings(namespace)
+    entries = dlq.letters(settings)
+    if letter_id is not None:
+        chosen = [e for e in entries if e.letter.dead_letter_id == letter_id]
+        if not chosen:
+            err.print(f"[red]no dead letter {letter_id} in namespace {settings.namespace}[/red]")
+            raise typer.Exit(1)
+    else:
+        chosen = [
+            e
+            for e in entries
+            if e.letter.kind in ("step", "compensation") and (step is None or e.letter.step == step)
+        ]
+    by = getpass.getuser()
+    to_send = []
+    code = 0
+    for e in chosen:
+        letter = e.letter
+        try:
+            control = dlq.control_for(letter, by)
+        except dlq.NotRedrivable as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+        events = run_journal(settings, control.run_id)
+        if any(
+            ev.kind is JournalKind.RUN_REDRIVEN and letter.dead_letter_id in (ev.detail_json or "") for ev in events
+        ):
+            out.print(f"{letter.dead_letter_id}: already redriven", highlight=False)
+            continue
+        status = _run_status(events)
+        if status not in ("FAILED", "COMPENSATED"):
+            out.print(f"{letter.dead_letter_id}: run {control.run_id} is {status}; redrive it once it has stopped")
+            code = 1
+            continue
+        to_send.append(control)
+    dlq.request_redrives(settings, to_send)
+    deadline = time.monotonic() + timeout
+    for control in to_send:
+        while not dlq.applied(settings, control) and time.monotonic() < deadline:
+            time.sleep(0.2)  # polling the run's journal, bounded by --timeout
+        if dlq.applied(settings, control):
+            out.print(f"{control.dead_letter_id}: redriven, run {control.run_id} resumes at {control.step}")
+        else:
+            out.print(f"{control.dead_letter_id}: requested, not applied within {timeout:.0f}s (is a worker running?)")
+            code = 1
+    raise typer.Exit(code)
 
 
 @app.command()
 def demo(
     file: Annotated[Path, typer.Option(help="Claims to run.")] = SAMPLES,
     timeout: Annotated[float, typer.Option(help="Give up after S seconds.")] = 90.0,
+    fraud_failure_rate: Annotated[
+        float, typer.Option(help="Share of fraud-service calls that fail (simulated outage), retried with backoff.")
+    ] = 0.3,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Start a broker and a worker, run the sample claims, print every decision."""
+    """Start a broker and a worker, run the sample claims, print every decision, then the retries and sagas."""
     _logging(verbose)
+    import os
+
+    os.environ["DURABLE_FNOL_FRAUD_FAILURE_RATE"] = str(fraud_failure_rate)
     t0 = time.monotonic()
     with open(file, encoding="utf-8") as f:
         parsed = list(parse_lines(f))
@@ -246,12 +418,55 @@ def demo(
             )
             raise typer.Exit(1)
         err.print(f"all {len(good)} decisions in {last:.1f}s (first after {first:.1f}s), from start of `durable demo`")
+        _demo_sagas(settings)
     finally:
         w.stop()
         w.join(15)
         if b:
             b.stop()
         state_dir.cleanup()
+
+
+def _demo_sagas(settings: Settings) -> None:
+    """What the engine did beyond the happy path: one retried run, one compensated run, the dead letters."""
+    runs = io_journals(settings)
+    retried = {r: ev for r, ev in runs.items() if any(e.kind is JournalKind.STEP_RETRY_WAITING for e in ev)}
+    compensated = {r: ev for r, ev in runs.items() if any(e.kind is JournalKind.RUN_COMPENSATED for e in ev)}
+    out.print(
+        f"\n[bold]{len(retried)}[/bold] run(s) retried a step after a backoff; "
+        f"[bold]{len(compensated)}[/bold] run(s) compensated.",
+        highlight=False,
+    )
+    for title, chosen in (("retried", retried), ("compensated", compensated)):
+        if not chosen:
+            continue
+        run_id, events = sorted(chosen.items())[0]
+        t0 = events[0].at_ms
+        out.print(f"\n{title}: {run_id}", highlight=False)
+        for e in events:
+            if e.kind in (JournalKind.STEP_SCHEDULED, JournalKind.STEP_SUCCEEDED) and title == "compensated":
+                continue
+            detail = json.loads(e.detail_json) if e.detail_json else {}
+            note = ""
+            if e.kind in (JournalKind.STEP_FAILED, JournalKind.COMPENSATION_FAILED):
+                note = f"{detail.get('type')}: {detail.get('message')}"
+            elif e.kind in (JournalKind.STEP_RETRY_WAITING, JournalKind.COMPENSATION_RETRY_WAITING):
+                note = f"attempt {detail.get('next_attempt')} due in {detail.get('backoff_ms')} ms"
+            elif e.kind is JournalKind.STEP_DEAD_LETTERED:
+                note = f"dead letter {detail.get('dead_letter_id')}"
+            elif e.kind is JournalKind.COMPENSATION_SUCCEEDED:
+                note = json.dumps(detail)
+            elif e.kind in (JournalKind.RUN_COMPENSATED, JournalKind.RUN_FAILED):
+                note = str(detail.get("reason", ""))
+            step = f" {e.step}" if e.step else ""
+            attempt = f" #{e.attempt}" if e.attempt else ""
+            line = f"  +{e.at_ms - t0:5d} ms  {e.kind.value}{step}{attempt}  {note}".rstrip()
+            out.print(line, highlight=False, soft_wrap=True)
+    letters = dlq.letters(settings)
+    if letters:
+        out.print(f"\n{len(letters)} dead letter(s); `durable dlq list` / `show` / `redrive` handle them:")
+        for entry in letters:
+            out.print(f"  {entry.letter.dead_letter_id}  {entry.letter.reason}", highlight=False, soft_wrap=True)
 
 
 def _env_broker() -> bool:

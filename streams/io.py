@@ -126,6 +126,29 @@ def _at_end(c: Any, topic: str, p: int, end: int) -> bool:
     return pos >= end
 
 
+def read_all(settings: Settings, topic: str) -> list[Message]:
+    """Every record now in ``topic``, all partitions from their start to their ends."""
+    ensure_topics(settings, [topic])
+    c = reader(settings)
+    try:
+        meta = c.list_topics(topic, timeout=10).topics[topic]
+        return list(read_to_end(c, [TopicPartition(topic, p, 0) for p in sorted(meta.partitions)]))
+    finally:
+        c.close()
+
+
+def journals(settings: Settings) -> dict[str, list[JournalEvent]]:
+    """Every run's journal in this namespace, by run id, in seq order (each event once)."""
+    runs: dict[str, dict[int, JournalEvent]] = {}
+    for msg in read_all(settings, Topics(settings.namespace).journal):
+        try:
+            event = from_bytes(msg.value() or b"", JournalEvent)
+        except DecodeError:
+            continue
+        runs.setdefault(event.run_id, {})[event.seq] = event
+    return {run_id: [events[s] for s in sorted(events)] for run_id, events in runs.items()}
+
+
 def run_journal(settings: Settings, run_id: str) -> list[JournalEvent]:
     """Every journal event of one run, in order (read from the run's journal partition)."""
     topics = Topics(settings.namespace)

@@ -8,6 +8,13 @@ For each batch of input records (workflow inputs and step results) it:
 3. writes the changed run states to the changelog and waits for the acks;
 4. stores the states in local RocksDB, then commits the input offsets.
 
+Retries waiting out a backoff are timers in their run's state; the
+orchestrator fires the due ones (:class:`streams.timers.TimerQueue`) as
+events of the same kind of batch, so they get the same ordered writes. A
+fired timer has no input offset: its records carry ``src=timer:...`` and are
+always guarded on take-over, and its event time is its due time, so firing
+it again after a crash recomputes the same records.
+
 A crash anywhere re-delivers only inputs whose offsets were not committed.
 If the changelog already holds their effect, the transition ignores them
 (results for a step no longer scheduled, a run that exists). If not, the
@@ -25,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,21 +40,33 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from processors.engine.execute import run_step
-from processors.engine.transition import Event, Outgoing, RunRequested, StepFinished, transition
+from processors.engine.transition import (
+    Event,
+    Outgoing,
+    RedriveRequested,
+    RunRequested,
+    StepFinished,
+    TimerFired,
+    timers,
+    transition,
+)
 from processors.engine.workflow import Workflow
 from schemas import DecodeError, decode, encode, from_bytes, to_bytes
-from schemas.models import JournalEvent, RunState, StepCommand, StepResult
+from schemas.models import DeadLetter, JournalEvent, RunControl, RunState, StepCommand, StepResult
 from streams import chaos, deadletters
 from streams.config import Settings
 from streams.kafka import LOW_LATENCY_SLICE_S, read_to_end, reader, take
 from streams.kafka import consumer as make_consumer
 from streams.kafka import producer as make_producer
 from streams.state import RunTable
+from streams.timers import TimerQueue
 from streams.topics import Topics, ensure_topics, topic_id
 
 log = logging.getLogger(__name__)
 
 SCAN_CHUNK = 2000
+POLL_S = 0.1
+TIMER_SRC = "timer:"
 
 
 class DeliveryFailed(RuntimeError):
@@ -90,6 +110,7 @@ class Orchestrator:
         self.stop = stop
         self.owned: set[int] = set()
         self.guard: dict[int, set[str]] = {}
+        self.timers = TimerQueue()
         self._loop = asyncio.new_event_loop()  # for steps declared local
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
@@ -100,7 +121,7 @@ class Orchestrator:
 
     @property
     def input_topics(self) -> list[str]:
-        return [*self.by_input, self.topics.results]
+        return [*self.by_input, self.topics.results, self.topics.control]
 
     @property
     def output_topics(self) -> list[str]:
@@ -124,7 +145,16 @@ class Orchestrator:
         guards = self._scan_written(new, committed)
         for p in new:
             self.guard[p] = guards[p]
-            log.info("partition %d assigned: %d states restored, %d ids guarded", p, restored[p], len(guards[p]))
+            waiting = self._table.waiting(p)
+            for state in waiting:
+                self.timers.set_run(p, state.run_id, timers(state))
+            log.info(
+                "partition %d assigned: %d states restored, %d ids guarded, %d runs waiting to retry",
+                p,
+                restored[p],
+                len(guards[p]),
+                len(waiting),
+            )
         self.owned |= set(new)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -132,6 +162,7 @@ class Orchestrator:
         for tp in partitions:
             self.owned.discard(tp.partition)
             self.guard.pop(tp.partition, None)
+            self.timers.drop_partition(tp.partition)
 
     def _scan_written(self, partitions: list[int], committed: dict[tuple[str, int], int]) -> dict[int, set[str]]:
         """Per partition, the ids we wrote for inputs whose offsets are not committed.
@@ -162,6 +193,9 @@ class Orchestrator:
                     src, mid = _header(msg, "src"), _header(msg, "id")
                     if src is None or mid is None:
                         continue
+                    if src.startswith(TIMER_SRC):
+                        ids[msg.partition() or 0].add(mid)  # no offset says it was finished: guard it
+                        continue
                     src_topic, src_part, src_off = src.rsplit(":", 2)
                     if int(src_off) < committed.get((src_topic, int(src_part)), -1):
                         reached.add((msg.topic() or "", msg.partition() or 0))
@@ -187,19 +221,33 @@ class Orchestrator:
         )
         try:
             while not self.stop.is_set():
-                msgs = take(self._consumer, self.settings.max_batch, 0.1, self._slice)
-                if msgs:
-                    self._process(msgs)
+                msgs = take(self._consumer, self.settings.max_batch, self._poll_timeout(), self._slice)
+                due = self.timers.pop_due(_now_ms())
+                if msgs or due:
+                    self._process(msgs, due)
         finally:
             self._consumer.close()
             self._producer.flush(10)
             self._table.close()
             self._loop.close()
 
-    def _process(self, msgs: list[Message]) -> None:
+    def _poll_timeout(self) -> float:
+        """Wait for records no longer than until the next retry is due."""
+        due = self.timers.next_due_ms()
+        if due is None:
+            return POLL_S
+        return min(POLL_S, max(0.0, (due - _now_ms()) / 1000))
+
+    def _process(self, msgs: list[Message], due: list[tuple[int, TimerFired]] | None = None) -> None:
         assert self._producer and self._consumer and self._table
         batch = _Batch()
         pending: list[_Write] = []
+        for p, timer in due or []:
+            state = self._table.get(p, timer.run_id)
+            if p not in self.owned or state is None or state.workflow not in self.workflows:
+                continue
+            src = f"{TIMER_SRC}{timer.run_id}/{timer.step}/{timer.action}/{timer.attempt}"
+            self._advance(batch, pending, src, p, self.workflows[state.workflow], timer.run_id, timer)
         for msg in msgs:
             err = msg.error()
             if err is not None:
@@ -221,11 +269,17 @@ class Orchestrator:
         chaos.point("orchestrator.before_outputs")
         self._write_outgoing(pending)
         chaos.point("orchestrator.after_outputs")
+        if due:
+            chaos.point("orchestrator.after_timer_outputs")
         self._write_states(batch)
         chaos.point("orchestrator.before_commit")
-        self._consumer.commit(
-            offsets=[TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()], asynchronous=False
-        )
+        if batch.offsets:
+            self._consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()], asynchronous=False
+            )
+        # Timers are armed only once their state is durable.
+        for (p, run_id), state in batch.states.items():
+            self.timers.set_run(p, run_id, timers(state))
 
     def _decode(self, msg: Message) -> tuple[Workflow, str, Event]:
         topic = msg.topic() or ""
@@ -239,6 +293,12 @@ class Orchestrator:
             if wf is None:
                 raise DecodeError(f"result for unknown workflow {result.workflow!r}")
             return wf, result.run_id, StepFinished(result, at_ms)
+        if topic == self.topics.control:
+            control = from_bytes(value, RunControl)
+            wf = self.workflows.get(control.workflow)
+            if wf is None:
+                raise DecodeError(f"control for unknown workflow {control.workflow!r}")
+            return wf, control.run_id, RedriveRequested(control, at_ms)
         wf = self.by_input[topic]
         _, record = decode(value, expect=wf.input_schema)
         try:
@@ -283,6 +343,9 @@ class Orchestrator:
             return _Write(src, out.message_id, self.topics.commands, p, rec.run_id, to_bytes(rec))
         if isinstance(rec, JournalEvent):
             return _Write(src, out.message_id, self.topics.journal, p, rec.run_id, to_bytes(rec))
+        if isinstance(rec, DeadLetter):
+            letter = rec.model_copy(update={"source_topic": self.topics.commands, "source_partition": p})
+            return _Write(src, out.message_id, self.topics.dead_letters, p, rec.run_id, to_bytes(letter))
         value = encode(wf.output_schema, rec)
         return _Write(src, out.message_id, self.output_topic[wf.name], p, str(rec.get("run_id", "")), value)
 
@@ -336,17 +399,22 @@ class Orchestrator:
                 p = msg.partition() or 0
                 offsets[p] = max(offsets[p], msg.offset() or 0)
 
-        encoded: dict[int, dict[str, bytes]] = defaultdict(dict)
         for (p, run_id), state in batch.states.items():
             value = to_bytes(state)
-            encoded[p][run_id] = value
             self._produce(self.topics.run_changelog, p, run_id, value, [], delivered)
         self._producer.flush()
         if failures:
             raise DeliveryFailed(f"{len(failures)} changelog writes failed, first: {failures[0]}")
         chaos.point("orchestrator.after_changelog")
-        for p, states in encoded.items():
+        by_partition: dict[int, dict[str, RunState]] = defaultdict(dict)
+        for (p, run_id), state in batch.states.items():
+            by_partition[p][run_id] = state
+        for p, states in by_partition.items():
             self._table.write(p, states, offsets[p] + 1)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _header(msg: Message, name: str) -> str | None:

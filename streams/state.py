@@ -16,7 +16,7 @@ from pathlib import Path
 from confluent_kafka import TopicPartition
 from rocksdict import Options, Rdict, WriteBatch
 
-from schemas import DecodeError, from_bytes
+from schemas import DecodeError, from_bytes, to_bytes
 from schemas.models import RunState
 from streams.config import Settings
 from streams.kafka import read_to_end, reader
@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 def _key(partition: int, run_id: str) -> bytes:
     return f"r/{partition:05d}/{run_id}".encode()
+
+
+def _waiting_key(partition: int, run_id: str) -> bytes:
+    return f"w/{partition:05d}/{run_id}".encode()
 
 
 def _offset_key(partition: int) -> bytes:
@@ -81,13 +85,33 @@ class RunTable:
         raw = self._db.get(_offset_key(partition))
         return int(raw) if raw is not None else 0
 
-    def write(self, partition: int, states: dict[str, bytes], next_offset: int) -> None:
-        """Store encoded states and the changelog position they bring us to, atomically."""
+    def write(self, partition: int, states: dict[str, RunState], next_offset: int) -> None:
+        """Store states and the changelog position they bring us to, atomically.
+
+        Runs with a retry waiting for its due time are also indexed, so
+        :meth:`waiting` finds them without reading every run.
+        """
         batch = WriteBatch(raw_mode=True)
-        for run_id, value in states.items():
-            batch.put(_key(partition, run_id), value)
+        for run_id, state in states.items():
+            batch.put(_key(partition, run_id), to_bytes(state))
+            if any(s.due_at_ms is not None for s in state.steps):
+                batch.put(_waiting_key(partition, run_id), b"")
+            else:
+                batch.delete(_waiting_key(partition, run_id))
         batch.put(_offset_key(partition), str(next_offset).encode())
         self._db.write(batch)
+
+    def waiting(self, partition: int) -> list[RunState]:
+        """The runs of ``partition`` that have a retry waiting for its due time."""
+        prefix = f"w/{partition:05d}/".encode()
+        found = []
+        for key in self._db.keys(from_key=prefix):
+            if not isinstance(key, bytes) or not key.startswith(prefix):
+                break
+            state = self.get(partition, key[len(prefix) :].decode())
+            if state is not None:
+                found.append(state)
+        return found
 
     def restore(self, settings: Settings, partitions: list[int], timeout_s: float = 120.0) -> dict[int, int]:
         """Apply the changelog of ``partitions`` from our applied offsets to their ends.
@@ -104,7 +128,7 @@ class RunTable:
                 low, _ = consumer.get_watermark_offsets(TopicPartition(self.changelog_topic, p), timeout=10)
                 position[p] = max(self.applied_offset(p), low)
                 starts.append(TopicPartition(self.changelog_topic, p, position[p]))
-            pending: dict[int, dict[str, bytes]] = {p: {} for p in partitions}
+            pending: dict[int, dict[str, RunState]] = {p: {} for p in partitions}
             for msg in read_to_end(consumer, starts, timeout_s):
                 p = msg.partition() or 0
                 position[p] = (msg.offset() or 0) + 1
@@ -112,13 +136,13 @@ class RunTable:
                 if key is None or value is None:
                     continue
                 try:
-                    from_bytes(value, RunState)
+                    state = from_bytes(value, RunState)
                 except DecodeError as exc:
                     # A changelog record we cannot read would be lost state: stop loudly.
                     raise RuntimeError(
                         f"unreadable changelog record {self.changelog_topic}[{p}]@{msg.offset()}: {exc}"
                     ) from exc
-                pending[p][key.decode()] = value
+                pending[p][key.decode()] = state
                 applied[p] += 1
                 if len(pending[p]) >= 1000:
                     self.write(p, pending[p], position[p])

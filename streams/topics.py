@@ -46,6 +46,11 @@ class Topics:
         return self.name("orchestrator.runs-changelog")
 
     @property
+    def control(self) -> str:
+        """Operators' requests about runs (redrive), keyed by run id like the run's other inputs."""
+        return self.name("runs.control")
+
+    @property
     def dead_letters(self) -> str:
         return self.name("deadletters")
 

@@ -45,12 +45,15 @@ def journal(settings: Settings) -> list[dict[str, Any]]:
     return read_topic(settings, Topics(settings.namespace).name("runs.journal"))
 
 
+TERMINAL = ("RUN_COMPLETED", "RUN_FAILED", "RUN_COMPENSATED")
+
+
 def assert_exactly_once(settings: Settings, run_ids: set[str]) -> None:
-    """Every run decided once on the topic, and every transition journaled once, gapless."""
+    """Every run decided once per generation (a redrive starts a new one), every transition journaled once."""
     decided = decisions(settings)
+    ids = Counter(d["decision_id"] for d in decided)
+    assert not [i for i, c in ids.items() if c > 1], f"decisions written more than once: {ids.most_common(3)}"
     counts = Counter(d["run_id"] for d in decided)
-    dupes = {r: c for r, c in counts.items() if c > 1}
-    assert not dupes, f"decisions written more than once: {dupes}"
     assert set(counts) == run_ids, f"missing decisions: {sorted(run_ids - set(counts))[:5]}"
 
     events = journal(settings)
@@ -66,7 +69,10 @@ def assert_exactly_once(settings: Settings, run_ids: set[str]) -> None:
         assert seqs == list(range(1, len(seqs) + 1)), f"{run_id}: journal seqs not gapless: {seqs}"
         kinds = [e["kind"] for e in sorted(by_run[run_id], key=lambda e: e["seq"])]
         assert kinds[0] == "RUN_STARTED" and kinds.count("RUN_STARTED") == 1, f"{run_id}: {kinds}"
-        assert kinds[-1] in ("RUN_COMPLETED", "RUN_FAILED"), f"{run_id} did not finish: {kinds}"
-        assert kinds.count("RUN_COMPLETED") + kinds.count("RUN_FAILED") == 1, f"{run_id}: {kinds}"
-        scheduled = Counter((e["step"], e["attempt"]) for e in by_run[run_id] if e["kind"] == "STEP_SCHEDULED")
-        assert all(c == 1 for c in scheduled.values()), f"{run_id}: a step attempt scheduled twice: {scheduled}"
+        assert kinds[-1] in TERMINAL, f"{run_id} did not finish: {kinds}"
+        generations = 1 + kinds.count("RUN_REDRIVEN")
+        assert sum(kinds.count(k) for k in TERMINAL) == generations, f"{run_id}: {kinds}"
+        assert counts[run_id] == generations, f"{run_id}: {counts[run_id]} decisions for {generations} generation(s)"
+        for kind in ("STEP_SCHEDULED", "COMPENSATION_SCHEDULED"):
+            scheduled = Counter((e["step"], e["attempt"]) for e in by_run[run_id] if e["kind"] == kind)
+            assert all(c == 1 for c in scheduled.values()), f"{run_id}: an attempt scheduled twice: {scheduled}"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any
 
-from processors.engine.transition import output_id
-from processors.engine.workflow import Step, StepContext, StepFailure, Workflow
+from processors.engine.workflow import RetryPolicy, RunFailure, RunResult, Step, StepContext, StepFailure, Workflow
 
 
 async def _slow(ctx: StepContext) -> dict[str, Any]:
@@ -19,25 +19,26 @@ def _fail(ctx: StepContext) -> dict[str, Any]:
     raise StepFailure("this step always fails", retryable=False)
 
 
-def _result(run_id: str, inp: Any, outputs: Any, at_ms: int) -> dict[str, Any]:
+def _result(run: RunResult) -> dict[str, Any]:
     return {
-        "decision_id": output_id(run_id),
-        "claim_id": str(inp["claim_id"]),
-        "tenant_id": str(inp["tenant_id"]),
-        "run_id": run_id,
+        "decision_id": run.output_id,
+        "claim_id": str(run.input["claim_id"]),
+        "tenant_id": str(run.input["tenant_id"]),
+        "run_id": run.run_id,
         "status": "ROUTED",
         "queue": "test",
         "severity": "LOW",
-        "reserve": float(len(outputs)),
+        "reserve": float(len(run.outputs)),
         "currency": "GBP",
         "documents_requested": [],
         "reasons": [],
-        "decided_at_ms": at_ms,
+        "decided_at_ms": run.at_ms,
     }
 
 
-def _failed(run_id: str, inp: Any, reason: str, at_ms: int) -> dict[str, Any]:
-    return {**_result(run_id, inp, {}, at_ms), "status": "FAILED", "reasons": [reason]}
+def _failed(failure: RunFailure) -> dict[str, Any]:
+    ok = RunResult(failure.run_id, failure.input, {}, failure.at_ms, failure.output_id, failure.generation)
+    return {**_result(ok), "status": "FAILED", "queue": failure.outcome, "reasons": [failure.reason]}
 
 
 def _run_id(rec: Any) -> str:
@@ -45,6 +46,7 @@ def _run_id(rec: Any) -> str:
 
 
 def _wf(name: str, steps: tuple[Step, ...]) -> Workflow:
+    """A test workflow on the FNOL topics; steps default to a single attempt unless they say otherwise."""
     # Uses the FNOL input and decision schemas so the CLI and fixtures can drive it.
     return Workflow(
         name=name,
@@ -70,3 +72,80 @@ SLOW = _wf(
 )
 
 FAILING = _wf("failing", (Step("a", _slow), Step("boom", _fail, after=("a",))))
+
+
+# ---------------------------------------------------------------- retries, dead letters, compensation
+#
+# Knobs come from the environment, read when a step runs, so the same workflows
+# run in-process and in `durable worker` subprocesses: TEST_FAIL_ATTEMPTS
+# (attempts of `flaky` that fail), TEST_FLAKY_PREFIX (only claims whose id
+# starts with it fail), TEST_FIXED_FILE (while it does not exist, `notify`
+# fails), TEST_UNDO_FAILS=1 (undoing `charge` fails).
+
+
+class Declined(Exception):
+    """A business refusal: retrying cannot change it."""
+
+
+async def _flaky(ctx: StepContext) -> dict[str, Any]:
+    failing = str(ctx.input["claim_id"]).startswith(os.environ.get("TEST_FLAKY_PREFIX", ""))
+    if failing and ctx.attempt <= int(os.environ.get("TEST_FAIL_ATTEMPTS", "2")):
+        raise ConnectionError(f"attempt {ctx.attempt} of {ctx.run_id}: upstream reset the connection")
+    return {"attempt": ctx.attempt}
+
+
+async def _declines(ctx: StepContext) -> dict[str, Any]:
+    raise Declined(f"{ctx.input['claim_id']} declined")
+
+
+def _hangs(ctx: StepContext) -> dict[str, Any]:
+    if str(ctx.input["claim_id"]).startswith("HANG"):
+        time.sleep(5)  # a blocking call that does not answer within the step's 0.5 s timeout
+    return {"ok": True}
+
+
+async def _ok(ctx: StepContext) -> dict[str, Any]:
+    return {"step": ctx.step, "claim": ctx.input["claim_id"]}
+
+
+async def _notify(ctx: StepContext) -> dict[str, Any]:
+    fixed = os.environ.get("TEST_FIXED_FILE")
+    if not fixed or not os.path.exists(fixed):
+        raise ConnectionError("notification service refused the message")
+    return {"notified": True}
+
+
+async def _undo(ctx: StepContext) -> dict[str, Any]:
+    if ctx.step == "charge" and os.environ.get("TEST_UNDO_FAILS") == "1":
+        raise ConnectionError("ledger unavailable")
+    return {"undone": ctx.step, "had": dict(ctx.output or {})}
+
+
+def _flaky_wf(name: str, backoff_s: float) -> Workflow:
+    policy = RetryPolicy(max_attempts=4, initial_backoff_s=backoff_s, multiplier=2.0, jitter=0.1)
+    return _wf(name, (Step("first", _ok), Step("flaky", _flaky, after=("first",), retry=policy)))
+
+
+FLAKY = _flaky_wf("flaky", 0.3)
+FLAKY_LONG = _flaky_wf("flaky_long", 5.0)
+
+DECLINES = _wf(
+    "declines",
+    (Step("first", _ok), Step("pay", _declines, after=("first",), retry=RetryPolicy(non_retryable=(Declined,)))),
+)
+
+HANGS = _wf(
+    "hangs",
+    (Step("hang", _hangs, timeout_s=0.5, retry=RetryPolicy(max_attempts=2, initial_backoff_s=0.1)),),
+)
+
+QUICK_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.1, multiplier=2.0)
+SAGA = _wf(
+    "saga",
+    (
+        Step("reserve", _ok, compensate=_undo, compensate_retry=QUICK_RETRY),
+        Step("charge", _ok, after=("reserve",), compensate=_undo, compensate_retry=QUICK_RETRY),
+        Step("audit", _ok, after=("reserve",)),
+        Step("notify", _notify, after=("charge", "audit"), retry=QUICK_RETRY),
+    ),
+)

@@ -85,6 +85,11 @@ LOSS = {
 }
 
 
+# Reported through a broker with no contact details: documents cannot be requested
+# from the claimant, so these runs show a compensated saga (the reserve is released).
+NO_CONTACT = {5, 43}
+
+
 def claim(rng: random.Random, n: int) -> dict[str, object]:
     loss_type = list(LOSS)[n % len(LOSS)]
     labels, template = LOSS[loss_type]
@@ -113,6 +118,11 @@ def claim(rng: random.Random, n: int) -> dict[str, object]:
         "estimated_amount": float(rng.choice([450, 900, 1800, 3200, 6400, 12500, 24000, 48000])),
         "currency": "GBP",
     }
+    if n in NO_CONTACT:
+        report["claimant"] = {"name": name}
+        report["description"] = template.format(
+            name=name, email="my broker", phone="my broker", plate=plate, postcode=postcode
+        )
     if loss_type.startswith("auto"):
         make, model = rng.choice(CARS)
         report["vehicle"] = {"plate": plate, "make": make, "model": model, "year": rng.randint(2008, 2025)}

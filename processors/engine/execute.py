@@ -7,13 +7,19 @@ import inspect
 import json
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from processors.engine.workflow import StepContext, StepFailure, Workflow, canonical_json
+from processors.engine.workflow import StepContext, StepHandler, Workflow, canonical_json
 from schemas.models import StepCommand, StepError, StepResult
+
+# Synchronous handlers run here, so a hung one cannot block the event loop;
+# a thread that outlives its timeout is abandoned (Python cannot kill it).
+_THREADS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="step")
 
 
 class UnknownStep(Exception):
-    """The command names a workflow or step this worker does not have."""
+    """The command names a workflow, step or compensation this worker does not have."""
 
 
 def _error(exc: BaseException, retryable: bool) -> StepError:
@@ -21,8 +27,15 @@ def _error(exc: BaseException, retryable: bool) -> StepError:
     return StepError(type=type(exc).__name__, message=str(exc), traceback=tb[-8000:], retryable=retryable)
 
 
+async def _call(handler: StepHandler, ctx: StepContext) -> Any:
+    if inspect.iscoroutinefunction(handler):
+        return await handler(ctx)
+    value = await asyncio.get_running_loop().run_in_executor(_THREADS, handler, ctx)
+    return await value if inspect.isawaitable(value) else value
+
+
 async def run_step(workflows: dict[str, Workflow], command: StepCommand, worker: str) -> StepResult:
-    """Execute ``command`` and describe the outcome; never raises for step errors."""
+    """Execute ``command`` (a step or its compensation) and describe the outcome; never raises for step errors."""
     started = int(time.time() * 1000)
     output_json: str | None = None
     error: StepError | None = None
@@ -31,6 +44,9 @@ async def run_step(workflows: dict[str, Workflow], command: StepCommand, worker:
         if wf is None or not wf.has_step(command.step):
             raise UnknownStep(f"no step {command.workflow}.{command.step} in this worker")
         spec = wf.step(command.step)
+        handler = spec.compensate if command.action == "compensate" else spec.handler
+        if handler is None or command.action not in ("run", "compensate"):
+            raise UnknownStep(f"step {command.workflow}.{command.step} has no action {command.action!r}")
         payload = json.loads(command.input_json)
         ctx = StepContext(
             run_id=command.run_id,
@@ -39,25 +55,23 @@ async def run_step(workflows: dict[str, Workflow], command: StepCommand, worker:
             attempt=command.attempt,
             input=payload["input"],
             deps=payload["deps"],
+            action="compensate" if command.action == "compensate" else "run",
+            output=payload.get("output"),
         )
-
-        async def call() -> object:
-            value = spec.handler(ctx)
-            return await value if inspect.isawaitable(value) else value
-
-        output = await asyncio.wait_for(call(), timeout=command.timeout_ms / 1000)
-        if not isinstance(output, dict):
-            raise TypeError(f"step {command.step} returned {type(output).__name__}, not a dict")
-        output_json = canonical_json(output)
+        try:
+            output = await asyncio.wait_for(_call(handler, ctx), timeout=command.timeout_ms / 1000)
+            if not isinstance(output, dict):
+                raise TypeError(f"step {command.step} returned {type(output).__name__}, not a dict")
+            output_json = canonical_json(output)
+        except TimeoutError:
+            timeout = TimeoutError(f"step {command.step} ({command.action}) timed out after {command.timeout_ms} ms")
+            error = _error(timeout, spec.policy(command.action).retries(timeout))
+        except Exception as exc:
+            error = _error(exc, spec.policy(command.action).retries(exc))
     except UnknownStep as exc:
         error = _error(exc, retryable=False)
-    except StepFailure as exc:
-        error = _error(exc, retryable=exc.retryable)
-    except TimeoutError as exc:
-        error = _error(TimeoutError(f"step {command.step} timed out after {command.timeout_ms} ms"), True)
-        del exc
-    except Exception as exc:
-        error = _error(exc, retryable=True)
+    except Exception as exc:  # a command we cannot even parse: no retry will help
+        error = _error(exc, retryable=False)
     return StepResult(
         command_id=command.command_id,
         run_id=command.run_id,
@@ -69,4 +83,5 @@ async def run_step(workflows: dict[str, Workflow], command: StepCommand, worker:
         started_at_ms=started,
         finished_at_ms=int(time.time() * 1000),
         worker=worker,
+        action=command.action,
     )

@@ -4,8 +4,19 @@ Pure and deterministic: no clock, no randomness, no I/O. The same state and
 event always give the same new state and the same outgoing records with the
 same ids, which is what makes redelivery harmless (the runtime drops records
 it already wrote) and what replay re-runs. An event that does not apply to the
-state (a duplicate, a stale attempt, a result for a finished run) yields the
-state unchanged and nothing to send.
+state (a duplicate, a stale attempt, a timer that no longer waits, a redrive
+already done) yields the state unchanged and nothing to send.
+
+A run's life::
+
+    RUNNING --(a step fails for good: dead letter)--> COMPENSATING
+    COMPENSATING --(steps in flight drain, completed steps undone newest first)--> COMPENSATED | FAILED
+    RUNNING --(every step succeeded)--> COMPLETED
+    COMPENSATED | FAILED --(redrive of its dead letter)--> RUNNING | COMPENSATING
+
+A failed attempt with budget left waits out its backoff as a timer kept in
+the run state (status WAITING, ``due_at_ms``); the runtime turns due timers
+into :class:`TimerFired` events, so a waiting retry survives any restart.
 """
 
 from __future__ import annotations
@@ -15,17 +26,23 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from processors.engine.workflow import Workflow, canonical_json
+from processors.engine.workflow import RunFailure, RunResult, Workflow, canonical_json
 from schemas.models import (
+    AttemptFailure,
+    DeadLetter,
     JournalEvent,
     JournalKind,
+    RunControl,
     RunState,
     RunStatus,
     StepCommand,
+    StepError,
     StepResult,
     StepState,
     StepStatus,
 )
+
+Action = Literal["run", "compensate"]
 
 
 @dataclass(frozen=True)
@@ -39,26 +56,50 @@ class RunRequested:
 
 @dataclass(frozen=True)
 class StepFinished:
-    """A step attempt produced a result (output or error)."""
+    """A step attempt (or a compensation attempt) produced a result: an output or an error."""
 
     result: StepResult
     at_ms: int
 
 
-Event = RunRequested | StepFinished
+@dataclass(frozen=True)
+class TimerFired:
+    """A waiting retry fell due. Its time is its due time, so firing late or twice changes nothing."""
+
+    run_id: str
+    step: str
+    action: Action
+    attempt: int
+    due_at_ms: int
+
+    @property
+    def at_ms(self) -> int:
+        return self.due_at_ms
+
+
+@dataclass(frozen=True)
+class RedriveRequested:
+    """An operator asked to resume a stopped run from one of its dead letters."""
+
+    control: RunControl
+    at_ms: int
+
+
+Event = RunRequested | StepFinished | TimerFired | RedriveRequested
 
 
 @dataclass(frozen=True)
 class Outgoing:
     """A record the transition asks the runtime to write.
 
-    ``kind`` says where: a step command, a journal event, or the workflow's
-    output (its ``record`` is a plain dict for the workflow's output schema).
+    ``kind`` says where: a step command, a journal event, a dead letter, or
+    the workflow's output (its ``record`` is a plain dict for the workflow's
+    output schema).
     """
 
-    kind: Literal["command", "journal", "output"]
+    kind: Literal["command", "journal", "output", "dead_letter"]
     message_id: str
-    record: StepCommand | JournalEvent | dict[str, Any]
+    record: StepCommand | JournalEvent | DeadLetter | dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -69,9 +110,31 @@ class Transition:
     note: str = ""
 
 
-def output_id(run_id: str) -> str:
-    """The id of a run's output record (e.g. its decision): one per run."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"durable:output:{run_id}"))
+def output_id(run_id: str, generation: int = 0) -> str:
+    """The id of a run's output record (e.g. its decision): one per run and redrive generation."""
+    name = f"durable:output:{run_id}" if generation == 0 else f"durable:output:{run_id}:{generation}"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+
+def dead_letter_id(run_id: str, step: str, action: str, attempt: int) -> str:
+    """The id of the dead letter of a step (or compensation) whose last attempt was ``attempt``."""
+    return f"{run_id}/{step}/{action}/{attempt}"
+
+
+def timers(state: RunState) -> list[TimerFired]:
+    """The retries of ``state`` that wait for their due time, as the events that will fire them."""
+    fired = []
+    for s in state.steps:
+        if s.due_at_ms is None:
+            continue
+        if s.status is StepStatus.WAITING:
+            fired.append(TimerFired(state.run_id, s.name, "run", s.attempt, s.due_at_ms))
+        elif s.status is StepStatus.COMPENSATION_WAITING:
+            fired.append(TimerFired(state.run_id, s.name, "compensate", s.comp_attempt, s.due_at_ms))
+    return fired
+
+
+_IN_FLIGHT = {StepStatus.SCHEDULED, StepStatus.COMPENSATING, StepStatus.COMPENSATION_WAITING}
 
 
 class _Builder:
@@ -85,8 +148,12 @@ class _Builder:
         self.input_json = state.input_json
         self.seq = state.seq
         self.started_at_ms = state.started_at_ms
+        self.generation = state.generation
+        self.failure_json = state.failure_json
         self.steps = {s.name: s for s in state.steps}
         self.out: list[Outgoing] = []
+
+    # -- records -----------------------------------------------------------------
 
     def journal(
         self,
@@ -109,6 +176,9 @@ class _Builder:
         )
         self.out.append(Outgoing("journal", event.event_id, event))
 
+    def update(self, name: str, **changes: Any) -> None:
+        self.steps[name] = self.steps[name].model_copy(update=changes)
+
     def outputs(self) -> dict[str, Any]:
         return {
             name: json.loads(s.output_json)
@@ -116,15 +186,31 @@ class _Builder:
             if s.status is StepStatus.SUCCEEDED and s.output_json is not None
         }
 
-    def schedule(self, name: str, attempt: int) -> None:
+    def step_input(self, name: str) -> dict[str, Any]:
         spec = self.wf.step(name)
-        outputs = self.outputs()
-        step_input = {
-            "input": json.loads(self.input_json),
-            "deps": {dep: outputs[dep] for dep in spec.after},
-        }
+        deps = {}
+        for dep in spec.after:
+            raw = self.steps[dep].output_json
+            deps[dep] = json.loads(raw) if raw is not None else None
+        return {"input": json.loads(self.input_json), "deps": deps}
+
+    # -- scheduling ------------------------------------------------------------------
+
+    def command(self, name: str, action: Action, attempt: int) -> None:
+        """Issue attempt ``attempt`` of step ``name`` (or of its compensation)."""
+        spec = self.wf.step(name)
+        step_input = self.step_input(name)
+        if action == "compensate":
+            step_input["output"] = json.loads(self.steps[name].output_json or "{}")
+            self.update(name, status=StepStatus.COMPENSATING, comp_attempt=attempt, due_at_ms=None)
+            self.journal(JournalKind.COMPENSATION_SCHEDULED, name, attempt, step_input)
+            command_id = f"{self.run_id}/{name}/{attempt}/compensate"
+        else:
+            self.update(name, status=StepStatus.SCHEDULED, attempt=attempt, due_at_ms=None)
+            self.journal(JournalKind.STEP_SCHEDULED, name, attempt, step_input)
+            command_id = f"{self.run_id}/{name}/{attempt}"
         command = StepCommand(
-            command_id=f"{self.run_id}/{name}/{attempt}",
+            command_id=command_id,
             run_id=self.run_id,
             workflow=self.wf.name,
             step=name,
@@ -132,9 +218,8 @@ class _Builder:
             input_json=canonical_json(step_input),
             scheduled_at_ms=self.at_ms,
             timeout_ms=int(spec.timeout_s * 1000),
+            action=action,
         )
-        self.steps[name] = StepState(name=name, status=StepStatus.SCHEDULED, attempt=attempt)
-        self.journal(JournalKind.STEP_SCHEDULED, name, attempt, step_input)
         self.out.append(Outgoing("command", command.command_id, command))
 
     def schedule_ready(self) -> None:
@@ -143,21 +228,231 @@ class _Builder:
             if state.status is StepStatus.PENDING and all(
                 self.steps[d].status is StepStatus.SUCCEEDED for d in spec.after
             ):
-                self.schedule(spec.name, 1)
+                self.command(spec.name, "run", state.attempt + 1)
+
+    # -- outcomes ----------------------------------------------------------------------
+
+    def succeeded(self, result: StepResult) -> str:
+        name = result.step
+        output = json.loads(result.output_json or "{}")
+        if result.action == "compensate":
+            self.update(name, status=StepStatus.COMPENSATED, failures=[])
+            self.journal(JournalKind.COMPENSATION_SUCCEEDED, name, result.attempt, output)
+            self.advance_compensation()
+            return f"{name} compensated"
+        self.journal(JournalKind.STEP_SUCCEEDED, name, result.attempt, output)
+        self.update(
+            name,
+            status=StepStatus.SUCCEEDED,
+            output_json=canonical_json(output),
+            error_json=None,
+            completed_seq=self.seq,
+            failures=[],
+        )
+        if self.status is RunStatus.COMPENSATING:
+            self.advance_compensation()  # finished while the run was draining: undone with the rest
+        elif all(s.status is StepStatus.SUCCEEDED for s in self.steps.values()):
+            self.finish_ok()
+        else:
+            self.schedule_ready()
+        return f"{name} succeeded"
+
+    def failed(self, result: StepResult, error: StepError) -> str:
+        name, attempt = result.step, result.attempt
+        action: Action = "compensate" if result.action == "compensate" else "run"
+        policy = self.wf.step(name).policy(action)
+        failure = AttemptFailure(
+            action=action,
+            attempt=attempt,
+            type=error.type,
+            message=error.message,
+            traceback=error.traceback,
+            retryable=error.retryable,
+            started_at_ms=result.started_at_ms,
+            finished_at_ms=result.finished_at_ms,
+            worker=result.worker,
+        )
+        failures = [*self.steps[name].failures, failure]
+        nth = sum(1 for f in failures if f.action == action)
+        self.update(name, failures=failures, error_json=canonical_json(error.model_dump(mode="json")))
+        detail = {**error.model_dump(mode="json"), "nth": nth, "max_attempts": policy.max_attempts}
+        kind = JournalKind.COMPENSATION_FAILED if action == "compensate" else JournalKind.STEP_FAILED
+        self.journal(kind, name, attempt, detail)
+
+        if action == "run" and self.status is RunStatus.COMPENSATING:
+            # A sibling failed for good meanwhile: no more attempts for this one.
+            self.update(name, status=StepStatus.CANCELLED)
+            self.journal(JournalKind.STEP_CANCELLED, name, attempt, {"reason": "run is compensating"})
+            self.advance_compensation()
+            return f"{name} failed while the run compensates"
+
+        if error.retryable and nth < policy.max_attempts:
+            backoff = policy.backoff_ms(self.run_id, name, attempt, nth)
+            if backoff == 0:
+                self.command(name, action, attempt + 1)
+                return f"{name} failed, attempt {attempt + 1} scheduled"
+            due = self.at_ms + backoff
+            waiting = StepStatus.COMPENSATION_WAITING if action == "compensate" else StepStatus.WAITING
+            self.update(name, status=waiting, due_at_ms=due)
+            kind = JournalKind.COMPENSATION_RETRY_WAITING if action == "compensate" else JournalKind.STEP_RETRY_WAITING
+            self.journal(kind, name, attempt, {"backoff_ms": backoff, "due_at_ms": due, "next_attempt": attempt + 1})
+            return f"{name} failed, attempt {attempt + 1} due in {backoff} ms"
+
+        letter = self.dead_letter(name, action, attempt, failures, error)
+        if action == "compensate":
+            self.update(name, status=StepStatus.COMPENSATION_FAILED)
+            self.journal(JournalKind.COMPENSATION_DEAD_LETTERED, name, attempt, {"dead_letter_id": letter})
+            self.advance_compensation()
+            return f"compensation of {name} dead-lettered"
+        self.update(name, status=StepStatus.FAILED)
+        self.journal(JournalKind.STEP_DEAD_LETTERED, name, attempt, {"dead_letter_id": letter})
+        self.failure_json = canonical_json(
+            {
+                "step": name,
+                "error_type": error.type,
+                "error_message": error.message,
+                "attempts": nth,
+                "dead_letter_id": letter,
+            }
+        )
+        self.begin_compensation()
+        return f"{name} dead-lettered, run compensating"
+
+    def dead_letter(
+        self, name: str, action: Action, attempt: int, failures: list[AttemptFailure], error: StepError
+    ) -> str:
+        letter_id = dead_letter_id(self.run_id, name, action, attempt)
+        attempts = [f.model_dump(mode="json") for f in failures if f.action == action]
+        why = "is not retryable" if not error.retryable else f"exhausted {len(attempts)} attempt(s)"
+        what = f"compensation of {name}" if action == "compensate" else f"step {name}"
+        step_input = self.step_input(name)
+        if action == "compensate":
+            step_input["output"] = json.loads(self.steps[name].output_json or "{}")
+        letter = DeadLetter(
+            dead_letter_id=letter_id,
+            reason=f"{what} {why}: {error.type}: {error.message}"[:2000],
+            error_type=error.type,
+            source_topic="",  # the runtime names the commands topic
+            source_partition=-1,
+            source_offset=-1,
+            run_id=self.run_id,
+            step=name,
+            payload=b"",
+            at_ms=self.at_ms,
+            kind="compensation" if action == "compensate" else "step",
+            workflow=self.wf.name,
+            attempt=attempt,
+            input_json=canonical_json(step_input),
+            attempts_json=canonical_json(attempts),
+        )
+        self.out.append(Outgoing("dead_letter", letter_id, letter))
+        return letter_id
+
+    # -- compensation ------------------------------------------------------------------
+
+    def begin_compensation(self) -> None:
+        self.status = RunStatus.COMPENSATING
+        self.journal(JournalKind.RUN_COMPENSATING, detail=json.loads(self.failure_json or "{}"))
+        for name, s in self.steps.items():
+            if s.status is StepStatus.WAITING:
+                self.update(name, status=StepStatus.CANCELLED, due_at_ms=None)
+                self.journal(JournalKind.STEP_CANCELLED, name, s.attempt, {"reason": "run is compensating"})
+        self.advance_compensation()
+
+    def advance_compensation(self) -> None:
+        """Undo the newest completed step not yet undone; finish when none is left and none is in flight."""
+        if any(s.status in _IN_FLIGHT for s in self.steps.values()):
+            return
+        todo = [
+            s
+            for s in self.steps.values()
+            if s.status is StepStatus.SUCCEEDED and self.wf.step(s.name).compensate is not None
+        ]
+        if todo:
+            newest = max(todo, key=lambda s: s.completed_seq or 0)
+            self.command(newest.name, "compensate", newest.comp_attempt + 1)
+            return
+        self.finish_failed()
+
+    # -- endings -------------------------------------------------------------------------
 
     def finish_ok(self) -> None:
-        run_input = json.loads(self.input_json)
-        result = self.wf.result(self.run_id, run_input, self.outputs(), self.at_ms)
+        oid = output_id(self.run_id, self.generation)
+        run = RunResult(self.run_id, json.loads(self.input_json), self.outputs(), self.at_ms, oid, self.generation)
+        result = self.wf.result(run)
         self.status = RunStatus.COMPLETED
         self.journal(JournalKind.RUN_COMPLETED, detail=result)
-        self.out.append(Outgoing("output", output_id(self.run_id), result))
+        self.out.append(Outgoing("output", oid, result))
 
-    def finish_failed(self, reason: str) -> None:
-        run_input = json.loads(self.input_json)
-        result = self.wf.on_failure(self.run_id, run_input, reason, self.at_ms)
-        self.status = RunStatus.FAILED
-        self.journal(JournalKind.RUN_FAILED, detail={"reason": reason, "output": result})
-        self.out.append(Outgoing("output", output_id(self.run_id), result))
+    def finish_failed(self) -> None:
+        failure = json.loads(self.failure_json or "{}")
+        by_completion = sorted(self.steps.values(), key=lambda s: -(s.completed_seq or 0))
+        compensated = tuple(s.name for s in by_completion if s.status is StepStatus.COMPENSATED)
+        comp_failed = tuple(s.name for s in by_completion if s.status is StepStatus.COMPENSATION_FAILED)
+        outcome: Literal["COMPENSATED", "FAILED"] = "COMPENSATED" if compensated and not comp_failed else "FAILED"
+        info = RunFailure(
+            run_id=self.run_id,
+            input=json.loads(self.input_json),
+            step=failure.get("step", ""),
+            error_type=failure.get("error_type", ""),
+            error_message=failure.get("error_message", ""),
+            attempts=failure.get("attempts", 0),
+            outcome=outcome,
+            compensated=compensated,
+            compensation_failed=comp_failed,
+            outputs={
+                s.name: json.loads(s.output_json)
+                for s in self.steps.values()
+                if s.output_json is not None and (s.status is StepStatus.SUCCEEDED or s.name in compensated + comp_failed)
+            },
+            dead_letter_id=failure.get("dead_letter_id", ""),
+            at_ms=self.at_ms,
+            output_id=output_id(self.run_id, self.generation),
+            generation=self.generation,
+        )
+        result = self.wf.on_failure(info)
+        self.status = RunStatus.COMPENSATED if outcome == "COMPENSATED" else RunStatus.FAILED
+        kind = JournalKind.RUN_COMPENSATED if outcome == "COMPENSATED" else JournalKind.RUN_FAILED
+        self.journal(kind, detail={"reason": info.reason, "outcome": outcome, "output": result})
+        self.out.append(Outgoing("output", info.output_id, result))
+
+    # -- redrive ---------------------------------------------------------------------------
+
+    def redrive(self, control: RunControl) -> str | None:
+        """Resume at the dead-lettered step or compensation with a fresh budget; None if it does not apply."""
+        letter = control.dead_letter_id or ""
+        failure = json.loads(self.failure_json or "{}")
+        if failure.get("dead_letter_id") == letter:
+            self.generation += 1
+            self.status = RunStatus.RUNNING
+            self.failure_json = None
+            # Steps undone or never finished run again (attempt numbers go on, so ids stay unique).
+            for name, s in self.steps.items():
+                if s.status is not StepStatus.SUCCEEDED:
+                    self.update(name, status=StepStatus.PENDING, failures=[], due_at_ms=None, error_json=None)
+            self.journal(JournalKind.RUN_REDRIVEN, failure.get("step"), None, self._redrive_detail(control))
+            self.schedule_ready()
+            return f"redriven from {letter}"
+        for name, s in self.steps.items():
+            if (
+                s.status is StepStatus.COMPENSATION_FAILED
+                and dead_letter_id(self.run_id, name, "compensate", s.comp_attempt) == letter
+            ):
+                self.generation += 1
+                self.status = RunStatus.COMPENSATING
+                self.update(name, status=StepStatus.SUCCEEDED, failures=[])
+                self.journal(JournalKind.RUN_REDRIVEN, name, None, self._redrive_detail(control))
+                self.command(name, "compensate", s.comp_attempt + 1)
+                return f"compensation of {name} redriven from {letter}"
+        return None
+
+    def _redrive_detail(self, control: RunControl) -> dict[str, Any]:
+        return {
+            "dead_letter_id": control.dead_letter_id,
+            "control_id": control.control_id,
+            "generation": self.generation,
+            "requested_by": control.requested_by,
+        }
 
     def build(self, note: str) -> Transition:
         state = RunState(
@@ -169,6 +464,8 @@ class _Builder:
             started_at_ms=self.started_at_ms,
             updated_at_ms=self.at_ms,
             steps=[self.steps[s.name] for s in self.wf.steps],
+            generation=self.generation,
+            failure_json=self.failure_json,
         )
         return Transition(state, self.out, applied=True, note=note)
 
@@ -198,47 +495,60 @@ def transition(wf: Workflow, state: RunState | None, event: Event) -> Transition
         if state is not None:
             return Transition(state, note="duplicate run request ignored")
         return start(wf, event)
-
-    result = event.result
     if state is None:
-        return Transition(None, note="result for an unknown run ignored")
-    if state.status is not RunStatus.RUNNING:
-        return Transition(state, note="result for a finished run ignored")
+        return Transition(None, note="event for an unknown run ignored")
+    if isinstance(event, TimerFired):
+        return _timer(wf, state, event)
+    if isinstance(event, RedriveRequested):
+        return _redrive(wf, state, event)
+    return _result(wf, state, event)
+
+
+def _result(wf: Workflow, state: RunState, event: StepFinished) -> Transition:
+    result = event.result
     if not wf.has_step(result.step):
         return Transition(state, note=f"result for unknown step {result.step!r} ignored")
     current = next(s for s in state.steps if s.name == result.step)
-    if current.status is not StepStatus.SCHEDULED or current.attempt != result.attempt:
+    if result.action == "compensate":
+        live = state.status is RunStatus.COMPENSATING
+        expected = current.status is StepStatus.COMPENSATING and current.comp_attempt == result.attempt
+    else:
+        live = state.status in (RunStatus.RUNNING, RunStatus.COMPENSATING)
+        expected = current.status is StepStatus.SCHEDULED and current.attempt == result.attempt
+    if not live:
+        return Transition(state, note="result for a stopped run ignored")
+    if not expected:
         return Transition(state, note="duplicate or stale result ignored")
-
     b = _Builder(wf, state, event.at_ms)
-    name, attempt = result.step, result.attempt
-    if result.error is None:
-        output = json.loads(result.output_json or "{}")
-        b.steps[name] = StepState(
-            name=name,
-            status=StepStatus.SUCCEEDED,
-            attempt=attempt,
-            output_json=canonical_json(output),
-        )
-        b.journal(JournalKind.STEP_SUCCEEDED, name, attempt, output)
-        if all(s.status is StepStatus.SUCCEEDED for s in b.steps.values()):
-            b.finish_ok()
-        else:
-            b.schedule_ready()
-        return b.build(f"{name} succeeded")
+    note = b.succeeded(result) if result.error is None else b.failed(result, result.error)
+    return b.build(note)
 
-    error = result.error.model_dump(mode="json")
-    b.journal(JournalKind.STEP_FAILED, name, attempt, error)
-    spec = wf.step(name)
-    if result.error.retryable and attempt < spec.max_attempts:
-        b.schedule(name, attempt + 1)
-        return b.build(f"{name} failed, attempt {attempt + 1} scheduled")
-    b.steps[name] = StepState(
-        name=name,
-        status=StepStatus.FAILED,
-        attempt=attempt,
-        error_json=canonical_json(error),
+
+def _timer(wf: Workflow, state: RunState, event: TimerFired) -> Transition:
+    if not wf.has_step(event.step):
+        return Transition(state, note="timer for an unknown step ignored")
+    current = next(s for s in state.steps if s.name == event.step)
+    waits = (
+        current.status is StepStatus.WAITING and current.attempt == event.attempt and event.action == "run"
+    ) or (
+        current.status is StepStatus.COMPENSATION_WAITING
+        and current.comp_attempt == event.attempt
+        and event.action == "compensate"
     )
-    reason = f"step {name} failed after {attempt} attempt(s): {result.error.type}: {result.error.message}"
-    b.finish_failed(reason)
-    return b.build(f"{name} failed, run failed")
+    if not waits:
+        return Transition(state, note="timer no longer waited for ignored")
+    b = _Builder(wf, state, event.at_ms)
+    b.command(event.step, event.action, event.attempt + 1)
+    return b.build(f"{event.step} attempt {event.attempt + 1} ({event.action}) fired")
+
+
+def _redrive(wf: Workflow, state: RunState, event: RedriveRequested) -> Transition:
+    if event.control.action != "redrive":
+        return Transition(state, note=f"unknown control action {event.control.action!r} ignored")
+    if state.status not in (RunStatus.FAILED, RunStatus.COMPENSATED):
+        return Transition(state, note=f"redrive of a {state.status.value} run ignored")
+    b = _Builder(wf, state, event.at_ms)
+    note = b.redrive(event.control)
+    if note is None:
+        return Transition(state, note="redrive of a dead letter that is not the run's current one ignored")
+    return b.build(note)

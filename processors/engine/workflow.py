@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 JSON = dict[str, Any]
 StepHandler = Callable[["StepContext"], Awaitable[JSON] | JSON]
@@ -23,8 +24,65 @@ class StepFailure(Exception):
 
 
 @dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a step (or its compensation) is retried.
+
+    Attempt ``n`` of a budget (1-based) that fails is followed, after
+    ``initial_backoff_s * multiplier ** (n - 1)`` seconds capped at
+    ``max_backoff_s``, by attempt ``n + 1``, up to ``max_attempts``. ``jitter``
+    spreads each delay by up to that fraction either way, from a hash of the
+    run id, step and attempt: the same run always waits the same delays, so a
+    replay is exact. Errors whose type (or a base class) is named in
+    ``non_retryable`` end the budget at once, as does ``StepFailure(retryable=False)``.
+    """
+
+    max_attempts: int = 3
+    initial_backoff_s: float = 0.5
+    multiplier: float = 2.0
+    max_backoff_s: float = 30.0
+    jitter: float = 0.1
+    non_retryable: tuple[type[BaseException] | str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+        if self.initial_backoff_s < 0 or self.max_backoff_s < 0 or self.multiplier < 1:
+            raise ValueError("backoffs must be >= 0 and the multiplier >= 1")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError("jitter is a fraction between 0 and 1")
+
+    def backoff_ms(self, run_id: str, step: str, attempt: int, nth: int) -> int:
+        """Delay after the ``nth`` failed attempt of this budget (``attempt`` is its global number)."""
+        base = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** (nth - 1))
+        digest = hashlib.sha256(f"{run_id}/{step}/{attempt}".encode()).digest()
+        spread = int.from_bytes(digest[:8], "big") / 2**64 * 2 - 1  # uniform in [-1, 1)
+        return max(0, round(base * (1 + self.jitter * spread) * 1000))
+
+    def retries(self, exc: BaseException) -> bool:
+        """Whether an attempt that raised ``exc`` may be retried (budget permitting)."""
+        if isinstance(exc, StepFailure) and not exc.retryable:
+            return False
+        names = {cls.__name__ for cls in type(exc).__mro__} | {
+            f"{cls.__module__}.{cls.__qualname__}" for cls in type(exc).__mro__
+        }
+        for kind in self.non_retryable:
+            if isinstance(kind, str) and kind in names:
+                return False
+            if isinstance(kind, type) and isinstance(exc, kind):
+                return False
+        return True
+
+
+Action = Literal["run", "compensate"]
+
+
+@dataclass(frozen=True)
 class StepContext:
-    """What a step sees of its run: the run input and its dependencies' outputs."""
+    """What a step sees of its run: the run input and its dependencies' outputs.
+
+    A compensation (``action == "compensate"``) sees the same, plus ``output``:
+    what the step it undoes returned.
+    """
 
     run_id: str
     workflow: str
@@ -32,11 +90,14 @@ class StepContext:
     attempt: int
     input: Mapping[str, Any]
     deps: Mapping[str, Mapping[str, Any]]
+    action: Action = "run"
+    output: Mapping[str, Any] | None = None
 
     @property
     def idempotency_key(self) -> str:
-        """Stable across redeliveries of this attempt: ``run_id/step/attempt``."""
-        return f"{self.run_id}/{self.step}/{self.attempt}"
+        """Stable across redeliveries of this attempt: ``run_id/step/attempt`` (``/compensate`` for undoing)."""
+        base = f"{self.run_id}/{self.step}/{self.attempt}"
+        return base if self.action == "run" else f"{base}/compensate"
 
 
 @dataclass(frozen=True)
@@ -46,14 +107,27 @@ class Step:
     ``local=True`` runs the step inside the orchestrator that owns the run
     (no command/result round trip over Kafka): for short, side-effect-free
     steps. Its result is made durable by the run's journal and changelog.
+
+    ``timeout_s`` bounds each attempt: past it the attempt is cancelled and
+    counts as failed (retryable). A synchronous handler runs in a thread so it
+    cannot block the worker; a hung thread is abandoned, not killed.
+
+    ``compensate`` undoes the step's effect if a later step of the run fails
+    for good; compensations run in reverse order of completion, each under
+    ``compensate_retry``.
     """
 
     name: str
     handler: StepHandler
     after: tuple[str, ...] = ()
-    max_attempts: int = 1
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout_s: float = 30.0
     local: bool = False
+    compensate: StepHandler | None = None
+    compensate_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=5))
+
+    def policy(self, action: str) -> RetryPolicy:
+        return self.compensate_retry if action == "compensate" else self.retry
 
 
 @dataclass(frozen=True)
@@ -61,8 +135,9 @@ class Workflow:
     """A named DAG of steps, its input and output topics and its result.
 
     ``result`` builds the workflow's output from the steps' outputs when every
-    step has succeeded; ``on_failure`` builds it when the run fails. Both must
-    be deterministic functions of their arguments: the orchestrator calls them
+    step has succeeded; ``on_failure`` builds it when the run stops on a step
+    that failed for good (after its compensations). Both must be
+    deterministic functions of their arguments: the orchestrator calls them
     inside its pure transition.
     """
 
@@ -73,8 +148,8 @@ class Workflow:
     output_topic: str
     output_schema: str
     run_id_of: Callable[[Mapping[str, Any]], str]
-    result: Callable[[str, Mapping[str, Any], Mapping[str, JSON], int], JSON]
-    on_failure: Callable[[str, Mapping[str, Any], str, int], JSON]
+    result: Callable[[RunResult], JSON]
+    on_failure: Callable[[RunFailure], JSON]
     _by_name: dict[str, Step] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -87,8 +162,6 @@ class Workflow:
                     raise ValueError(
                         f"{self.name}: step {step.name!r} depends on {dep!r}, which is not declared before it"
                     )
-            if step.max_attempts < 1:
-                raise ValueError(f"{self.name}: step {step.name!r} needs max_attempts >= 1")
             by_name[step.name] = step
         object.__setattr__(self, "_by_name", by_name)
 
@@ -97,6 +170,56 @@ class Workflow:
 
     def has_step(self, name: str) -> bool:
         return name in self._by_name
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What ``Workflow.result`` turns into the run's output when every step succeeded.
+
+    ``output_id`` is the id the output must carry (e.g. a decision id): the
+    same for the same run and redrive ``generation``, so downstream dedupes.
+    """
+
+    run_id: str
+    input: Mapping[str, Any]
+    outputs: Mapping[str, JSON]
+    at_ms: int
+    output_id: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    """Why a run stopped, for ``Workflow.on_failure`` to turn into the run's output.
+
+    ``outcome`` is COMPENSATED when every compensation it needed succeeded
+    (at least one ran), FAILED otherwise. ``outputs`` holds every step that
+    completed, undone or not: ``compensated`` says which were undone.
+    """
+
+    run_id: str
+    input: Mapping[str, Any]
+    step: str
+    error_type: str
+    error_message: str
+    attempts: int
+    outcome: Literal["COMPENSATED", "FAILED"]
+    compensated: tuple[str, ...]
+    compensation_failed: tuple[str, ...]
+    outputs: Mapping[str, JSON]
+    dead_letter_id: str
+    at_ms: int
+    output_id: str
+    generation: int
+
+    @property
+    def reason(self) -> str:
+        text = f"step {self.step} failed after {self.attempts} attempt(s): {self.error_type}: {self.error_message}"
+        if self.compensated:
+            text += f"; compensated: {', '.join(self.compensated)}"
+        if self.compensation_failed:
+            text += f"; compensation failed: {', '.join(self.compensation_failed)}"
+        return text
 
 
 def canonical_json(value: Any) -> str:

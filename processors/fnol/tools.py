@@ -1,13 +1,19 @@
-"""Deterministic claim tools: plan, policy check, damage, fraud, severity and reserve, route.
+"""Claim tools: plan, policy check, damage, fraud, severity and reserve, route, document requests.
 
-Each tool is a pure function of the tokenised report and earlier outputs, so
-a run gives the same decision every time. A later issue makes them rich
-(retrieval, models); their contracts (inputs and output keys) stay.
+Each tool is a deterministic function of the tokenised report and earlier
+outputs, so a run gives the same decision every time. Two stand-ins for
+outside services can fail, to exercise the engine: the fraud service is
+flaky at the rate ``DURABLE_FNOL_FRAUD_FAILURE_RATE`` (0 to 1, default 0;
+which attempts fail is a hash of run and attempt, so a run fails the same way
+when replayed), and a document request fails for good when the claimant left
+no email or phone. A later issue makes the tools rich (retrieval, models);
+their contracts (inputs and output keys) stay.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
@@ -86,8 +92,24 @@ def damage_assessment(ctx: StepContext) -> dict[str, Any]:
     }
 
 
+class FraudServiceUnavailable(Exception):
+    """The fraud service did not answer: transient, worth retrying."""
+
+
+class ClaimantUnreachable(Exception):
+    """No channel to request documents from the claimant: retrying cannot help."""
+
+
+def fraud_failure_rate() -> float:
+    raw = os.environ.get("DURABLE_FNOL_FRAUD_FAILURE_RATE", "")
+    return min(1.0, max(0.0, float(raw))) if raw else 0.0
+
+
 def fraud_check(ctx: StepContext) -> dict[str, Any]:
     report = ctx.input
+    rate = fraud_failure_rate()
+    if rate > 0 and _digest("fraud-outage", ctx.run_id, str(ctx.attempt)) % 10_000 < rate * 10_000:
+        raise FraudServiceUnavailable(f"fraud service did not answer (simulated outage rate {rate:.0%})")
     signals: list[str] = []
     reported = datetime.fromisoformat(report["reported_at"].replace("Z", "+00:00")).date()
     loss = date.fromisoformat(report["loss_date"])
@@ -116,7 +138,19 @@ def severity_reserve(ctx: StepContext) -> dict[str, Any]:
     if policy["covered"]:
         reserve = max(0.0, min(float(policy["limit"]), amount - float(policy["deductible"])))
         reserve = float(round(reserve / 100.0) * 100)  # reserves are set in round hundreds
-    return {"severity": severity, "reserve": reserve, "fraud_score": fraud["fraud_score"]}
+    # Setting the reserve is a side effect on the claims ledger; release_reserve undoes it.
+    return {
+        "severity": severity,
+        "reserve": reserve,
+        "fraud_score": fraud["fraud_score"],
+        "reserve_id": f"RSV-{ctx.input['claim_id']}",
+    }
+
+
+def release_reserve(ctx: StepContext) -> dict[str, Any]:
+    """Compensation of severity_reserve: release what it set on the ledger."""
+    held = ctx.output or {}
+    return {"reserve_id": held.get("reserve_id"), "released": float(held.get("reserve", 0.0))}
 
 
 def route(ctx: StepContext) -> dict[str, Any]:
@@ -156,3 +190,16 @@ def route(ctx: StepContext) -> dict[str, Any]:
         "documents_requested": documents,
         "reasons": reasons,
     }
+
+
+def request_documents(ctx: StepContext) -> dict[str, Any]:
+    """Ask the claimant for the documents the route step chose, by email or else by SMS."""
+    claimant = ctx.input["claimant"]
+    documents = list(ctx.deps["route"]["documents_requested"])
+    if claimant.get("email_token"):
+        channel, to = "email", claimant["email_token"]
+    elif claimant.get("phone_token"):
+        channel, to = "sms", claimant["phone_token"]
+    else:
+        raise ClaimantUnreachable(f"claimant of {ctx.input['claim_id']} left no email or phone")
+    return {"channel": channel, "to": to, "documents": documents}

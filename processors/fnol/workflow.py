@@ -1,16 +1,27 @@
-"""The FNOL workflow: plan -> (policy, damage, fraud in parallel) -> severity/reserve -> route."""
+"""The FNOL workflow.
+
+plan -> (policy_check, damage_assessment, fraud_check in parallel) -> severity_reserve -> route
+-> request_documents. The fraud service is retried with backoff; setting the
+reserve is undone (released) if a later step fails for good, and the claim
+then goes to review with the reason.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from processors.engine.transition import output_id
-from processors.engine.workflow import Step, Workflow
+from processors.engine.workflow import RetryPolicy, RunFailure, RunResult, Step, Workflow
 from processors.fnol import tools
 
 INPUT_TOPIC = "fnol.reported"
 DECISIONS_TOPIC = "decisions"
+
+TOOL_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.2, max_backoff_s=2.0)
+FRAUD_RETRY = RetryPolicy(max_attempts=5, initial_backoff_s=0.2, multiplier=2.0, max_backoff_s=2.0)
+DOCUMENTS_RETRY = RetryPolicy(
+    max_attempts=3, initial_backoff_s=0.2, max_backoff_s=2.0, non_retryable=(tools.ClaimantUnreachable,)
+)
 
 
 def run_id_of(report: Mapping[str, Any]) -> str:
@@ -18,13 +29,13 @@ def run_id_of(report: Mapping[str, Any]) -> str:
     return f"fnol-{report['tenant_id']}-{report['claim_id']}"
 
 
-def decision(run_id: str, report: Mapping[str, Any], outputs: Mapping[str, Any], at_ms: int) -> dict[str, Any]:
-    routed = outputs["route"]
+def decision(run: RunResult) -> dict[str, Any]:
+    report, routed = run.input, run.outputs["route"]
     return {
-        "decision_id": output_id(run_id),
+        "decision_id": run.output_id,
         "claim_id": report["claim_id"],
         "tenant_id": report["tenant_id"],
-        "run_id": run_id,
+        "run_id": run.run_id,
         "status": routed["status"],
         "queue": routed["queue"],
         "severity": routed["severity"],
@@ -32,24 +43,32 @@ def decision(run_id: str, report: Mapping[str, Any], outputs: Mapping[str, Any],
         "currency": report["currency"],
         "documents_requested": list(routed["documents_requested"]),
         "reasons": list(routed["reasons"]),
-        "decided_at_ms": at_ms,
+        "decided_at_ms": run.at_ms,
     }
 
 
-def failed_decision(run_id: str, report: Mapping[str, Any], reason: str, at_ms: int) -> dict[str, Any]:
+def review_decision(failure: RunFailure) -> dict[str, Any]:
+    """A run that stopped goes to a person, with why; a reserve still held is reported as held."""
+    report = failure.input
+    sev = failure.outputs.get("severity_reserve")
+    released = "severity_reserve" in failure.compensated
+    held = float(sev["reserve"]) if sev is not None and not released else 0.0
+    reasons = [failure.reason]
+    if released and sev is not None:
+        reasons.append(f"reserve of {float(sev['reserve']):,.0f} {report['currency']} released")
     return {
-        "decision_id": output_id(run_id),
+        "decision_id": failure.output_id,
         "claim_id": report["claim_id"],
         "tenant_id": report["tenant_id"],
-        "run_id": run_id,
-        "status": "FAILED",
+        "run_id": failure.run_id,
+        "status": "REVIEW",
         "queue": "manual_handling",
-        "severity": "UNKNOWN",
-        "reserve": 0.0,
+        "severity": sev["severity"] if sev is not None else "UNKNOWN",
+        "reserve": held,
         "currency": report["currency"],
         "documents_requested": [],
-        "reasons": [reason],
-        "decided_at_ms": at_ms,
+        "reasons": reasons,
+        "decided_at_ms": failure.at_ms,
     }
 
 
@@ -57,11 +76,18 @@ FNOL = Workflow(
     name="fnol",
     steps=(
         Step("plan", tools.plan),
-        Step("policy_check", tools.policy_check, after=("plan",), max_attempts=3),
-        Step("damage_assessment", tools.damage_assessment, after=("plan",), max_attempts=3),
-        Step("fraud_check", tools.fraud_check, after=("plan",), max_attempts=3),
-        Step("severity_reserve", tools.severity_reserve, after=("policy_check", "damage_assessment", "fraud_check")),
+        Step("policy_check", tools.policy_check, after=("plan",), retry=TOOL_RETRY, timeout_s=5.0),
+        Step("damage_assessment", tools.damage_assessment, after=("plan",), retry=TOOL_RETRY, timeout_s=5.0),
+        Step("fraud_check", tools.fraud_check, after=("plan",), retry=FRAUD_RETRY, timeout_s=5.0),
+        Step(
+            "severity_reserve",
+            tools.severity_reserve,
+            after=("policy_check", "damage_assessment", "fraud_check"),
+            retry=TOOL_RETRY,
+            compensate=tools.release_reserve,
+        ),
         Step("route", tools.route, after=("policy_check", "fraud_check", "severity_reserve")),
+        Step("request_documents", tools.request_documents, after=("route",), retry=DOCUMENTS_RETRY, timeout_s=5.0),
     ),
     input_topic=INPUT_TOPIC,
     input_schema="durable.fnol.FnolReported",
@@ -69,5 +95,5 @@ FNOL = Workflow(
     output_schema="durable.fnol.RoutedDecision",
     run_id_of=run_id_of,
     result=decision,
-    on_failure=failed_decision,
+    on_failure=review_decision,
 )

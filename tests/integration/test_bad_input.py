@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 from confluent_kafka import Producer
 
 from schemas import to_bytes
@@ -9,8 +13,15 @@ from schemas.models import StepCommand
 from streams.config import Settings
 from streams.topics import Topics
 from streams.worker import Worker, load_workflows
-from tests.conftest import read_topic, wait_for
+from tests.conftest import ROOT, read_topic, wait_for
 from tests.helpers import decisions, produce, sample_claims
+
+
+def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "DURABLE_NAMESPACE": settings.namespace}
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_undecodable_and_unknown_records_are_dead_lettered(settings: Settings) -> None:
@@ -55,6 +66,16 @@ def test_undecodable_and_unknown_records_are_dead_lettered(settings: Settings) -
         oversized = [d for d in letters if d["payload_truncated"]]
         assert oversized and len(oversized[0]["payload"]) == 64 * 1024
         assert worker.failed is None
+
+        # The same letters, through the operator's tooling; they cannot be redriven, and it says why.
+        listed = _cli(settings, "dlq", "list")
+        assert listed.returncode == 0, listed.stderr
+        garbage_id = next(d["dead_letter_id"] for d in letters if d["payload"] == b"not avro at all")
+        assert garbage_id in listed.stdout and listed.stdout.count(" record ") >= 5
+        shown = _cli(settings, "dlq", "show", str(garbage_id))
+        assert shown.returncode == 0 and "not avro at all" in shown.stdout
+        refused = _cli(settings, "dlq", "redrive", str(garbage_id))
+        assert refused.returncode == 2 and "only steps and compensations can be redriven" in refused.stderr
     finally:
         worker.stop()
         worker.join(20)

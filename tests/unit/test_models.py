@@ -14,6 +14,7 @@ from pydantic_core import PydanticUndefined
 from schemas import DecodeError, codec, encode, from_bytes, to_bytes
 from schemas.models import (
     SCHEMA_OF,
+    AttemptFailure,
     ClaimantTokens,
     DeadLetter,
     FnolReported,
@@ -22,6 +23,7 @@ from schemas.models import (
     Location,
     Photo,
     RoutedDecision,
+    RunControl,
     RunState,
     RunStatus,
     StepCommand,
@@ -283,7 +285,41 @@ INSTANCES: list[BaseModel] = [
             StepState(name="policy_check", status=StepStatus.SCHEDULED, attempt=2),
             StepState(name="route", status=StepStatus.PENDING),
             StepState(name="fraud_check", status=StepStatus.FAILED, attempt=3, error_json='{"type":"X"}'),
+            StepState(
+                name="severity_reserve",
+                status=StepStatus.COMPENSATION_WAITING,
+                attempt=1,
+                output_json='{"reserve":4800.0}',
+                due_at_ms=1_794_000_001_000,
+                completed_seq=7,
+                comp_attempt=2,
+                failures=[
+                    AttemptFailure(
+                        action="compensate",
+                        attempt=1,
+                        type="ConnectionError",
+                        message="ledger down",
+                        traceback="Traceback ...\n",
+                        retryable=True,
+                        started_at_ms=1,
+                        finished_at_ms=2,
+                        worker="w1",
+                    )
+                ],
+            ),
         ],
+        generation=1,
+        failure_json='{"step":"fraud_check"}',
+    ),
+    RunControl(
+        control_id="redrive:fnol-acme-CLM-100001/fraud_check/run/3",
+        run_id=RUN,
+        workflow="fnol",
+        action="redrive",
+        step="fraud_check",
+        dead_letter_id="fnol-acme-CLM-100001/fraud_check/run/3",
+        requested_at_ms=1_794_000_000_000,
+        requested_by="ops",
     ),
 ]
 

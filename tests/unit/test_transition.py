@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -16,7 +15,7 @@ from processors.engine.transition import (
     output_id,
     transition,
 )
-from processors.engine.workflow import Step, Workflow
+from processors.engine.workflow import RetryPolicy, RunFailure, RunResult, Step, Workflow
 from schemas.models import (
     JournalEvent,
     JournalKind,
@@ -36,21 +35,32 @@ def _never_called(ctx: Any) -> dict[str, Any]:
     raise AssertionError("the transition must not run step handlers")
 
 
-def _result(run_id: str, run_input: Mapping[str, Any], outputs: Mapping[str, Any], at_ms: int) -> dict[str, Any]:
-    return {"id": output_id(run_id), "ok": True, "total": outputs["d"]["total"], "at": at_ms}
+def _result(run: RunResult) -> dict[str, Any]:
+    return {"id": run.output_id, "ok": True, "total": run.outputs["d"]["total"], "at": run.at_ms}
 
 
-def _on_failure(run_id: str, run_input: Mapping[str, Any], reason: str, at_ms: int) -> dict[str, Any]:
-    return {"id": output_id(run_id), "ok": False, "reason": reason, "claim": run_input["claim"], "at": at_ms}
+def _on_failure(failure: RunFailure) -> dict[str, Any]:
+    return {
+        "id": failure.output_id,
+        "ok": False,
+        "reason": failure.reason,
+        "claim": failure.input["claim"],
+        "at": failure.at_ms,
+    }
+
+
+ONCE = RetryPolicy(max_attempts=1)
+# Immediate retries (no backoff) keep these tests about ordering; tests/unit/test_saga.py covers timers.
+THRICE_NOW = RetryPolicy(max_attempts=3, initial_backoff_s=0.0, jitter=0.0)
 
 
 WF = Workflow(
     name="diamond",
     steps=(
-        Step("a", _never_called),
-        Step("b", _never_called, after=("a",), max_attempts=3, timeout_s=2.5),
-        Step("c", _never_called, after=("a",)),
-        Step("d", _never_called, after=("b", "c")),
+        Step("a", _never_called, retry=ONCE),
+        Step("b", _never_called, after=("a",), retry=THRICE_NOW, timeout_s=2.5),
+        Step("c", _never_called, after=("a",), retry=ONCE),
+        Step("d", _never_called, after=("b", "c"), retry=ONCE),
     ),
     input_topic="in",
     input_schema="test.In",
@@ -250,11 +260,14 @@ def test_retryable_failure_with_attempts_left_schedules_the_next_attempt() -> No
     assert [c.command_id for c in commands(ts[-1])] == [f"{RUN}/d/1"]
 
 
-def _assert_run_failed(t: Transition, step: str, attempts: int) -> None:
+def _assert_run_failed(t: Transition, step: str, attempts: int, lettered: bool = True) -> None:
     assert t.applied
     assert commands(t) == []
     assert t.state is not None and t.state.status is RunStatus.FAILED
     assert step_of(t.state, step).status is StepStatus.FAILED
+    letters = [o.record for o in t.outgoing if o.kind == "dead_letter"]
+    if lettered:  # else it was written by the transition that stopped the run
+        assert [getattr(x, "dead_letter_id", None) for x in letters] == [f"{RUN}/{step}/run/{attempts}"]
     [out] = outputs(t)
     assert out.message_id == output_id(RUN)
     assert out.record == {
@@ -264,30 +277,39 @@ def _assert_run_failed(t: Transition, step: str, attempts: int) -> None:
         "claim": "C-1",
         "at": 3000,
     }
-    assert [e.kind for e in journal(t)] == [JournalKind.STEP_FAILED, JournalKind.RUN_FAILED]
+    assert [e.kind for e in journal(t)][-1] is JournalKind.RUN_FAILED
 
 
 def test_non_retryable_failure_fails_the_run_at_once() -> None:
-    _, ts = drive([*HAPPY[:2], failed("b", attempt=1, retryable=False, at_ms=3000)])
+    _, ts = drive([*HAPPY[:2], ok("c"), failed("b", attempt=1, retryable=False, at_ms=3000)])
     _assert_run_failed(ts[-1], "b", 1)
+    assert [e.kind for e in journal(ts[-1])] == [
+        JournalKind.STEP_FAILED,
+        JournalKind.STEP_DEAD_LETTERED,
+        JournalKind.RUN_COMPENSATING,
+        JournalKind.RUN_FAILED,
+    ]
 
 
 def test_exhausted_attempts_fail_the_run() -> None:
-    _, ts = drive([*HAPPY[:2], failed("b", 1), failed("b", 2), failed("b", 3, at_ms=3000)])
-    assert [c.command_id for c in commands(ts[2])] == [f"{RUN}/b/2"]
-    assert [c.command_id for c in commands(ts[3])] == [f"{RUN}/b/3"]
+    _, ts = drive([*HAPPY[:2], ok("c"), failed("b", 1), failed("b", 2), failed("b", 3, at_ms=3000)])
+    assert [c.command_id for c in commands(ts[3])] == [f"{RUN}/b/2"]
+    assert [c.command_id for c in commands(ts[4])] == [f"{RUN}/b/3"]
     _assert_run_failed(ts[-1], "b", 3)
 
 
 def test_single_attempt_step_fails_the_run_on_first_retryable_error() -> None:
-    _, ts = drive([*HAPPY[:2], failed("c", attempt=1, retryable=True, at_ms=3000)])
+    _, ts = drive([*HAPPY[:2], ok("b"), failed("c", attempt=1, retryable=True, at_ms=3000)])
     _assert_run_failed(ts[-1], "c", 1)
 
 
-def test_a_failed_run_ignores_the_results_still_in_flight() -> None:
+def test_a_failing_run_waits_for_steps_in_flight_then_ignores_late_results() -> None:
     state, _ = drive([*HAPPY[:2], failed("c", retryable=False, at_ms=3000)])
-    t = transition(WF, state, ok("b"))
-    assert t.applied is False and t.outgoing == [] and t.state == state
+    assert state is not None and state.status is RunStatus.COMPENSATING  # b still runs
+    t = transition(WF, state, ok("b", at_ms=3000))
+    _assert_run_failed(t, "c", 1, lettered=False)
+    late = transition(WF, t.state, ok("b", at_ms=9999))
+    assert late.applied is False and late.outgoing == [] and late.state == t.state
 
 
 # ---------------------------------------------------------------- journal, ids, determinism
@@ -296,6 +318,7 @@ RUNS = {
     "happy": HAPPY,
     "retry-then-ok": [*HAPPY[:2], failed("b", 1), ok("c"), ok("b", 2), ok("d", output={"total": 1})],
     "exhausted": [*HAPPY[:2], ok("c"), failed("b", 1), failed("b", 2), failed("b", 3)],
+    "failed-while-sibling-runs": [*HAPPY[:2], failed("c", retryable=False), ok("b")],
     "with-duplicates": [HAPPY[0], HAPPY[0], HAPPY[1], HAPPY[1], HAPPY[2], HAPPY[3], HAPPY[2], HAPPY[4], HAPPY[4]],
 }
 
@@ -309,7 +332,7 @@ def test_journal_seq_counts_from_one_without_gaps(events: list[Any]) -> None:
     assert all(e.run_id == RUN and e.workflow == WF.name for e in events_out)
     assert state is not None and state.seq == len(events_out)
     assert events_out[0].kind is JournalKind.RUN_STARTED
-    assert events_out[-1].kind in (JournalKind.RUN_COMPLETED, JournalKind.RUN_FAILED)
+    assert events_out[-1].kind in (JournalKind.RUN_COMPLETED, JournalKind.RUN_FAILED, JournalKind.RUN_COMPENSATED)
     # Every outgoing record's message id is unique: the runtime dedupes by it.
     ids = [o.message_id for t in ts for o in t.outgoing]
     assert len(ids) == len(set(ids))
@@ -325,7 +348,7 @@ def test_one_output_per_run(events: list[Any]) -> None:
 
 def test_success_and_failure_outputs_share_the_run_output_id() -> None:
     _, ok_ts = drive(HAPPY)
-    _, fail_ts = drive([*HAPPY[:2], failed("b", retryable=False)])
+    _, fail_ts = drive([*HAPPY[:2], failed("b", retryable=False), ok("c")])
     [ok_out] = [o for t in ok_ts for o in outputs(t)]
     [fail_out] = [o for t in fail_ts for o in outputs(t)]
     assert ok_out.message_id == fail_out.message_id == output_id(RUN)
