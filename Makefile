@@ -26,6 +26,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/steps.py
+	$(BIN)/python bench/retries.py
 
 clean:
 	rm -rf $(VENV) .durable

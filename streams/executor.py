@@ -136,6 +136,8 @@ class Executor:
             producer.flush(10)
             self._commit()
             consumer.close()
+            self._producer = None  # destroy the client now, not when the broker may be gone
+            del producer
         if self.failure is not None:
             raise RuntimeError(f"a step result could not be written: {self.failure}") from self.failure
 

@@ -228,6 +228,7 @@ class Orchestrator:
         finally:
             self._consumer.close()
             self._producer.flush(10)
+            self._producer = None  # destroy the client now, not when the broker may be gone
             self._table.close()
             self._loop.close()
 
