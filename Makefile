@@ -27,6 +27,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/steps.py
 	$(BIN)/python bench/retries.py
+	$(BIN)/python bench/replay.py
 
 clean:
 	rm -rf $(VENV) .durable

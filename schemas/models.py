@@ -103,6 +103,7 @@ class StepResult(_Record):
     finished_at_ms: int
     worker: str = ""
     action: str = "run"
+    recorded_json: str | None = None
 
 
 class JournalKind(StrEnum):
@@ -137,6 +138,7 @@ class JournalEvent(_Record):
     step: str | None = None
     attempt: int | None = None
     detail_json: str | None = None
+    recorded_json: str | None = None
 
 
 class RoutedDecision(_Record):
@@ -223,6 +225,7 @@ class AttemptFailure(_Record):
     started_at_ms: int
     finished_at_ms: int
     worker: str
+    recorded_json: str | None = None
 
 
 class StepState(_Record):

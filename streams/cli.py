@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import json
 import logging
@@ -15,27 +16,37 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from connectors.sources.fnol import BadLine, GoodLine, parse_lines
+from processors.engine.replay import RecordedAttempt, RecordedRun, RunReplay, recorded_run, replay_attempt, replay_run
+from processors.engine.workflow import Workflow
 from processors.fnol.workflow import DECISIONS_TOPIC, INPUT_TOPIC
+from processors.models import client_from_env
 from schemas import DecodeError, decode
 from schemas.models import JournalEvent, JournalKind
-from streams import discovery, dlq
+from streams import discovery, dlq, offsets
 from streams.broker import BrokerStartError, EmbeddedBroker
 from streams.config import Settings
 from streams.io import dumps, follow, produce_reports, run_journal
 from streams.io import journals as io_journals
+from streams.offsets import ResetSpec
+from streams.sandbox import SandboxIsProduction, replay_window
 from streams.topics import Topics
-from streams.worker import DEFAULT_WORKFLOWS, Role, Worker, load_workflows
+from streams.worker import DEFAULT_WORKFLOWS, Role, Worker, WorkflowNotFound, load_workflows
 
 app = typer.Typer(help="Durable execution on Kafka: FNOL claims sagas that survive restarts.", no_args_is_help=True)
 produce_app = typer.Typer(help="Produce records onto the engine's input topics.", no_args_is_help=True)
 consume_app = typer.Typer(help="Read the engine's output topics.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead letters: list them, show one, redrive runs from them.", no_args_is_help=True)
+runs_app = typer.Typer(help="Runs: export what a run captured.", no_args_is_help=True)
+offsets_app = typer.Typer(help="Consumer-group offsets: reset them to replay (or skip) records.", no_args_is_help=True)
 app.add_typer(produce_app, name="produce")
 app.add_typer(consume_app, name="consume")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(runs_app, name="runs")
+app.add_typer(offsets_app, name="offsets")
 
 err = Console(stderr=True)
 # Piped output (scripts, tests) gets whole lines, not a table folded to 80 columns.
@@ -469,6 +480,279 @@ def _demo_sagas(settings: Settings) -> None:
             out.print(f"  {entry.letter.dead_letter_id}  {entry.letter.reason}", highlight=False, soft_wrap=True)
 
 
+# ---------------------------------------------------------------- replay
+
+WorkflowOpt = Annotated[
+    list[str] | None,
+    typer.Option("--workflow", help="Workflow code to replay with, module:attribute (default: the FNOL workflow)."),
+]
+VERDICT_STYLE = {"same": "green", "failure reproduced": "yellow", "different": "red", "new failure": "red"}
+
+
+def _workflow_named(name: str, specs: list[str] | None) -> Workflow:
+    by_name = {wf.name: wf for wf in load_workflows(specs or DEFAULT_WORKFLOWS)}
+    if name not in by_name:
+        err.print(f"[red]no workflow {name!r} in {sorted(by_name)}: pass --workflow module:attribute[/red]")
+        raise typer.Exit(2)
+    return by_name[name]
+
+
+def _iso_ms(text: str) -> int:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        err.print(f"[red]not an ISO-8601 date-time: {text!r}[/red]")
+        raise typer.Exit(2) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _recorded(settings: Settings, run_id: str) -> RecordedRun:
+    events = run_journal(settings, run_id)
+    if not events:
+        err.print(f"[red]no run {run_id} in namespace {settings.namespace}[/red]")
+        raise typer.Exit(2)
+    return recorded_run(events)
+
+
+def _print_run_replay(replayed: RunReplay, live: bool) -> None:
+    run = replayed.run
+    table = Table(title=f"replay of {run.run_id} ({'live' if live else 'recorded values served'})")
+    for col in ("step", "attempt", "recorded", "replayed", "verdict"):
+        table.add_column(col, overflow="fold")
+    for a in replayed.attempts:
+        was = "ok" if a.recorded.error is None else f"{a.recorded.error.get('type')}: {a.recorded.error.get('message')}"
+        now = "ok" if a.error is None else f"{a.error.get('type')}: {a.error.get('message')}"
+        style = VERDICT_STYLE[a.verdict]
+        table.add_row(a.recorded.label, str(a.recorded.attempt), was, now, f"[{style}]{a.verdict}[/{style}]")
+    for skipped in replayed.skipped:
+        table.add_row(skipped.label, str(skipped.attempt), "(in flight)", "-", "not finished")
+    out.print(table)
+    for a in replayed.attempts:
+        if a.diff:
+            out.print(f"[bold]{a.recorded.label} #{a.recorded.attempt}[/bold]")
+            for line in a.diff:
+                colour = "red" if line.startswith("-") else "green" if line.startswith("+") else "dim"
+                out.print(f"[{colour}]{escape(line)}[/{colour}]", highlight=False)
+    verdict = "would complete" if replayed.would_complete else "would not complete"
+    out.print(f"run: recorded {run.status}; with the current code it {verdict}", highlight=False)
+    if replayed.result is not None and run.status != "COMPLETED":
+        out.print(f"  result it would give: {dumps(replayed.result)}", highlight=False, soft_wrap=True)
+    elif replayed.result is not None and replayed.result != run.output:
+        changed = {k: (run.output or {}).get(k) for k in replayed.result if replayed.result.get(k) != (run.output or {}).get(k)}
+        out.print(f"  result differs in {sorted(changed)}", highlight=False)
+    counts = {v: sum(1 for a in replayed.attempts if a.verdict == v) for v in VERDICT_STYLE}
+    out.print(", ".join(f"{n} {v}" for v, n in counts.items() if n), highlight=False)
+
+
+@app.command()
+def replay(
+    run_id: Annotated[str | None, typer.Argument(help="The run to replay, from its journal.")] = None,
+    namespace: NamespaceOpt = None,
+    workflow: WorkflowOpt = None,
+    live: Annotated[bool, typer.Option(help="Call tools and models for real instead of serving recorded values.")] = False,
+    file: Annotated[Path | None, typer.Option("--file", help="Replay a run export (`durable runs export`).")] = None,
+    step: Annotated[str | None, typer.Option(help="Replay one step against --input.")] = None,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", help="The step input as JSON ({input, deps}), e.g. from `dlq show --input`.")
+    ] = None,
+    run: Annotated[str | None, typer.Option("--run", help="With --step: take the workflow and recorded values from this run.")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Window start (ISO-8601): replay its inputs in a sandbox.")] = None,
+    to: Annotated[str | None, typer.Option(help="Window end (ISO-8601, exclusive).")] = None,
+    sandbox: Annotated[str | None, typer.Option(help="Sandbox namespace for a window replay (default: <ns>-replay-<time>).")] = None,
+    timeout: Annotated[float, typer.Option(help="Window replay: give up waiting for outputs after S seconds.")] = 120.0,
+) -> None:
+    """Re-execute with the current code and compare with what was recorded; writes nothing to production topics.
+
+    Three forms: `replay RUN_ID` (every attempt of a run on its captured inputs), `replay --step S --input F
+    [--run RUN_ID]` (one step against a known-bad input), `replay --from T1 --to T2` (a window of inputs, run in
+    a sandbox namespace, decisions diffed). Exit codes: 0 all same; 1 differences or new failures;
+    3 failures reproduced and nothing different; 2 usage errors.
+    """
+    modes = [run_id is not None or file is not None, step is not None, from_ is not None]
+    if sum(modes) != 1:
+        err.print("[red]give a RUN_ID (or --file), or --step with --input, or --from with --to[/red]")
+        raise typer.Exit(2)
+    if from_ is not None:
+        _replay_window(namespace, workflow, from_, to, sandbox, timeout)
+        return
+    models = client_from_env() if live else None
+    if step is not None:
+        _replay_step(namespace, workflow, step, input_file, run, live)
+        return
+    if file is not None:
+        recorded = RecordedRun.from_json(file.read_text())
+    else:
+        assert run_id is not None
+        recorded = _recorded(_settings(namespace), run_id)
+    wf = _workflow_named(recorded.workflow, workflow)
+    replayed = asyncio.run(replay_run(recorded, wf, live=live, models=models or client_from_env()))
+    _print_run_replay(replayed, live)
+    raise typer.Exit(replayed.exit_code)
+
+
+def _replay_step(
+    namespace: str | None, workflow: list[str] | None, step: str, input_file: Path | None, run: str | None, live: bool
+) -> None:
+    if input_file is None:
+        err.print("[red]--step needs --input FILE.json[/red]")
+        raise typer.Exit(2)
+    try:
+        step_input = json.loads(input_file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        err.print(f"[red]cannot read {input_file}: {exc}[/red]")
+        raise typer.Exit(2) from None
+    if not isinstance(step_input, dict) or "input" not in step_input:
+        err.print("[red]the input must be a JSON object with 'input' (and 'deps'), as `dlq show --input` prints[/red]")
+        raise typer.Exit(2)
+    step_input.setdefault("deps", {})
+    recorded_calls: list[dict[str, object]] | None = None
+    run_id = run or "replay"
+    if run is not None:
+        recorded = _recorded(_settings(namespace), run)
+        wf = _workflow_named(recorded.workflow, workflow)
+        attempts = [a for a in recorded.attempts if a.step == step and a.action == "run" and a.finished]
+        recorded_calls = attempts[-1].recorded if attempts and not live else None
+    else:
+        wfs = load_workflows(workflow or DEFAULT_WORKFLOWS)
+        wf = next((w for w in wfs if w.has_step(step)), wfs[0])
+    if not wf.has_step(step):
+        err.print(f"[red]workflow {wf.name} has no step {step!r}[/red]")
+        raise typer.Exit(2)
+    attempt = RecordedAttempt(step, "run", 1, step_input, recorded=recorded_calls or [])
+    replayed = asyncio.run(
+        replay_attempt(wf, run_id, attempt, live=recorded_calls is None, models=client_from_env())
+    )
+    if replayed.error is None:
+        print(json.dumps(replayed.output, indent=2, sort_keys=True))
+        raise typer.Exit(0)
+    err.print(f"[red]{replayed.error['type']}: {escape(str(replayed.error['message']))}[/red]")
+    print(str(replayed.error.get("traceback", "")).rstrip(), file=sys.stderr)
+    raise typer.Exit(1)
+
+
+def _replay_window(
+    namespace: str | None, workflow: list[str] | None, from_: str, to: str | None, sandbox: str | None, timeout: float
+) -> None:
+    if to is None:
+        err.print("[red]--from needs --to[/red]")
+        raise typer.Exit(2)
+    settings = _settings(namespace)
+    start, end = _iso_ms(from_), _iso_ms(to)
+    wfs = load_workflows(workflow or DEFAULT_WORKFLOWS)
+    box = sandbox or f"{settings.namespace}-replay-{int(time.time())}"
+    try:
+        result = replay_window(
+            settings, wfs[0], start, end, box, ignore=frozenset({"decided_at_ms", "decision_id"}), timeout_s=timeout
+        )
+    except SandboxIsProduction as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    out.print(
+        f"window {from_} .. {to}: {result.inputs} input record(s), {result.runs} run(s), replayed in namespace "
+        f"{result.sandbox} in {result.elapsed_s:.1f}s",
+        highlight=False,
+    )
+    for d in result.diffs:
+        if d.kind == "changed":
+            fields = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in d.changes.items())
+            out.print(f"  changed  {d.run_id}  {fields}", highlight=False, soft_wrap=True)
+        elif d.kind in ("missing", "new"):
+            out.print(f"  {d.kind:8} {d.run_id}", highlight=False)
+    counts = {k: result.count(k) for k in ("same", "changed", "missing", "new")}
+    out.print("  ".join(f"{k}: {n}" for k, n in counts.items()), highlight=False)
+    raise typer.Exit(0 if counts["changed"] == counts["missing"] == counts["new"] == 0 else 1)
+
+
+@runs_app.command("export")
+def runs_export(
+    run_id: str,
+    namespace: NamespaceOpt = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
+) -> None:
+    """Write what a run captured (inputs, outputs, errors, outside values) as JSON, to attach to a bug.
+
+    `durable replay --file FILE` replays it without a broker.
+    """
+    text = _recorded(_settings(namespace), run_id).to_json()
+    if output is None:
+        print(text)
+    else:
+        output.write_text(text + "\n")
+        err.print(f"wrote {output}")
+
+
+# ---------------------------------------------------------------- offsets
+
+
+@offsets_app.command("reset")
+def offsets_reset(
+    group: Annotated[str, typer.Option(help="Consumer group id.")],
+    topic: Annotated[list[str] | None, typer.Option(help="Topic (repeat; default: every topic the group committed).")] = None,
+    namespace: NamespaceOpt = None,
+    to_datetime: Annotated[str | None, typer.Option(help="First record at or after this ISO-8601 time.")] = None,
+    to_offset: Annotated[int | None, typer.Option(help="This offset, in every partition.")] = None,
+    shift_by: Annotated[int | None, typer.Option(help="Move by N (negative: back).")] = None,
+    to_earliest: Annotated[bool, typer.Option(help="The first offset still in the log.")] = False,
+    to_latest: Annotated[bool, typer.Option(help="The end of the log.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print current and new offsets; change nothing.")] = False,
+    execute: Annotated[bool, typer.Option("--execute", help="Store the new offsets.")] = False,
+    force: Annotated[bool, typer.Option(help="Execute even while the group has active members.")] = False,
+) -> None:
+    """Move a consumer group's offsets, as kafka-consumer-groups --reset-offsets does.
+
+    Offsets are clamped to the log. A topic name without the namespace is
+    looked up in it too (`decisions` -> `<ns>.decisions`). Refuses to execute
+    while the group is active (exit 1) unless --force.
+    """
+    if dry_run == execute:
+        err.print("[red]choose --dry-run or --execute[/red]")
+        raise typer.Exit(2)
+    try:
+        spec = ResetSpec(
+            to_datetime_ms=_iso_ms(to_datetime) if to_datetime else None,
+            to_offset=to_offset,
+            shift_by=shift_by,
+            to_earliest=to_earliest,
+            to_latest=to_latest,
+        )
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    settings = _settings(namespace)
+    names = [_topic_name(settings, t) for t in topic] if topic else None
+    try:
+        planned = offsets.plan(settings, group, names, spec)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    table = Table(title=f"group {group}: {'dry run' if dry_run else 'reset'}")
+    for col in ("topic", "partition", "current", "new", "log start", "log end", "found by"):
+        table.add_column(col)
+    for r in planned:
+        current = "-" if r.current is None else str(r.current)
+        table.add_row(r.topic, str(r.partition), current, str(r.new), str(r.log_start), str(r.log_end), r.lookup)
+    out.print(table)
+    if dry_run:
+        out.print("dry run: nothing changed (run again with --execute)")
+        return
+    try:
+        offsets.execute(settings, group, planned, force=force)
+    except offsets.GroupActive as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    out.print(f"offsets of group {group} reset on {len(planned)} partition(s)")
+
+
+def _topic_name(settings: Settings, name: str) -> str:
+    try:
+        offsets.partitions_of(settings, name)
+        return name
+    except ValueError:
+        return Topics(settings.namespace).name(name)
+
+
 def _env_broker() -> bool:
     import os
 
@@ -476,7 +760,11 @@ def _env_broker() -> bool:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except WorkflowNotFound as exc:
+        err.print(f"[red]{exc}[/red]")
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from processors.engine.execute import run_step
 from processors.engine.workflow import Workflow
+from processors.models import client_from_env
 from schemas import DecodeError, from_bytes, to_bytes
 from schemas.models import StepCommand, StepError
 from streams import chaos, deadletters
@@ -81,6 +82,7 @@ class Executor:
         self.settings = settings
         self.topics = Topics(settings.namespace)
         self.workflows = {wf.name: wf for wf in workflows}
+        self.models = client_from_env()
         self.stop = stop
         self.tracker = OffsetTracker()
         self._consumer: Consumer | None = None
@@ -162,7 +164,7 @@ class Executor:
                 self._write(self.topics.dead_letters, partition, None, to_bytes(letter), offset)
                 return
             chaos.point("executor.during_step")
-            result = await run_step(self.workflows, command, self.settings.worker_name)
+            result = await run_step(self.workflows, command, self.settings.worker_name, models=self.models)
             try:
                 self._write(self.topics.results, partition, command.run_id, to_bytes(result), offset)
             except KafkaException as exc:

@@ -51,6 +51,7 @@ from processors.engine.transition import (
     transition,
 )
 from processors.engine.workflow import Workflow
+from processors.models import client_from_env
 from schemas import DecodeError, decode, encode, from_bytes, to_bytes
 from schemas.models import DeadLetter, JournalEvent, RunControl, RunState, StepCommand, StepResult
 from streams import chaos, deadletters
@@ -105,6 +106,7 @@ class Orchestrator:
         self.settings = settings
         self.topics = Topics(settings.namespace)
         self.workflows = {wf.name: wf for wf in workflows}
+        self.models = client_from_env()  # for steps declared local
         self.by_input = {self.topics.name(wf.input_topic): wf for wf in workflows}
         self.output_topic = {wf.name: self.topics.name(wf.output_topic) for wf in workflows}
         self.stop = stop
@@ -332,7 +334,7 @@ class Orchestrator:
                     # Short steps run here: their result is journaled like any other,
                     # and re-runs (at least once) if the batch is not committed.
                     result = self._loop.run_until_complete(
-                        run_step(self.workflows, out.record, self.settings.worker_name)
+                        run_step(self.workflows, out.record, self.settings.worker_name, models=self.models)
                     )
                     queue.append(StepFinished(result, result.finished_at_ms))
                     continue

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from typing import Any
 
 from processors.engine.workflow import RetryPolicy, RunFailure, RunResult, Step, StepContext, StepFailure, Workflow
+from processors.fnol import tools as fnol_tools
+from processors.fnol.workflow import FNOL
 
 
 async def _slow(ctx: StepContext) -> dict[str, Any]:
@@ -147,5 +150,48 @@ SAGA = _wf(
         Step("charge", _ok, after=("reserve",), compensate=_undo, compensate_retry=QUICK_RETRY),
         Step("audit", _ok, after=("reserve",)),
         Step("notify", _notify, after=("charge", "audit"), retry=QUICK_RETRY),
+    ),
+)
+
+
+# ---------------------------------------------------------------- the same workflows after a code change (for replay)
+
+
+async def _notify_fixed(ctx: StepContext) -> dict[str, Any]:
+    return {"notified": True}
+
+
+SAGA_FIXED = dataclasses.replace(
+    SAGA, steps=tuple(dataclasses.replace(s, handler=_notify_fixed) if s.name == "notify" else s for s in SAGA.steps)
+)
+
+
+def _route_glass_to_partner(ctx: StepContext) -> dict[str, Any]:
+    routed = fnol_tools.route(ctx)
+    if routed["queue"] == "fast_track_glass":  # the deliberate rule change
+        routed = {**routed, "queue": "glass_partner"}
+    return routed
+
+
+FNOL_GLASS_RULE = dataclasses.replace(
+    FNOL,
+    steps=tuple(dataclasses.replace(s, handler=_route_glass_to_partner) if s.name == "route" else s for s in FNOL.steps),
+)
+
+
+def _request_documents_by_post(ctx: StepContext) -> dict[str, Any]:
+    """The fix for claimants who left no email or phone: ask by post, through the broker of record."""
+    try:
+        return fnol_tools.request_documents(ctx)
+    except fnol_tools.ClaimantUnreachable:
+        documents = list(ctx.deps["route"]["documents_requested"])
+        return {"channel": "post", "to": "broker_of_record", "documents": documents}
+
+
+FNOL_POSTAL = dataclasses.replace(
+    FNOL,
+    steps=tuple(
+        dataclasses.replace(s, handler=_request_documents_by_post) if s.name == "request_documents" else s
+        for s in FNOL.steps
     ),
 )

@@ -10,7 +10,9 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from processors.engine.recorder import Recorder
 from processors.engine.workflow import StepContext, StepHandler, Workflow, canonical_json
+from processors.models import ModelClient
 from schemas.models import StepCommand, StepError, StepResult
 
 # Synchronous handlers run here, so a hung one cannot block the event loop;
@@ -34,9 +36,21 @@ async def _call(handler: StepHandler, ctx: StepContext) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-async def run_step(workflows: dict[str, Workflow], command: StepCommand, worker: str) -> StepResult:
-    """Execute ``command`` (a step or its compensation) and describe the outcome; never raises for step errors."""
+async def run_step(
+    workflows: dict[str, Workflow],
+    command: StepCommand,
+    worker: str,
+    *,
+    models: ModelClient | None = None,
+    recorder: Recorder | None = None,
+) -> StepResult:
+    """Execute ``command`` (a step or its compensation) and describe the outcome; never raises for step errors.
+
+    The attempt reaches time, randomness and ``models`` through ``recorder``
+    (a live one by default); what it used is returned as ``recorded_json``.
+    """
     started = int(time.time() * 1000)
+    recorder = recorder or Recorder(models=models)
     output_json: str | None = None
     error: StepError | None = None
     try:
@@ -57,6 +71,7 @@ async def run_step(workflows: dict[str, Workflow], command: StepCommand, worker:
             deps=payload["deps"],
             action="compensate" if command.action == "compensate" else "run",
             output=payload.get("output"),
+            recorder=recorder,
         )
         try:
             output = await asyncio.wait_for(_call(handler, ctx), timeout=command.timeout_ms / 1000)
@@ -84,4 +99,5 @@ async def run_step(workflows: dict[str, Workflow], command: StepCommand, worker:
         finished_at_ms=int(time.time() * 1000),
         worker=worker,
         action=command.action,
+        recorded_json=canonical_json(recorder.calls) if recorder.calls else None,
     )

@@ -161,6 +161,7 @@ class _Builder:
         step: str | None = None,
         attempt: int | None = None,
         detail: Any = None,
+        recorded: str | None = None,
     ) -> None:
         self.seq += 1
         event = JournalEvent(
@@ -173,6 +174,7 @@ class _Builder:
             step=step,
             attempt=attempt,
             detail_json=None if detail is None else canonical_json(detail),
+            recorded_json=recorded,
         )
         self.out.append(Outgoing("journal", event.event_id, event))
 
@@ -237,10 +239,10 @@ class _Builder:
         output = json.loads(result.output_json or "{}")
         if result.action == "compensate":
             self.update(name, status=StepStatus.COMPENSATED, failures=[])
-            self.journal(JournalKind.COMPENSATION_SUCCEEDED, name, result.attempt, output)
+            self.journal(JournalKind.COMPENSATION_SUCCEEDED, name, result.attempt, output, result.recorded_json)
             self.advance_compensation()
             return f"{name} compensated"
-        self.journal(JournalKind.STEP_SUCCEEDED, name, result.attempt, output)
+        self.journal(JournalKind.STEP_SUCCEEDED, name, result.attempt, output, result.recorded_json)
         self.update(
             name,
             status=StepStatus.SUCCEEDED,
@@ -271,13 +273,14 @@ class _Builder:
             started_at_ms=result.started_at_ms,
             finished_at_ms=result.finished_at_ms,
             worker=result.worker,
+            recorded_json=result.recorded_json,
         )
         failures = [*self.steps[name].failures, failure]
         nth = sum(1 for f in failures if f.action == action)
         self.update(name, failures=failures, error_json=canonical_json(error.model_dump(mode="json")))
         detail = {**error.model_dump(mode="json"), "nth": nth, "max_attempts": policy.max_attempts}
         kind = JournalKind.COMPENSATION_FAILED if action == "compensate" else JournalKind.STEP_FAILED
-        self.journal(kind, name, attempt, detail)
+        self.journal(kind, name, attempt, detail, result.recorded_json)
 
         if action == "run" and self.status is RunStatus.COMPENSATING:
             # A sibling failed for good meanwhile: no more attempts for this one.

@@ -6,7 +6,11 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
+
+from processors.engine.recorder import Recorder
+from processors.models import ModelRequest, ModelResponse
 
 JSON = dict[str, Any]
 StepHandler = Callable[["StepContext"], Awaitable[JSON] | JSON]
@@ -59,8 +63,12 @@ class RetryPolicy:
         return max(0, round(base * (1 + self.jitter * spread) * 1000))
 
     def retries(self, exc: BaseException) -> bool:
-        """Whether an attempt that raised ``exc`` may be retried (budget permitting)."""
-        if isinstance(exc, StepFailure) and not exc.retryable:
+        """Whether an attempt that raised ``exc`` may be retried (budget permitting).
+
+        Besides ``non_retryable``, an error that says ``retryable = False`` of
+        itself (``StepFailure(retryable=False)``, a rejected model request) is not.
+        """
+        if getattr(exc, "retryable", True) is False:
             return False
         names = {cls.__name__ for cls in type(exc).__mro__} | {
             f"{cls.__module__}.{cls.__qualname__}" for cls in type(exc).__mro__
@@ -82,6 +90,12 @@ class StepContext:
 
     A compensation (``action == "compensate"``) sees the same, plus ``output``:
     what the step it undoes returned.
+
+    The context is a step's only door to time, randomness and models:
+    :meth:`now`, :meth:`random` and :meth:`model` record what they return,
+    and a replay serves the recorded values back, so the step recomputes
+    exactly what it computed. A step that reads the clock or calls a model
+    any other way cannot be replayed exactly.
     """
 
     run_id: str
@@ -92,6 +106,19 @@ class StepContext:
     deps: Mapping[str, Mapping[str, Any]]
     action: Action = "run"
     output: Mapping[str, Any] | None = None
+    recorder: Recorder = field(default_factory=Recorder, repr=False, compare=False)
+
+    def now(self) -> datetime:
+        """The current time (UTC), recorded: a replay sees the time of the recorded attempt."""
+        return self.recorder.now()
+
+    def random(self) -> float:
+        """A random float in [0, 1), recorded."""
+        return self.recorder.random()
+
+    async def model(self, request: ModelRequest) -> ModelResponse:
+        """Call the worker's model client, recording the request and the response."""
+        return await self.recorder.model(request)
 
     @property
     def idempotency_key(self) -> str:

@@ -4,8 +4,8 @@ Each tool is a deterministic function of the tokenised report and earlier
 outputs, so a run gives the same decision every time. Two stand-ins for
 outside services can fail, to exercise the engine: the fraud service is
 flaky at the rate ``DURABLE_FNOL_FRAUD_FAILURE_RATE`` (0 to 1, default 0;
-which attempts fail is a hash of run and attempt, so a run fails the same way
-when replayed), and a document request fails for good when the claimant left
+which attempts fail is drawn with ``ctx.random()``, so a replay of a run
+fails exactly where it failed), and a document request fails for good when the claimant left
 no email or phone. A later issue makes the tools rich (retrieval, models);
 their contracts (inputs and output keys) stay.
 """
@@ -108,7 +108,7 @@ def fraud_failure_rate() -> float:
 def fraud_check(ctx: StepContext) -> dict[str, Any]:
     report = ctx.input
     rate = fraud_failure_rate()
-    if rate > 0 and _digest("fraud-outage", ctx.run_id, str(ctx.attempt)) % 10_000 < rate * 10_000:
+    if rate > 0 and ctx.random() < rate:  # recorded: a replay fails (or not) exactly as the attempt did
         raise FraudServiceUnavailable(f"fraud service did not answer (simulated outage rate {rate:.0%})")
     signals: list[str] = []
     reported = datetime.fromisoformat(report["reported_at"].replace("Z", "+00:00")).date()

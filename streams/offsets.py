@@ -1,0 +1,194 @@
+"""Consumer-group offset resets, as ``kafka-consumer-groups --reset-offsets`` does them.
+
+A reset is planned first (current and new offset per partition, which a dry
+run prints) and executed only on request, and only while the group has no
+active members: a live member would overwrite the new offsets with its next
+commit. Two facts of the embedded broker shape this (notes/broker-facts.md):
+its ``offsets_for_times`` answers offset 0 for any time, so every broker
+answer is checked against the records around it and, when wrong, the offset
+is found by reading record timestamps; and its high watermark is
+under-reported, so a partition's end is found by reading past it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import ConsumerGroupState, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from streams.config import Settings
+from streams.kafka import read_to_end, reader
+
+ACTIVE_STATES = {
+    ConsumerGroupState.STABLE,
+    ConsumerGroupState.PREPARING_REBALANCING,
+    ConsumerGroupState.COMPLETING_REBALANCING,
+}
+
+
+class GroupActive(RuntimeError):
+    """The group has active members; stop them (or pass force) before moving its offsets."""
+
+
+class ResetFailed(RuntimeError):
+    """The broker refused to store some of the new offsets."""
+
+
+@dataclass(frozen=True)
+class ResetSpec:
+    """Where to move: exactly one of the fields is set."""
+
+    to_datetime_ms: int | None = None
+    to_offset: int | None = None
+    shift_by: int | None = None
+    to_earliest: bool = False
+    to_latest: bool = False
+
+    def __post_init__(self) -> None:
+        chosen = [
+            self.to_datetime_ms is not None,
+            self.to_offset is not None,
+            self.shift_by is not None,
+            self.to_earliest,
+            self.to_latest,
+        ]
+        if sum(chosen) != 1:
+            raise ValueError("choose exactly one of to-datetime, to-offset, shift-by, to-earliest, to-latest")
+
+
+@dataclass(frozen=True)
+class PartitionReset:
+    """One partition's planned move; ``current`` is None when the group has committed nothing there."""
+
+    topic: str
+    partition: int
+    current: int | None
+    new: int
+    log_start: int
+    log_end: int
+    lookup: str = ""  # for time resets: "broker" or "scan", how the offset was found
+
+
+def _admin(settings: Settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.bootstrap_servers, "log_level": 3})
+
+
+def group_activity(settings: Settings, group: str) -> tuple[str, int]:
+    """The group's state name and its number of members as the broker reports them."""
+    admin = _admin(settings)  # kept alive until the answer is in: a collected client drops its futures
+    description = admin.describe_consumer_groups([group])[group].result(timeout=15)
+    return description.state.name, len(description.members)
+
+
+def is_active(settings: Settings, group: str) -> bool:
+    # The embedded broker reports a stable group with an empty member list: trust the state too.
+    state, members = group_activity(settings, group)
+    return members > 0 or state in {s.name for s in ACTIVE_STATES}
+
+
+def committed(settings: Settings, group: str) -> dict[tuple[str, int], int]:
+    """The group's committed offsets, by (topic, partition)."""
+    admin = _admin(settings)
+    result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(timeout=15)
+    return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions or [] if tp.offset >= 0}
+
+
+def partitions_of(settings: Settings, topic: str) -> list[int]:
+    # All topics, not list_topics(topic): asking for one by name creates it on brokers that auto-create.
+    meta = _admin(settings).list_topics(timeout=10).topics.get(topic)
+    if meta is None or meta.error is not None:
+        raise ValueError(f"no topic {topic}")
+    return sorted(meta.partitions)
+
+
+def bounds(settings: Settings, topic: str, partition: int) -> tuple[int, int]:
+    """(first offset, offset after the last record), the end found by reading past the reported one."""
+    c = reader(settings)
+    try:
+        low, high = c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        end = high
+        for msg in read_to_end(c, [TopicPartition(topic, partition, max(low, high - 1))]):
+            end = max(end, (msg.offset() or 0) + 1)
+        return low, end
+    finally:
+        c.close()
+
+
+def _timestamp_at(settings: Settings, topic: str, partition: int, offset: int) -> int | None:
+    c = reader(settings)
+    try:
+        for msg in read_to_end(c, [TopicPartition(topic, partition, offset)]):
+            return int(msg.timestamp()[1]) if msg.offset() == offset else None
+        return None
+    finally:
+        c.close()
+
+
+def offset_for_time(settings: Settings, topic: str, partition: int, at_ms: int, low: int, end: int) -> tuple[int, str]:
+    """The first offset whose record timestamp is at or after ``at_ms`` (``end`` if none); and how it was found.
+
+    The broker's answer is used when the records around it confirm it;
+    otherwise the partition's timestamps are read from the start.
+    """
+    c = reader(settings)
+    try:
+        answer = c.offsets_for_times([TopicPartition(topic, partition, at_ms)], timeout=10)[0].offset
+    finally:
+        c.close()
+    answer = end if answer < 0 else answer
+    if low <= answer <= end:
+        here = _timestamp_at(settings, topic, partition, answer) if answer < end else None
+        before = _timestamp_at(settings, topic, partition, answer - 1) if answer > low else None
+        if (answer == end or (here is not None and here >= at_ms)) and (answer == low or (before or 0) < at_ms):
+            return answer, "broker"
+    c = reader(settings)
+    try:
+        for msg in read_to_end(c, [TopicPartition(topic, partition, low)]):
+            if msg.timestamp()[1] >= at_ms:
+                return msg.offset() or 0, "scan"
+        return end, "scan"
+    finally:
+        c.close()
+
+
+def plan(settings: Settings, group: str, topics: list[str] | None, spec: ResetSpec) -> list[PartitionReset]:
+    """Per partition: the group's current offset and where the reset would put it. Changes nothing."""
+    current = committed(settings, group)
+    names = topics or sorted({t for t, _ in current})
+    if not names:
+        raise ValueError(f"group {group} has no committed offsets; name the topics with --topic")
+    out = []
+    for topic in names:
+        for p in partitions_of(settings, topic):
+            low, end = bounds(settings, topic, p)
+            now = current.get((topic, p))
+            lookup = ""
+            if spec.to_datetime_ms is not None:
+                new, lookup = offset_for_time(settings, topic, p, spec.to_datetime_ms, low, end)
+            elif spec.to_offset is not None:
+                new = spec.to_offset
+            elif spec.shift_by is not None:
+                new = (now if now is not None else low) + spec.shift_by
+            elif spec.to_earliest:
+                new = low
+            else:
+                new = end
+            out.append(PartitionReset(topic, p, now, min(max(new, low), end), low, end, lookup))
+    return out
+
+
+def execute(settings: Settings, group: str, resets: list[PartitionReset], force: bool = False) -> None:
+    """Store the planned offsets for ``group``; refuses while it has active members unless ``force``."""
+    if not force and is_active(settings, group):
+        state, members = group_activity(settings, group)
+        raise GroupActive(
+            f"group {group} is active ({state}, {members} member(s) reported): stop its consumers first, "
+            "or pass --force (a live member may overwrite the new offsets)"
+        )
+    request = [ConsumerGroupTopicPartitions(group, [TopicPartition(r.topic, r.partition, r.new) for r in resets])]
+    admin = _admin(settings)
+    result = admin.alter_consumer_group_offsets(request)[group].result(timeout=15)
+    errors = [f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in result.topic_partitions or [] if tp.error]
+    if errors:
+        raise ResetFailed("; ".join(errors))
