@@ -71,6 +71,7 @@ async def run_step(
             deps=payload["deps"],
             action="compensate" if command.action == "compensate" else "run",
             output=payload.get("output"),
+            run_started_at_ms=int(payload.get("run", {}).get("started_at_ms", 0)),
             recorder=recorder,
         )
         try:

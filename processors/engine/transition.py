@@ -194,7 +194,7 @@ class _Builder:
         for dep in spec.after:
             raw = self.steps[dep].output_json
             deps[dep] = json.loads(raw) if raw is not None else None
-        return {"input": json.loads(self.input_json), "deps": deps}
+        return {"input": json.loads(self.input_json), "deps": deps, "run": {"started_at_ms": self.started_at_ms}}
 
     # -- scheduling ------------------------------------------------------------------
 

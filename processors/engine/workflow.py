@@ -106,6 +106,7 @@ class StepContext:
     deps: Mapping[str, Mapping[str, Any]]
     action: Action = "run"
     output: Mapping[str, Any] | None = None
+    run_started_at_ms: int = 0
     recorder: Recorder = field(default_factory=Recorder, repr=False, compare=False)
 
     def now(self) -> datetime:
@@ -142,6 +143,8 @@ class Step:
     ``compensate`` undoes the step's effect if a later step of the run fails
     for good; compensations run in reverse order of completion, each under
     ``compensate_retry``.
+
+    ``span`` names the step's trace spans (e.g. ``tool.vision``); default: its name.
     """
 
     name: str
@@ -152,6 +155,12 @@ class Step:
     local: bool = False
     compensate: StepHandler | None = None
     compensate_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=5))
+    span: str = ""
+
+    @property
+    def span_name(self) -> str:
+        """The name of this step's trace spans (``span``, else the step's name)."""
+        return self.span or self.name
 
     def policy(self, action: str) -> RetryPolicy:
         return self.compensate_retry if action == "compensate" else self.retry

@@ -121,7 +121,7 @@ def test_the_journal_captures_inputs_outputs_errors_and_outside_values() -> None
     run = recorded_run(execute(wf(), INPUT))
     assert run.status == "FAILED" and run.workflow == "replayed" and run.input == INPUT
     quote_attempt, *calls = run.attempts
-    assert quote_attempt.input == {"input": INPUT, "deps": {}}
+    assert quote_attempt.input == {"input": INPUT, "deps": {}, "run": {"started_at_ms": 1_000}}
     assert [c["call"] for c in quote_attempt.recorded] == ["now", "random", "model"]
     assert quote_attempt.output is not None and quote_attempt.output["draw"] == quote_attempt.recorded[1]["value"]
     assert [(a.step, a.attempt, a.error is not None) for a in calls] == [("call", 1, True), ("call", 2, True)]

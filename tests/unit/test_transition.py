@@ -29,6 +29,7 @@ from schemas.models import (
 
 RUN = "run-1"
 INPUT = {"claim": "C-1", "amount": 100}
+RUN_INFO = {"run": {"started_at_ms": 1000}}  # what every step input says of its run
 
 
 def _never_called(ctx: Any) -> dict[str, Any]:
@@ -164,7 +165,7 @@ def test_start_schedules_only_the_root_step() -> None:
         StepStatus.PENDING,
     ]
     command = commands(t)[0]
-    assert json.loads(command.input_json) == {"input": INPUT, "deps": {}}
+    assert json.loads(command.input_json) == {"input": INPUT, "deps": {}, "run": {"started_at_ms": 1000}}
     assert command.attempt == 1 and command.scheduled_at_ms == 1000
 
 
@@ -172,14 +173,14 @@ def test_fan_out_then_fan_in_waits_for_every_dependency() -> None:
     state, (_, ta, tc, tb, td) = drive(HAPPY)
     # a done -> b and c together, in declaration order, each fed a's output.
     assert [c.step for c in commands(ta)] == ["b", "c"]
-    assert all(json.loads(c.input_json) == {"input": INPUT, "deps": {"a": {"x": 1}}} for c in commands(ta))
+    assert all(json.loads(c.input_json) == {"input": INPUT, "deps": {"a": {"x": 1}}, **RUN_INFO} for c in commands(ta))
     assert next(c for c in commands(ta) if c.step == "b").timeout_ms == 2500
     # c done while b runs -> nothing to schedule yet.
     assert commands(tc) == []
     assert step_of(tc.state, "d").status is StepStatus.PENDING
     # b done -> d, fed both outputs (not a's: d does not depend on a).
     assert [c.step for c in commands(tb)] == ["d"]
-    assert json.loads(commands(tb)[0].input_json) == {"input": INPUT, "deps": {"b": {"z": 3}, "c": {"y": 2}}}
+    assert json.loads(commands(tb)[0].input_json) == {"input": INPUT, "deps": {"b": {"z": 3}, "c": {"y": 2}}, **RUN_INFO}
     # d done -> the run completes with one output built by result().
     assert commands(td) == []
     assert state is not None and state.status is RunStatus.COMPLETED
@@ -249,7 +250,7 @@ def test_retryable_failure_with_attempts_left_schedules_the_next_attempt() -> No
     [command] = commands(t)
     assert command.command_id == f"{RUN}/b/2"
     assert (command.step, command.attempt) == ("b", 2)
-    assert json.loads(command.input_json) == {"input": INPUT, "deps": {"a": {"x": 1}}}
+    assert json.loads(command.input_json) == {"input": INPUT, "deps": {"a": {"x": 1}}, **RUN_INFO}
     assert [e.kind for e in journal(t)] == [JournalKind.STEP_FAILED, JournalKind.STEP_SCHEDULED]
     assert json.loads(journal(t)[0].detail_json or "")["message"] == "b broke"
     assert outputs(t) == []
