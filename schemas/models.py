@@ -192,6 +192,21 @@ class RunControl(_Record):
     requested_by: str = ""
 
 
+class TraceSpan(_Record):
+    """A finished span of a run, as `durable trace` reads it back."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None = None
+    name: str
+    run_id: str
+    start_unix_nano: int
+    end_unix_nano: int
+    status: str
+    status_message: str | None = None
+    attributes_json: str
+
+
 class StepStatus(StrEnum):
     PENDING = "PENDING"
     SCHEDULED = "SCHEDULED"
@@ -264,4 +279,5 @@ SCHEMA_OF: dict[type[BaseModel], str] = {
     DeadLetter: "durable.engine.DeadLetter",
     RunState: "durable.engine.RunState",
     RunControl: "durable.engine.RunControl",
+    TraceSpan: "durable.engine.TraceSpan",
 }

@@ -26,7 +26,7 @@ from processors.fnol.workflow import DECISIONS_TOPIC, INPUT_TOPIC
 from processors.models import client_from_env
 from schemas import DecodeError, decode
 from schemas.models import JournalEvent, JournalKind
-from streams import discovery, dlq, offsets
+from streams import discovery, dlq, offsets, trace_view
 from streams.broker import BrokerStartError, EmbeddedBroker
 from streams.config import Settings
 from streams.io import dumps, follow, produce_reports, run_journal
@@ -681,6 +681,23 @@ def runs_export(
     else:
         output.write_text(text + "\n")
         err.print(f"wrote {output}")
+
+
+# ---------------------------------------------------------------- traces
+
+
+@app.command("trace")
+def trace_cmd(run_id: str, namespace: NamespaceOpt = None) -> None:
+    """Draw a run's trace: one row per span with its start, a duration bar, tokens, cost, eval; then the totals."""
+    settings = _settings(namespace)
+    view = trace_view.load(settings, run_id, Topics(settings.namespace).name(DECISIONS_TOPIC))
+    if not view.spans:
+        err.print(f"[red]no spans of run {run_id} in namespace {settings.namespace} (is the run finished?)[/red]")
+        raise typer.Exit(1)
+    table, lines = trace_view.render(view)
+    out.print(table)
+    for line in lines:
+        out.print(line)
 
 
 # ---------------------------------------------------------------- offsets

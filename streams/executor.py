@@ -11,6 +11,7 @@ which is the partition of the orchestrator that owns the run.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -21,12 +22,13 @@ from processors.engine.execute import run_step
 from processors.engine.workflow import Workflow
 from processors.models import client_from_env
 from schemas import DecodeError, from_bytes, to_bytes
-from schemas.models import StepCommand, StepError
+from schemas.models import StepCommand, StepError, StepResult
 from streams import chaos, deadletters
 from streams.config import Settings
 from streams.kafka import LOW_LATENCY_SLICE_S, take
 from streams.kafka import consumer as make_consumer
 from streams.kafka import producer as make_producer
+from streams.telemetry import Telemetry, context_from_headers, headers_of
 from streams.topics import Topics, ensure_topics
 
 log = logging.getLogger(__name__)
@@ -78,11 +80,13 @@ class Executor:
         settings: Settings,
         workflows: list[Workflow],
         stop: threading.Event,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
         self.topics = Topics(settings.namespace)
         self.workflows = {wf.name: wf for wf in workflows}
         self.models = client_from_env()
+        self.telemetry = telemetry
         self.stop = stop
         self.tracker = OffsetTracker()
         self._consumer: Consumer | None = None
@@ -165,17 +169,36 @@ class Executor:
                 return
             chaos.point("executor.during_step")
             result = await run_step(self.workflows, command, self.settings.worker_name, models=self.models)
+            headers = self._trace(msg, command, result)
             try:
-                self._write(self.topics.results, partition, command.run_id, to_bytes(result), offset)
+                self._write(self.topics.results, partition, command.run_id, to_bytes(result), offset, headers)
             except KafkaException as exc:
                 # The result itself cannot be written (e.g. too large): the attempt fails, visibly.
                 error = StepError(type="ResultNotWritable", message=str(exc), traceback="", retryable=False)
                 failed = result.model_copy(update={"output_json": None, "error": error})
-                self._write(self.topics.results, partition, command.run_id, to_bytes(failed), offset)
+                self._write(self.topics.results, partition, command.run_id, to_bytes(failed), offset, headers)
         finally:
             slots.release()
 
-    def _write(self, topic: str, partition: int, key: str | None, value: bytes, src_offset: int) -> None:
+    def _trace(self, msg: Message, command: StepCommand, result: StepResult) -> list[tuple[str, str | bytes | None]]:
+        """The attempt's span, under the run span named by the command's traceparent; its header for the result."""
+        if self.telemetry is None:
+            return []
+        wf = self.workflows.get(command.workflow)
+        name = wf.step(command.step).span_name if wf is not None and wf.has_step(command.step) else command.step
+        output = json.loads(result.output_json) if result.output_json else None
+        span = self.telemetry.step_span(result, name, context_from_headers(msg.headers()), output)
+        return headers_of(span)
+
+    def _write(
+        self,
+        topic: str,
+        partition: int,
+        key: str | None,
+        value: bytes,
+        src_offset: int,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
+    ) -> None:
         assert self._producer is not None
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
@@ -188,7 +211,9 @@ class Executor:
 
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, partition=partition, on_delivery=delivered)
+                self._producer.produce(
+                    topic, value=value, key=key, partition=partition, headers=headers or [], on_delivery=delivered
+                )
                 return
             except BufferError:
                 self._producer.poll(0.05)

@@ -30,6 +30,7 @@ aborted records (notes/broker-facts.md), so they cannot be relied on.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -53,17 +54,24 @@ from processors.engine.transition import (
 from processors.engine.workflow import Workflow
 from processors.models import client_from_env
 from schemas import DecodeError, decode, encode, from_bytes, to_bytes
-from schemas.models import DeadLetter, JournalEvent, RunControl, RunState, StepCommand, StepResult
+from schemas.models import DeadLetter, JournalEvent, JournalKind, RunControl, RunState, StepCommand, StepResult
 from streams import chaos, deadletters
 from streams.config import Settings
 from streams.kafka import LOW_LATENCY_SLICE_S, read_to_end, reader, take
 from streams.kafka import consumer as make_consumer
 from streams.kafka import producer as make_producer
 from streams.state import RunTable
+from streams.telemetry import Telemetry, parent_of_run, traceparent_of
 from streams.timers import TimerQueue
 from streams.topics import Topics, ensure_topics, topic_id
 
 log = logging.getLogger(__name__)
+
+_ENDINGS = {
+    JournalKind.RUN_COMPLETED: "COMPLETED",
+    JournalKind.RUN_FAILED: "FAILED",
+    JournalKind.RUN_COMPENSATED: "COMPENSATED",
+}
 
 SCAN_CHUNK = 2000
 POLL_S = 0.1
@@ -84,6 +92,7 @@ class _Write:
     partition: int
     key: str | None
     value: bytes
+    traceparent: str | None = None
 
 
 @dataclass
@@ -92,6 +101,9 @@ class _Batch:
 
     states: dict[tuple[int, str], RunState] = field(default_factory=dict)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    journal: list[JournalEvent] = field(default_factory=list)
+    record_letters: int = 0
+    local_results: list[tuple[StepResult, int]] = field(default_factory=list)
 
 
 class Orchestrator:
@@ -102,8 +114,10 @@ class Orchestrator:
         settings: Settings,
         workflows: list[Workflow],
         stop: threading.Event,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
+        self.telemetry = telemetry
         self.topics = Topics(settings.namespace)
         self.workflows = {wf.name: wf for wf in workflows}
         self.models = client_from_env()  # for steps declared local
@@ -264,6 +278,7 @@ class Orchestrator:
                 wf, run_id, event = self._decode(msg)
             except DecodeError as exc:
                 letter = deadletters.from_message(msg, str(exc), type(exc).__name__)
+                batch.record_letters += 1
                 log.warning("dead-lettered %s: %s", src, exc)
                 pending.append(_Write(src, letter.dead_letter_id, self.topics.dead_letters, p, None, to_bytes(letter)))
                 continue
@@ -280,9 +295,34 @@ class Orchestrator:
             self._consumer.commit(
                 offsets=[TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()], asynchronous=False
             )
-        # Timers are armed only once their state is durable.
+        # Timers are armed only once their state is durable; likewise what telemetry reports.
         for (p, run_id), state in batch.states.items():
             self.timers.set_run(p, run_id, timers(state))
+        self._report(batch)
+
+    def _report(self, batch: _Batch) -> None:
+        """Spans and metrics of a committed batch: local step attempts, retries, dead letters, ended runs."""
+        if self.telemetry is None:
+            return
+        t = self.telemetry
+        for result, generation in batch.local_results:
+            wf = self.workflows[result.workflow]
+            output = json.loads(result.output_json) if result.output_json else None
+            t.step_span(result, wf.step(result.step).span_name, parent_of_run(result.run_id, generation), output)
+        if batch.record_letters:
+            t.dead_letters.add(batch.record_letters, {"kind": "record"})
+        for event in batch.journal:
+            kind = event.kind
+            if kind in (JournalKind.STEP_RETRY_WAITING, JournalKind.COMPENSATION_RETRY_WAITING):
+                t.retries.add(1, {"workflow": event.workflow, "step": event.step or ""})
+            elif kind in (JournalKind.STEP_DEAD_LETTERED, JournalKind.COMPENSATION_DEAD_LETTERED):
+                t.dead_letters.add(1, {"kind": "step", "workflow": event.workflow, "step": event.step or ""})
+            elif kind in _ENDINGS:
+                state = next((s for (_, r), s in batch.states.items() if r == event.run_id), None)
+                if state is not None:
+                    t.run_span(
+                        event.run_id, event.workflow, state.generation, _ENDINGS[kind], state.started_at_ms, event.at_ms
+                    )
 
     def _decode(self, msg: Message) -> tuple[Workflow, str, Event]:
         topic = msg.topic() or ""
@@ -329,6 +369,7 @@ class Orchestrator:
             if not tr.applied or tr.state is None:
                 continue
             batch.states[(p, run_id)] = tr.state
+            generation = tr.state.generation
             for out in tr.outgoing:
                 if out.kind == "command" and isinstance(out.record, StepCommand) and wf.step(out.record.step).local:
                     # Short steps run here: their result is journaled like any other,
@@ -336,21 +377,25 @@ class Orchestrator:
                     result = self._loop.run_until_complete(
                         run_step(self.workflows, out.record, self.settings.worker_name, models=self.models)
                     )
+                    batch.local_results.append((result, generation))
                     queue.append(StepFinished(result, result.finished_at_ms))
                     continue
-                pending.append(self._to_write(wf, src, p, out))
+                if isinstance(out.record, JournalEvent):
+                    batch.journal.append(out.record)
+                pending.append(self._to_write(wf, src, p, out, traceparent_of(run_id, generation)))
 
-    def _to_write(self, wf: Workflow, src: str, p: int, out: Outgoing) -> _Write:
+    def _to_write(self, wf: Workflow, src: str, p: int, out: Outgoing, traceparent: str) -> _Write:
         rec = out.record
         if isinstance(rec, StepCommand):
-            return _Write(src, out.message_id, self.topics.commands, p, rec.run_id, to_bytes(rec))
+            return _Write(src, out.message_id, self.topics.commands, p, rec.run_id, to_bytes(rec), traceparent)
         if isinstance(rec, JournalEvent):
             return _Write(src, out.message_id, self.topics.journal, p, rec.run_id, to_bytes(rec))
         if isinstance(rec, DeadLetter):
             letter = rec.model_copy(update={"source_topic": self.topics.commands, "source_partition": p})
             return _Write(src, out.message_id, self.topics.dead_letters, p, rec.run_id, to_bytes(letter))
         value = encode(wf.output_schema, rec)
-        return _Write(src, out.message_id, self.output_topic[wf.name], p, str(rec.get("run_id", "")), value)
+        key = str(rec.get("run_id", ""))
+        return _Write(src, out.message_id, self.output_topic[wf.name], p, key, value, traceparent)
 
     def _write_outgoing(self, pending: list[_Write]) -> None:
         assert self._producer is not None
@@ -364,6 +409,8 @@ class Orchestrator:
             if w.message_id in self.guard.get(w.partition, ()):
                 continue  # written before a crash, for an input we are now re-processing
             headers: list[tuple[str, str | bytes | None]] = [("src", w.src.encode()), ("id", w.message_id.encode())]
+            if w.traceparent is not None:
+                headers.append(("traceparent", w.traceparent.encode()))
             self._produce(w.topic, w.partition, w.key, w.value, headers, delivered)
         self._producer.flush()
         if failures:

@@ -51,6 +51,11 @@ class Topics:
         return self.name("runs.control")
 
     @property
+    def traces(self) -> str:
+        """Finished spans of runs, keyed by run id (the local store behind `durable trace`)."""
+        return self.name("runs.traces")
+
+    @property
     def dead_letters(self) -> str:
         return self.name("deadletters")
 

@@ -21,6 +21,7 @@ from processors.engine.workflow import Workflow
 from streams.config import Settings
 from streams.executor import Executor
 from streams.orchestrator import Orchestrator
+from streams.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +70,17 @@ class Worker:
     workflows: list[Workflow]
     role: Role = Role.ALL
     stop_event: threading.Event = field(default_factory=threading.Event)
+    telemetry: Telemetry | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
     _errors: list[BaseException] = field(default_factory=list)
 
     def start(self) -> Worker:
+        self.telemetry = self.telemetry or Telemetry(self.settings)
         parts: list[Orchestrator | Executor] = []
         if self.role in (Role.ALL, Role.ORCHESTRATOR):
-            parts.append(Orchestrator(self.settings, self.workflows, self.stop_event))
+            parts.append(Orchestrator(self.settings, self.workflows, self.stop_event, self.telemetry))
         if self.role in (Role.ALL, Role.EXECUTOR):
-            parts.append(Executor(self.settings, self.workflows, self.stop_event))
+            parts.append(Executor(self.settings, self.workflows, self.stop_event, self.telemetry))
         for part in parts:
             thread = threading.Thread(target=self._guard, args=(part,), name=type(part).__name__, daemon=True)
             thread.start()
@@ -98,6 +101,9 @@ class Worker:
     def join(self, timeout: float | None = None) -> None:
         for thread in self._threads:
             thread.join(timeout)
+        if self.telemetry is not None and not any(t.is_alive() for t in self._threads):
+            self.telemetry.shutdown()  # exports the spans still queued
+            self.telemetry = None
 
     @property
     def failed(self) -> BaseException | None:

@@ -31,6 +31,7 @@ from schemas.models import (
     StepResult,
     StepState,
     StepStatus,
+    TraceSpan,
     Vehicle,
 )
 
@@ -320,6 +321,17 @@ INSTANCES: list[BaseModel] = [
         dead_letter_id="fnol-acme-CLM-100001/fraud_check/run/3",
         requested_at_ms=1_794_000_000_000,
         requested_by="ops",
+    ),
+    TraceSpan(
+        trace_id="0af7651916cd43dd8448eb211c80319c",
+        span_id="b7ad6b7169203331",
+        parent_span_id=None,
+        name="orchestrator.run",
+        run_id=RUN,
+        start_unix_nano=1_794_000_000_000_000_000,
+        end_unix_nano=1_794_000_002_910_000_000,
+        status="OK",
+        attributes_json='{"durable.run_id":"fnol-acme-CLM-100001"}',
     ),
 ]
 

@@ -1,0 +1,299 @@
+"""Traces and metrics of runs: OpenTelemetry spans parented across Kafka, kept on Kafka, sent by OTLP.
+
+One trace per run. Its id and the run span's id are derived from the run id
+(and the redrive generation), so the orchestrator can name the run span as
+the parent of every step command before the run span itself exists (it is
+recorded when the run ends, with the run's start and end). The parent travels
+in each command's W3C ``traceparent`` header; the executor continues the
+trace from that header, and puts its step span's ``traceparent`` on the
+result. Decisions carry the run span's, so downstream consumers can continue
+the trace too.
+
+Exporters: every span goes to the namespace's traces topic (keyed by run id:
+what ``durable trace`` reads), and to an OTLP/HTTP collector when
+``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) is set. Metrics
+(step latency, retries, dead letters, runs by outcome) go to OTLP when an
+endpoint is set, or to any reader passed in (tests).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from schemas import to_bytes
+from schemas.models import StepResult, TraceSpan
+from streams.config import Settings
+from streams.kafka import partition_for
+from streams.kafka import producer as make_producer
+from streams.topics import Topics, ensure_topics
+
+log = logging.getLogger(__name__)
+
+RUN_ID = "durable.run_id"
+_PROPAGATOR = TraceContextTextMapPropagator()
+_PRESET: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("durable_span_ids", default=None)
+
+
+def trace_id_of(run_id: str) -> int:
+    """A run's trace id: 128 bits of sha256, the same wherever it is computed."""
+    return int.from_bytes(hashlib.sha256(f"durable:trace:{run_id}".encode()).digest()[:16], "big")
+
+
+def run_span_id_of(run_id: str, generation: int = 0) -> int:
+    return int.from_bytes(hashlib.sha256(f"durable:span:{run_id}:{generation}".encode()).digest()[:8], "big")
+
+
+def traceparent_of(run_id: str, generation: int = 0) -> str:
+    """The ``traceparent`` header naming a run's span as parent."""
+    return f"00-{trace_id_of(run_id):032x}-{run_span_id_of(run_id, generation):016x}-01"
+
+
+def context_from_headers(headers: Any) -> Context:
+    """The trace context a record's headers carry (``Message.headers()``: pairs or None; empty if none)."""
+    pairs = headers.items() if isinstance(headers, dict) else headers or []
+    carrier = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in pairs if v is not None}
+    return _PROPAGATOR.extract(carrier)
+
+
+def headers_of(span: trace.Span) -> list[tuple[str, str | bytes | None]]:
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+    return [(k, v.encode()) for k, v in carrier.items()]
+
+
+class _Ids(IdGenerator):
+    """Random ids, except for a span created while ids are preset (the run span)."""
+
+    def __init__(self) -> None:
+        self._random = RandomIdGenerator()
+
+    def generate_span_id(self) -> int:
+        preset = _PRESET.get()
+        return preset[1] if preset else self._random.generate_span_id()
+
+    def generate_trace_id(self) -> int:
+        preset = _PRESET.get()
+        return preset[0] if preset else self._random.generate_trace_id()
+
+
+class KafkaSpanExporter(SpanExporter):
+    """Writes finished spans of runs to the namespace's traces topic, keyed by run id."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topic = Topics(settings.namespace).traces
+        ensure_topics(settings, [self.topic])
+        self._producer: Producer | None = make_producer(settings)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._producer is None:
+            return SpanExportResult.FAILURE
+        failures: list[str] = []
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        for span in spans:
+            record = to_record(span)
+            if record is None:
+                continue
+            partition = partition_for(record.run_id, self.settings.partitions)
+            self._producer.produce(
+                self.topic, key=record.run_id, value=to_bytes(record), partition=partition, on_delivery=delivered
+            )
+        self._producer.flush(10)
+        if failures:
+            log.warning("%d span(s) not written to %s: %s", len(failures), self.topic, failures[0])
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(10)
+            self._producer = None
+
+
+def to_record(span: ReadableSpan) -> TraceSpan | None:
+    """A span as a TraceSpan record; None for a span that belongs to no run."""
+    attrs = dict(span.attributes or {})
+    run_id = attrs.get(RUN_ID)
+    ctx = span.context
+    if not isinstance(run_id, str) or ctx is None:
+        return None
+    parent = span.parent
+    return TraceSpan(
+        trace_id=f"{ctx.trace_id:032x}",
+        span_id=f"{ctx.span_id:016x}",
+        parent_span_id=f"{parent.span_id:016x}" if parent is not None else None,
+        name=span.name,
+        run_id=run_id,
+        start_unix_nano=span.start_time or 0,
+        end_unix_nano=span.end_time or 0,
+        status=span.status.status_code.name,
+        status_message=span.status.description,
+        attributes_json=json.dumps({k: _plain(v) for k, v in attrs.items()}, sort_keys=True),
+    )
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def usage_of(result: StepResult) -> dict[str, Any]:
+    """Tokens, cost and models of an attempt, from the model calls it recorded."""
+    tokens_in = tokens_out = 0
+    cost = 0.0
+    models: list[str] = []
+    for call in json.loads(result.recorded_json or "[]"):
+        if call.get("call") != "model":
+            continue
+        response = call.get("response", {})
+        tokens_in += int(response.get("tokens_in", 0))
+        tokens_out += int(response.get("tokens_out", 0))
+        cost += float(response.get("cost_usd", 0.0))
+        if response.get("model") and response["model"] not in models:
+            models.append(str(response["model"]))
+    return {"tokens_in": tokens_in, "tokens_out": tokens_out, "cost_usd": round(cost, 6), "models": models}
+
+
+class Telemetry:
+    """A worker's tracer and meters, bound to one namespace."""
+
+    def __init__(self, settings: Settings, metric_readers: Sequence[MetricReader] = (), kafka: bool = True) -> None:
+        resource = Resource.create({"service.name": "durable", "durable.namespace": settings.namespace})
+        self.provider = TracerProvider(resource=resource, id_generator=_Ids())
+        if kafka:
+            self.provider.add_span_processor(BatchSpanProcessor(KafkaSpanExporter(settings), schedule_delay_millis=200))
+        readers = list(metric_readers)
+        if _otlp_configured("TRACES"):
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        if _otlp_configured("METRICS"):
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+            readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+        self.meters = MeterProvider(resource=resource, metric_readers=readers)
+        self.tracer = self.provider.get_tracer("durable")
+        meter = self.meters.get_meter("durable")
+        self.step_latency = meter.create_histogram("durable.step.latency", unit="ms", description="step attempt latency")
+        self.retries = meter.create_counter("durable.step.retries", description="failed attempts waiting to retry")
+        self.dead_letters = meter.create_counter("durable.dead_letters", description="records and steps dead-lettered")
+        self.runs = meter.create_counter("durable.runs", description="runs ended, by outcome")
+
+    def step_span(
+        self,
+        result: StepResult,
+        span_name: str,
+        parent: Context,
+        output: Mapping[str, Any] | None,
+    ) -> trace.Span:
+        """Record a finished step attempt as a span under ``parent``; returns it (ended)."""
+        usage = usage_of(result)
+        attrs: dict[str, Any] = {
+            RUN_ID: result.run_id,
+            "durable.workflow": result.workflow,
+            "durable.step": result.step,
+            "durable.action": result.action,
+            "durable.attempt": result.attempt,
+            "durable.worker": result.worker,
+            "durable.latency_ms": result.finished_at_ms - result.started_at_ms,
+            "gen_ai.usage.input_tokens": usage["tokens_in"],
+            "gen_ai.usage.output_tokens": usage["tokens_out"],
+            "durable.cost_usd": usage["cost_usd"],
+            "gen_ai.request.model": ",".join(usage["models"]),
+        }
+        if output is not None and isinstance(output.get("passed"), int) and isinstance(output.get("total"), int):
+            attrs["durable.eval.passed"] = output["passed"]
+            attrs["durable.eval.total"] = output["total"]
+            attrs["durable.eval.outcome"] = "pass" if output["passed"] == output["total"] else "fail"
+        span = self.tracer.start_span(
+            span_name if result.action == "run" else f"{span_name}.compensate",
+            context=parent,
+            kind=SpanKind.INTERNAL,
+            attributes=attrs,
+            start_time=result.started_at_ms * 1_000_000,
+        )
+        if result.error is not None:
+            span.set_status(Status(StatusCode.ERROR, f"{result.error.type}: {result.error.message}"[:500]))
+        else:
+            span.set_status(Status(StatusCode.OK))
+        span.end(end_time=result.finished_at_ms * 1_000_000)
+        outcome = "ok" if result.error is None else "error"
+        self.step_latency.record(
+            result.finished_at_ms - result.started_at_ms,
+            {"workflow": result.workflow, "step": result.step, "outcome": outcome},
+        )
+        return span
+
+    def run_span(
+        self,
+        run_id: str,
+        workflow: str,
+        generation: int,
+        status: str,
+        started_at_ms: int,
+        ended_at_ms: int,
+    ) -> None:
+        """Record a run that ended as its trace's root span, with the ids its steps already named."""
+        token = _PRESET.set((trace_id_of(run_id), run_span_id_of(run_id, generation)))
+        try:
+            span = self.tracer.start_span(
+                "orchestrator.run",
+                context=Context(),  # a root: no parent, whatever is current
+                attributes={
+                    RUN_ID: run_id,
+                    "durable.workflow": workflow,
+                    "durable.generation": generation,
+                    "durable.status": status,
+                    "durable.latency_ms": ended_at_ms - started_at_ms,
+                },
+                start_time=started_at_ms * 1_000_000,
+            )
+        finally:
+            _PRESET.reset(token)
+        span.set_status(Status(StatusCode.OK) if status == "COMPLETED" else Status(StatusCode.ERROR, status))
+        span.end(end_time=ended_at_ms * 1_000_000)
+        self.runs.add(1, {"workflow": workflow, "outcome": status})
+
+    def flush(self) -> None:
+        self.provider.force_flush(10_000)
+        self.meters.force_flush(10_000)
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()
+        self.meters.shutdown()
+
+
+def parent_of_run(run_id: str, generation: int = 0) -> Context:
+    """The context whose span is the run's (for steps run inside the orchestrator)."""
+    span_context = SpanContext(
+        trace_id=trace_id_of(run_id),
+        span_id=run_span_id_of(run_id, generation),
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
+    return trace.set_span_in_context(NonRecordingSpan(span_context))
+
+
+def _otlp_configured(signal: str) -> bool:
+    return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"))

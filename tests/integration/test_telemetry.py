@@ -1,0 +1,172 @@
+"""Traces and metrics on a real broker: span tree and parentage across Kafka, attributes, OTLP export."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import pytest
+from confluent_kafka import TopicPartition
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from schemas import from_bytes
+from schemas.models import StepResult
+from streams import trace_view
+from streams.config import Settings
+from streams.kafka import read_to_end, reader
+from streams.telemetry import Telemetry, run_span_id_of, trace_id_of, traceparent_of
+from streams.topics import Topics
+from streams.worker import Worker, load_workflows
+from tests.conftest import wait_for
+from tests.helpers import decisions, produce, sample_claims
+
+
+def _metrics(reader_: InMemoryMetricReader) -> dict[str, list[Any]]:
+    found: dict[str, list[Any]] = {}
+    data = reader_.get_metrics_data()
+    for rm in data.resource_metrics if data else []:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                found.setdefault(metric.name, []).extend(metric.data.data_points)
+    return found
+
+
+def _headers(settings: Settings, topic: str) -> list[tuple[dict[str, str], bytes]]:
+    c = reader(settings)
+    try:
+        out = []
+        for msg in read_to_end(c, [TopicPartition(topic, p, 0) for p in range(settings.partitions)]):
+            headers = {k: (v or b"").decode() for k, v in msg.headers() or []}
+            out.append((headers, msg.value() or b""))
+        return out
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def metrics() -> InMemoryMetricReader:
+    return InMemoryMetricReader()
+
+
+def _run(
+    settings: Settings, workflow: str, telemetry: Telemetry, n: int = 1, prefix: str = "T"
+) -> tuple[Worker, list[Any]]:
+    claims = sample_claims(n, prefix=prefix)
+    worker = Worker(settings, load_workflows([f"tests.workflows:{workflow}"]), telemetry=telemetry).start()
+    produce(settings, claims)
+    wait_for(lambda: len(decisions(settings)) >= n or worker.failed, 60, "decisions")
+    return worker, claims
+
+
+def test_a_run_is_one_trace_parented_across_kafka(settings: Settings, metrics: InMemoryMetricReader) -> None:
+    worker, [claim] = _run(settings, "SLOW", Telemetry(settings, metric_readers=[metrics]))
+    worker.stop()
+    worker.join(20)  # flushes the spans still queued
+    run_id = claim.run_id
+    view = trace_view.load(settings, run_id, Topics(settings.namespace).name("decisions"))
+    by_name = {s.name: s for s in view.spans}
+    assert set(by_name) == {"orchestrator.run", "a", "b", "c", "d"}
+    root = by_name["orchestrator.run"]
+    assert root.trace_id == f"{trace_id_of(run_id):032x}" and root.parent_span_id is None
+    assert root.span_id == f"{run_span_id_of(run_id):016x}"
+    for name in "abcd":
+        span = by_name[name]
+        assert span.trace_id == root.trace_id and span.parent_span_id == root.span_id
+        attrs = json.loads(span.attributes_json)
+        for key in (
+            "durable.attempt",
+            "durable.latency_ms",
+            "gen_ai.usage.input_tokens",
+            "gen_ai.usage.output_tokens",
+            "durable.cost_usd",
+            "gen_ai.request.model",
+        ):
+            assert key in attrs, (name, attrs)
+        assert root.start_unix_nano <= span.start_unix_nano <= span.end_unix_nano <= root.end_unix_nano
+    assert json.loads(root.attributes_json)["durable.status"] == "COMPLETED"
+
+    # The parent travelled in the records: commands name the run span, results name their step's span.
+    topics = Topics(settings.namespace)
+    commands = _headers(settings, topics.commands)
+    assert commands and all(h["traceparent"] == traceparent_of(run_id) for h, _ in commands)
+    for headers, value in _headers(settings, topics.results):
+        result = from_bytes(value, StepResult)
+        span = by_name[result.step]
+        assert headers["traceparent"] == f"00-{span.trace_id}-{span.span_id}-01"
+    decision_headers = _headers(settings, topics.name("decisions"))
+    assert [h["traceparent"] for h, _ in decision_headers] == [traceparent_of(run_id)]
+
+    found = _metrics(metrics)
+    latency_points = found["durable.step.latency"]
+    assert sum(p.count for p in latency_points) == 4
+    runs = found["durable.runs"]
+    assert [(dict(p.attributes)["outcome"], p.value) for p in runs] == [("COMPLETED", 1)]
+
+
+def test_retries_and_dead_letters_are_counted_and_failed_attempts_marked(
+    settings: Settings, metrics: InMemoryMetricReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_FAIL_ATTEMPTS", "1")
+    worker, claims = _run(settings, "FLAKY", Telemetry(settings, metric_readers=[metrics]), n=2, prefix="M")
+    worker.stop()
+    worker.join(20)
+    found = _metrics(metrics)
+    assert sum(p.value for p in found["durable.step.retries"]) == 2
+    view = trace_view.load(settings, claims[0].run_id, Topics(settings.namespace).name("decisions"))
+    flaky = sorted((s for s in view.spans if s.name == "flaky"), key=lambda s: s.start_unix_nano)
+    assert [s.status for s in flaky] == ["ERROR", "OK"]
+    assert "ConnectionError" in (flaky[0].status_message or "")
+    table, lines = trace_view.render(view)
+    assert table.row_count == len(view.spans)
+    assert "latency" in str(lines[0]) and "ROUTED" in str(lines[-1])
+
+
+def test_dead_letters_are_counted(settings: Settings, metrics: InMemoryMetricReader) -> None:
+    worker, _ = _run(settings, "DECLINES", Telemetry(settings, metric_readers=[metrics]), prefix="DL")
+    worker.stop()
+    worker.join(20)
+    found = _metrics(metrics)
+    assert [dict(p.attributes)["kind"] for p in found["durable.dead_letters"]] == ["step"]
+    assert [dict(p.attributes)["outcome"] for p in found["durable.runs"]] == ["FAILED"]
+
+
+class _Collector(http.server.BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[str, bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        _Collector.received.append((self.path, body))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def collector() -> Iterator[str]:
+    _Collector.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def test_spans_and_metrics_go_to_the_configured_otlp_endpoint(
+    settings: Settings, collector: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector)
+    worker, _ = _run(settings, "SLOW", Telemetry(settings), prefix="O")
+    worker.stop()
+    worker.join(20)  # shutdown exports what is queued
+    paths = {path for path, _ in _Collector.received}
+    assert "/v1/traces" in paths and "/v1/metrics" in paths
+    traces = b"".join(body for path, body in _Collector.received if path == "/v1/traces")
+    assert b"orchestrator.run" in traces and b"durable.run_id" in traces
