@@ -107,7 +107,7 @@ class Executor:
     async def _run(self) -> None:
         ensure_topics(self.settings, [self.topics.commands, self.topics.results, self.topics.dead_letters])
         self._consumer = make_consumer(self.settings, self.topics.executor_group)
-        self._producer = make_producer(self.settings)
+        self._producer = make_producer(self.settings, **{"linger.ms": 0})  # a result goes out at once
         self._consumer.subscribe(
             [self.topics.commands], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
         )

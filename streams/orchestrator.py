@@ -6,7 +6,9 @@ For each batch of input records (workflow inputs and step results) it:
 2. writes what the transitions asked for (commands, journal events, outputs,
    dead letters) to partition ``p`` of their topics, and waits for the acks;
 3. writes the changed run states to the changelog and waits for the acks;
-4. stores the states in local RocksDB, then commits the input offsets.
+4. stores the states in local RocksDB, then commits the input offsets
+   (asynchronously: a commit lost in a crash only redelivers inputs whose
+   effect the changelog already holds, which the transition ignores).
 
 Retries waiting out a backoff are timers in their run's state; the
 orchestrator fires the due ones (:class:`streams.timers.TimerQueue`) as
@@ -292,8 +294,10 @@ class Orchestrator:
         self._write_states(batch)
         chaos.point("orchestrator.before_commit")
         if batch.offsets:
+            # Asynchronous: the changelog already holds the batch's effect, so an input redelivered
+            # because its commit was lost is ignored by the transition (and guarded on take-over).
             self._consumer.commit(
-                offsets=[TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()], asynchronous=False
+                offsets=[TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()], asynchronous=True
             )
         # Timers are armed only once their state is durable; likewise what telemetry reports.
         for (p, run_id), state in batch.states.items():
