@@ -4,8 +4,9 @@ Prints figures; asserts nothing. Runs on the embedded broker unless
 KAFKA_BOOTSTRAP_SERVERS is set. Usage: ``python bench/fnol.py [--claims N --rate R]``.
 
 N claims (from the samples, with fresh claim ids) are produced at R claims/s
-to a worker running the FNOL workflow with the local simulated model at its
-real latency profile (DURABLE_MODEL_SPEED=1). For each claim:
+to a worker (a `durable worker` process, as in production) running the FNOL
+workflow with the local simulated model at its real latency profile
+(DURABLE_MODEL_SPEED=1). For each claim:
 
 - **end to end**: from just before it was produced to when its decision was
   read from the decisions topic;
@@ -20,6 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,9 +43,9 @@ from streams.config import Settings
 from streams.io import read_all
 from streams.kafka import LOW_LATENCY_FETCH_WAIT_MS, LOW_LATENCY_SLICE_S, partition_for, take
 from streams.topics import Topics, ensure_topics
-from streams.worker import Worker
 
-SAMPLES = (Path(__file__).resolve().parent.parent / "connectors/samples/fnol.jsonl").read_text().splitlines()
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = (ROOT / "connectors/samples/fnol.jsonl").read_text().splitlines()
 
 
 def claims(n: int, tag: str) -> list[GoodLine]:
@@ -81,7 +84,20 @@ def run(bootstrap: str, n: int, rate: float, low_latency: bool) -> dict[str, flo
     )
     topics = Topics(ns)
     ensure_topics(settings, [topics.name("fnol.reported"), topics.name("decisions")])
-    worker = Worker(settings, [FNOL]).start()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "DURABLE_NAMESPACE": ns,
+        "DURABLE_STATE_DIR": state.name,
+        "DURABLE_LOW_LATENCY": "1" if low_latency else "0",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker", "--name", "bench"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     prod = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "log_level": 3})
     cons = Consumer(
         {
@@ -138,8 +154,8 @@ def run(bootstrap: str, n: int, rate: float, low_latency: bool) -> dict[str, flo
         while len(done) < len(sent) and time.monotonic() < deadline:
             drain()
     finally:
-        worker.stop()
-        worker.join(30)
+        worker.send_signal(signal.SIGTERM)  # a clean stop exports the spans still queued
+        worker.wait(60)
         cons.close()
 
     spans: dict[str, dict[str, float]] = {}

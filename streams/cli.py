@@ -364,9 +364,12 @@ def demo(
     fraud_failure_rate: Annotated[
         float, typer.Option(help="Share of fraud-service calls that fail (simulated outage), retried with backoff.")
     ] = 0.3,
+    low_latency: Annotated[
+        bool, typer.Option(help="Short fetch waits (one worker, so no rebalance risk; see notes/broker-facts.md).")
+    ] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Start a broker and a worker, run the sample claims, print every decision, then the retries and sagas."""
+    """Start a broker and a worker, run the sample claims, print every decision, one trace, the retries and sagas."""
     _logging(verbose)
     import os
 
@@ -384,7 +387,11 @@ def demo(
     ns = f"demo{int(time.time())}"
     state_dir = tempfile.TemporaryDirectory(prefix="durable-demo-")
     settings = Settings.from_env(
-        namespace=ns, bootstrap_servers=bootstrap, worker_name="demo", state_dir=Path(state_dir.name)
+        namespace=ns,
+        bootstrap_servers=bootstrap,
+        worker_name="demo",
+        state_dir=Path(state_dir.name),
+        low_latency=low_latency or None,
     )
     err.print(
         f"broker {bootstrap} ({'external' if external else 'embedded'}) up in {time.monotonic() - t0:.1f}s; namespace {ns}"
@@ -429,6 +436,7 @@ def demo(
             )
             raise typer.Exit(1)
         err.print(f"all {len(good)} decisions in {last:.1f}s (first after {first:.1f}s), from start of `durable demo`")
+        _demo_trace(settings, w, [g.run_id for g in good])
         _demo_sagas(settings)
     finally:
         w.stop()
@@ -436,6 +444,32 @@ def demo(
         if b:
             b.stop()
         state_dir.cleanup()
+
+
+def _demo_trace(settings: Settings, worker: Worker, run_ids: list[str]) -> None:
+    """Draw the trace of the first run that was routed straight through."""
+    if worker.telemetry is not None:
+        worker.telemetry.flush()
+    decided = {
+        str(r.value.get("run_id")): r.value
+        for r in follow(
+            settings,
+            Topics(settings.namespace).name(DECISIONS_TOPIC),
+            group=None,
+            from_beginning=True,
+            idle_timeout_s=None,
+            follow_forever=False,
+        )
+    }
+    chosen = next((r for r in run_ids if decided.get(r, {}).get("status") == "ROUTED"), run_ids[0])
+    view = trace_view.load(settings, chosen, Topics(settings.namespace).name(DECISIONS_TOPIC))
+    if not view.spans:
+        return
+    table, lines = trace_view.render(view)
+    out.print()
+    out.print(table)
+    for line in lines:
+        out.print(line)
 
 
 def _demo_sagas(settings: Settings) -> None:
