@@ -399,6 +399,10 @@ def demo(
     w = Worker(settings, load_workflows(DEFAULT_WORKFLOWS)).start()
     try:
         topics = Topics(ns)
+        ready_by = time.monotonic() + 30
+        while not w.ready and not w.failed and time.monotonic() < ready_by:
+            time.sleep(0.05)  # the groups form (~3.5 s on the embedded broker) before claims arrive
+        err.print(f"worker ready in {time.monotonic() - t0:.1f}s")
         produce_reports(settings, topics.name(INPUT_TOPIC), [(g.run_id, g.record) for g in good])
         err.print(f"produced {len(good)} claims")
         expected = {g.run_id for g in good}

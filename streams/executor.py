@@ -87,19 +87,26 @@ class Executor:
         self.workflows = {wf.name: wf for wf in workflows}
         self.models = client_from_env()
         self.telemetry = telemetry
+        self._partitions: set[int] = set()
         self.stop = stop
         self.tracker = OffsetTracker()
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self.failure: BaseException | None = None
 
+    @property
+    def assigned(self) -> bool:
+        return bool(self._partitions)
+
     def _on_assign(self, _c: Consumer, partitions: list[TopicPartition]) -> None:
+        self._partitions |= {tp.partition for tp in partitions}
         log.info("executor now runs commands from partitions %s", sorted(tp.partition for tp in partitions))
 
     def _on_revoke(self, _c: Consumer, partitions: list[TopicPartition]) -> None:
         # Unfinished commands of a lost partition will be re-run by its new owner.
         for tp in partitions:
             self.tracker.forget(tp.partition)
+            self._partitions.discard(tp.partition)
 
     def run(self) -> None:
         asyncio.run(self._run())

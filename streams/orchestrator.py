@@ -150,6 +150,10 @@ class Orchestrator:
 
     # -- partition ownership --------------------------------------------------
 
+    @property
+    def assigned(self) -> bool:
+        return bool(self.owned)
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         assert self._table is not None
         new = sorted({tp.partition for tp in partitions} - self.owned)

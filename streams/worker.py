@@ -71,6 +71,7 @@ class Worker:
     role: Role = Role.ALL
     stop_event: threading.Event = field(default_factory=threading.Event)
     telemetry: Telemetry | None = None
+    _parts: list[Orchestrator | Executor] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
     _errors: list[BaseException] = field(default_factory=list)
 
@@ -81,6 +82,7 @@ class Worker:
             parts.append(Orchestrator(self.settings, self.workflows, self.stop_event, self.telemetry))
         if self.role in (Role.ALL, Role.EXECUTOR):
             parts.append(Executor(self.settings, self.workflows, self.stop_event, self.telemetry))
+        self._parts = parts
         for part in parts:
             thread = threading.Thread(target=self._guard, args=(part,), name=type(part).__name__, daemon=True)
             thread.start()
@@ -97,6 +99,11 @@ class Worker:
 
     def stop(self) -> None:
         self.stop_event.set()
+
+    @property
+    def ready(self) -> bool:
+        """Whether every role of this worker has been given partitions (its groups have formed)."""
+        return bool(self._parts) and all(part.assigned for part in self._parts)
 
     def join(self, timeout: float | None = None) -> None:
         for thread in self._threads:
