@@ -1,26 +1,36 @@
 """Claim tools: plan, policy check, damage, fraud, severity and reserve, route, document requests.
 
-Each tool is a deterministic function of the tokenised report and earlier
-outputs, so a run gives the same decision every time. Two stand-ins for
+Each tool is a function of the tokenised report, earlier outputs and what it
+gets through its context (model answers, random draws), so a replay with the
+recorded values gives the same decision. Policy check is hybrid retrieval
+over the shipped wordings and register (``processors.fnol.retrieval``);
+fraud check reads the claims-history table (``history.py``). Model calls
+(``ctx.model``: the local simulation unless DURABLE_MODEL_BASE_URL is set)
+are time-boxed, and each tool reports their ``usage``. Two stand-ins for
 outside services can fail, to exercise the engine: the fraud service is
 flaky at the rate ``DURABLE_FNOL_FRAUD_FAILURE_RATE`` (0 to 1, default 0;
 which attempts fail is drawn with ``ctx.random()``, so a replay of a run
 fails exactly where it failed), and a document request fails for good when the claimant left
-no email or phone. A later issue makes the tools rich (retrieval, models);
-their contracts (inputs and output keys) stay.
+no email or phone.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
 from processors.engine.workflow import StepContext
+from processors.fnol import history
+from processors.fnol.evaluator import usage_of
+from processors.fnol.retrieval import default_retriever
+from processors.models import ModelRequest
 
 Report = Mapping[str, Any]
+MODEL_TIMEOUT_S = 5.0
 
 COVERAGE = {
     "auto_collision": {"limit": 25_000.0, "deductible": 500.0},
@@ -50,7 +60,26 @@ def _digest(*parts: str) -> int:
     return int.from_bytes(hashlib.sha256("|".join(parts).encode()).digest()[:4], "big")
 
 
-def plan(ctx: StepContext) -> dict[str, Any]:
+async def _ask(ctx: StepContext, purpose: str, prompt: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One model call (recorded by the context): its JSON answer (empty if not JSON) and its usage."""
+    response = await ctx.model(ModelRequest.of(purpose, prompt, timeout_s=MODEL_TIMEOUT_S))
+    try:
+        answer = json.loads(response.text)
+    except json.JSONDecodeError:
+        answer = {}
+    return (answer if isinstance(answer, dict) else {}), usage_of(response)
+
+
+def _facts(report: Report) -> str:
+    labels = sorted({label for photo in report.get("photos", []) for label in photo.get("labels", [])})
+    return (
+        f"loss type {report['loss_type']}; amount {report['estimated_amount']} {report['currency']}; "
+        f"loss date {report['loss_date']}; reported {report['reported_at']}; photo labels: {', '.join(labels) or 'none'}; "
+        f"description: {report['description']}"
+    )
+
+
+async def plan(ctx: StepContext) -> dict[str, Any]:
     report = ctx.input
     line = (
         "auto"
@@ -59,27 +88,46 @@ def plan(ctx: StepContext) -> dict[str, Any]:
         if report["loss_type"].startswith("property")
         else "liability"
     )
+    _, usage = await _ask(ctx, "plan", f"Plan the triage of this claim. {_facts(report)}")
     return {
         "line": line,
         "checks": ["policy_check", "damage_assessment", "fraud_check"],
         "loss_type": report["loss_type"],
+        "usage": usage,
     }
 
 
-def policy_check(ctx: StepContext) -> dict[str, Any]:
+async def policy_check(ctx: StepContext) -> dict[str, Any]:
+    """Hybrid retrieval over the policy wordings and the register: in force, covered, limit, deductible, cited."""
     report = ctx.input
     number = report["policy_number"]
-    # Policies whose number ends in 0 lapsed (deterministic stand-in for a policy system).
-    in_force = not number.endswith("0")
-    cover = COVERAGE[report["loss_type"]]
-    covered = in_force and not (report["loss_type"] == "liability" and number.endswith("9"))
-    return {"policy_number": number, "in_force": in_force, "covered": covered, **cover}
+    check = default_retriever().check_policy(number, report["loss_type"], report["loss_date"], tenant_id=report["tenant_id"])
+    citations = [
+        {"role": c.role, "citation": c.passage.citation, "doc_id": c.passage.doc_id, "clause": c.passage.clause}
+        for c in check.citations
+    ]
+    question = f"Does policy {number} cover a {report['loss_type']} loss, and on what terms?"
+    _, usage = await _ask(ctx, "retrieval", f"{question} Clauses: {'; '.join(c['citation'] for c in citations)}")
+    return {
+        "policy_number": number,
+        "found": check.found,
+        "product": check.product,
+        "in_force": check.in_force,
+        "covered": check.covered,
+        "limit": float(check.limit or 0.0),
+        "deductible": float(check.deductible or 0.0),
+        "reasons": list(check.reasons),
+        "citations": citations,
+        "usage": usage,
+    }
 
 
-def damage_assessment(ctx: StepContext) -> dict[str, Any]:
+async def damage_assessment(ctx: StepContext) -> dict[str, Any]:
+    """Damage from the photos' descriptors, read by the vision model."""
     labels = [label for photo in ctx.input.get("photos", []) for label in photo.get("labels", [])]
     severe = sorted(set(labels) & SEVERE_LABELS)
     moderate = sorted(set(labels) & MODERATE_LABELS)
+    _, usage = await _ask(ctx, "vision", f"Assess the damage in these photos: {', '.join(labels) or 'no photos'}.")
     score = min(1.0, 0.15 + 0.35 * len(severe) + 0.1 * len(moderate))
     estimate = float(ctx.input["estimated_amount"])
     assessed = round(estimate * (1.0 + 0.25 * len(severe)), 2)
@@ -89,6 +137,7 @@ def damage_assessment(ctx: StepContext) -> dict[str, Any]:
         "damage_score": round(score, 2),
         "assessed_amount": assessed,
         "photo_count": len(ctx.input.get("photos", [])),
+        "usage": usage,
     }
 
 
@@ -105,7 +154,16 @@ def fraud_failure_rate() -> float:
     return min(1.0, max(0.0, float(raw))) if raw else 0.0
 
 
-def fraud_check(ctx: StepContext) -> dict[str, Any]:
+# Words in a description and the photo labels that should come with them.
+_DESCRIBED = {
+    "fire": {"burnt_out", "smoke_damage"},
+    "water": {"water_stain", "flooded_room"},
+    "window": {"broken_window"},
+}
+
+
+async def fraud_check(ctx: StepContext) -> dict[str, Any]:
+    """Signals from the report, the claims history table and the policy register, scored; the model notes risk."""
     report = ctx.input
     rate = fraud_failure_rate()
     if rate > 0 and ctx.random() < rate:  # recorded: a replay fails (or not) exactly as the attempt did
@@ -119,13 +177,31 @@ def fraud_check(ctx: StepContext) -> dict[str, Any]:
         signals.append("loss_after_report")
     if float(report["estimated_amount"]) > 20_000 and not report.get("photos"):
         signals.append("high_amount_without_photos")
-    if report["loss_type"] in {"auto_theft", "property_theft"} and _digest(report["policy_number"]) % 7 == 0:
+    by_policy, by_claimant = history.prior_claims(report["policy_number"], report["claimant"]["name_token"])
+    if report["loss_type"] in {"auto_theft", "property_theft"} and by_policy >= 2:
         signals.append("repeat_theft_history")
+    if by_claimant >= 4:
+        signals.append("frequent_claimant")
+    record = default_retriever().register.get(report["policy_number"])
+    if record is not None and 0 <= (loss - record.inception).days < 30:
+        signals.append("loss_soon_after_inception")
+    labels = {label for photo in report.get("photos", []) for label in photo.get("labels", [])}
+    text = report["description"].lower()
+    if labels and any(word in text and not (labels & expected) for word, expected in _DESCRIBED.items()):
+        signals.append("description_contradicts_photos")
+    _, usage = await _ask(ctx, "fraud", f"Assess fraud risk. Signals: {', '.join(signals) or 'none'}. {_facts(report)}")
     score = min(1.0, 0.2 * len(signals) + (_digest(report["claim_id"]) % 10) / 100)
-    return {"signals": signals, "fraud_score": round(score, 2), "refer_to_siu": score >= 0.4}
+    return {
+        "signals": signals,
+        "fraud_score": round(score, 2),
+        "refer_to_siu": score >= 0.4,
+        "prior_claims": {"policy": by_policy, "claimant": by_claimant},
+        "usage": usage,
+    }
 
 
-def severity_reserve(ctx: StepContext) -> dict[str, Any]:
+async def severity_reserve(ctx: StepContext) -> dict[str, Any]:
+    """Severity from the damage, and a reserve from the damage, the deductible and the limit."""
     policy, damage, fraud = ctx.deps["policy_check"], ctx.deps["damage_assessment"], ctx.deps["fraud_check"]
     amount = float(damage["assessed_amount"])
     if (damage["severe_labels"] and amount > 10_000) or amount > 40_000:
@@ -138,12 +214,20 @@ def severity_reserve(ctx: StepContext) -> dict[str, Any]:
     if policy["covered"]:
         reserve = max(0.0, min(float(policy["limit"]), amount - float(policy["deductible"])))
         reserve = float(round(reserve / 100.0) * 100)  # reserves are set in round hundreds
+    answer, usage = await _ask(
+        ctx,
+        "severity",
+        f"Severity and reserve for damage assessed at {amount}, severe damage: {', '.join(damage['severe_labels']) or 'none'}; "
+        f"limit {policy['limit']}, deductible {policy['deductible']}.",
+    )
     # Setting the reserve is a side effect on the claims ledger; release_reserve undoes it.
     return {
         "severity": severity,
         "reserve": reserve,
         "fraud_score": fraud["fraud_score"],
         "reserve_id": f"RSV-{ctx.input['claim_id']}",
+        "rationale": str(answer.get("rationale", "")),
+        "usage": usage,
     }
 
 

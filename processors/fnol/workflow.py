@@ -1,9 +1,13 @@
-"""The FNOL workflow.
+"""The FNOL workflow: the claims triage agent.
 
 plan -> (policy_check, damage_assessment, fraud_check in parallel) -> severity_reserve -> route
--> request_documents. The fraud service is retried with backoff; setting the
-reserve is undone (released) if a later step fails for good, and the claim
-then goes to review with the reason.
+-> evaluator -> request_documents. Spans are named as the seed names them
+(orchestrator.plan, retrieval.policy, tool.vision, tool.fraud_check,
+reasoner.severity, evaluator). The fraud service is retried with backoff;
+the evaluator gates the decision (a failed gate or a blown budget sends an
+auto-routed claim to human review with the reason); setting the reserve is
+undone (released) if a later step fails for good, and the claim then goes to
+review with the reason.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 
 from processors.engine.workflow import RetryPolicy, RunFailure, RunResult, Step, Workflow
 from processors.fnol import tools
+from processors.fnol.evaluator import evaluate
 
 INPUT_TOPIC = "fnol.reported"
 DECISIONS_TOPIC = "decisions"
@@ -30,19 +35,27 @@ def run_id_of(report: Mapping[str, Any]) -> str:
 
 
 def decision(run: RunResult) -> dict[str, Any]:
+    """The routed decision, unless a gate failed: then an auto-routed claim goes to human review, saying why."""
     report, routed = run.input, run.outputs["route"]
+    failed = [g for g in run.outputs.get("evaluator", {}).get("gates", []) if not g["passed"]]
+    status, queue, reasons = routed["status"], routed["queue"], list(routed["reasons"])
+    if failed and status == "ROUTED":
+        status, queue = "REVIEW", "human_review"
+        reasons = [f"gate {g['name']} failed: {g['reason']}" for g in failed] + reasons
+    elif failed:
+        reasons += [f"gate {g['name']} failed: {g['reason']}" for g in failed]
     return {
         "decision_id": run.output_id,
         "claim_id": report["claim_id"],
         "tenant_id": report["tenant_id"],
         "run_id": run.run_id,
-        "status": routed["status"],
-        "queue": routed["queue"],
+        "status": status,
+        "queue": queue,
         "severity": routed["severity"],
         "reserve": float(routed["reserve"]),
         "currency": report["currency"],
         "documents_requested": list(routed["documents_requested"]),
-        "reasons": list(routed["reasons"]),
+        "reasons": reasons,
         "decided_at_ms": run.at_ms,
     }
 
@@ -75,19 +88,47 @@ def review_decision(failure: RunFailure) -> dict[str, Any]:
 FNOL = Workflow(
     name="fnol",
     steps=(
-        Step("plan", tools.plan),
-        Step("policy_check", tools.policy_check, after=("plan",), retry=TOOL_RETRY, timeout_s=5.0),
-        Step("damage_assessment", tools.damage_assessment, after=("plan",), retry=TOOL_RETRY, timeout_s=5.0),
-        Step("fraud_check", tools.fraud_check, after=("plan",), retry=FRAUD_RETRY, timeout_s=5.0),
+        Step("plan", tools.plan, span="orchestrator.plan", retry=TOOL_RETRY, timeout_s=5.0),
+        Step(
+            "policy_check", tools.policy_check, after=("plan",), span="retrieval.policy", retry=TOOL_RETRY, timeout_s=5.0
+        ),
+        Step(
+            "damage_assessment",
+            tools.damage_assessment,
+            after=("plan",),
+            span="tool.vision",
+            retry=TOOL_RETRY,
+            timeout_s=5.0,
+        ),
+        Step(
+            "fraud_check", tools.fraud_check, after=("plan",), span="tool.fraud_check", retry=FRAUD_RETRY, timeout_s=5.0
+        ),
         Step(
             "severity_reserve",
             tools.severity_reserve,
             after=("policy_check", "damage_assessment", "fraud_check"),
+            span="reasoner.severity",
             retry=TOOL_RETRY,
+            timeout_s=5.0,
             compensate=tools.release_reserve,
         ),
-        Step("route", tools.route, after=("policy_check", "fraud_check", "severity_reserve")),
-        Step("request_documents", tools.request_documents, after=("route",), retry=DOCUMENTS_RETRY, timeout_s=5.0),
+        Step("route", tools.route, after=("policy_check", "fraud_check", "severity_reserve"), span="tool.route"),
+        Step(
+            "evaluator",
+            evaluate,
+            after=("plan", "policy_check", "damage_assessment", "fraud_check", "severity_reserve", "route"),
+            span="evaluator",
+            retry=TOOL_RETRY,
+            timeout_s=5.0,
+        ),
+        Step(
+            "request_documents",
+            tools.request_documents,
+            after=("route", "evaluator"),
+            span="tool.documents",
+            retry=DOCUMENTS_RETRY,
+            timeout_s=5.0,
+        ),
     ),
     input_topic=INPUT_TOPIC,
     input_schema="durable.fnol.FnolReported",
