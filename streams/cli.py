@@ -367,6 +367,7 @@ def demo(
     low_latency: Annotated[
         bool, typer.Option(help="Short fetch waits (one worker, so no rebalance risk; see notes/broker-facts.md).")
     ] = True,
+    rate: Annotated[float, typer.Option(help="Claims produced per second (0: all at once).")] = 10.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Start a broker and a worker, run the sample claims, print every decision, one trace, the retries and sagas."""
@@ -403,8 +404,8 @@ def demo(
         while not w.ready and not w.failed and time.monotonic() < ready_by:
             time.sleep(0.05)  # the groups form (~3.5 s on the embedded broker) before claims arrive
         err.print(f"worker ready in {time.monotonic() - t0:.1f}s")
-        produce_reports(settings, topics.name(INPUT_TOPIC), [(g.run_id, g.record) for g in good])
-        err.print(f"produced {len(good)} claims")
+        _produce_paced(settings, topics.name(INPUT_TOPIC), good, rate)
+        err.print(f"produced {len(good)} claims" + (f" at {rate:g}/s" if rate > 0 else ""))
         expected = {g.run_id for g in good}
         first = last = None
         deadline_left = max(1.0, timeout - (time.monotonic() - t0))
@@ -448,6 +449,20 @@ def demo(
         if b:
             b.stop()
         state_dir.cleanup()
+
+
+def _produce_paced(settings: Settings, topic: str, good: list[GoodLine], rate: float) -> None:
+    """Produce claims at ``rate`` per second, as they would arrive, in batches of a tenth of a second."""
+    if rate <= 0:
+        produce_reports(settings, topic, [(g.run_id, g.record) for g in good])
+        return
+    per_tick = max(1, round(rate / 10))
+    start = time.monotonic()
+    for i in range(0, len(good), per_tick):
+        due = start + i / rate
+        while time.monotonic() < due:
+            time.sleep(0.01)  # pacing the load, as arrivals would be paced
+        produce_reports(settings, topic, [(g.run_id, g.record) for g in good[i : i + per_tick]])
 
 
 def _demo_trace(settings: Settings, worker: Worker, run_ids: list[str]) -> None:
