@@ -13,7 +13,8 @@ a trace can put its mark on that row.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,6 +24,20 @@ from processors.fnol.budgets import Budget, budget_for
 from processors.models import ModelRequest, ModelResponse
 
 NEEDS_DOCUMENTS = {"MEDIUM", "HIGH"}
+NO_USAGE: Mapping[str, Any] = {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0, "model": ""}
+JUDGE_TIMEOUT_S = 4.0  # the judge's call; the evaluator step has 5 s
+
+# Dates, times and UUIDs are not phone numbers, though the phone pattern would take them.
+_NOT_PERSONAL = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|"
+    + r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?",
+    re.IGNORECASE,
+)
+# A raw name introduced the way claimants write it ("I am Jane Doe", "my name is Jane Doe").
+_NAMED = re.compile(r"\b(?i:i am|i'm|my name is)\s+[A-Z][a-z]+\s+[A-Z][a-z]+")
+# Fields that carry personal data (under any key, or under claimant/vehicle): only tokens (pii_...) may appear.
+_PERSONAL_KEYS = {"email", "phone", "plate", "claimant_name", "full_name"}
+_PERSONAL_UNDER = {"claimant": {"name", "email", "phone"}, "vehicle": {"plate"}}
 
 
 @dataclass(frozen=True)
@@ -36,8 +51,9 @@ class Gate:
 
 
 def usage_of(response: ModelResponse | None) -> dict[str, Any]:
+    """A model call's tokens, cost and model, as tools report it (zeros for no call)."""
     if response is None:
-        return {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0, "model": ""}
+        return dict(NO_USAGE)
     return {
         "tokens_in": response.tokens_in,
         "tokens_out": response.tokens_out,
@@ -56,13 +72,37 @@ def total_usage(outputs: Mapping[str, Mapping[str, Any]], *more: Mapping[str, An
     }
 
 
-def _personal_data(value: Any) -> list[str]:
-    text = json.dumps(value, ensure_ascii=False)
-    found = []
-    for kind, pattern in (("email", EMAIL), ("phone", PHONE), ("plate", UK_PLATE)):
-        if pattern.search(text):
-            found.append(kind)
-    return found
+def _strings(value: Any, parent: str = "", key: str = "") -> Iterator[tuple[str, str, str]]:
+    """Every string in a JSON value, with its parent key and key (numbers are amounts, ids and times)."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _strings(v, key, str(k))
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v, parent, key)
+    elif isinstance(value, str):
+        yield parent, key, value
+
+
+def personal_data(value: Any) -> list[str]:
+    """The kinds of raw personal data in a JSON value: emails, phone numbers, plates, names (sorted, unique)."""
+    found: set[str] = set()
+    for parent, key, text in _strings(value):
+        field = key.lower()
+        personal = field in _PERSONAL_KEYS or field in _PERSONAL_UNDER.get(parent.lower(), ())
+        if personal and text and not text.startswith("pii_"):
+            found.add("name" if field.endswith("name") else field)
+        text = _NOT_PERSONAL.sub(" ", text)
+        for kind, pattern in (("email", EMAIL), ("phone", PHONE), ("plate", UK_PLATE), ("name", _NAMED)):
+            if pattern.search(text):
+                found.add(kind)
+    return sorted(found)
+
+
+def _money(amount: float, budget: float) -> tuple[str, str]:
+    """Cost and budget in dollars, with a fourth decimal only where three would make them look equal."""
+    places = 3 if round(amount, 3) != round(budget, 3) or amount == budget else 4
+    return f"${amount:.{places}f}", f"${budget:.3f}"
 
 
 def gates(
@@ -78,7 +118,9 @@ def gates(
     auto = routed["status"] == "ROUTED"
     reserve, limit = float(sev["reserve"]), float(policy.get("limit") or 0.0)
     documents = list(routed.get("documents_requested", []))
-    leaks = _personal_data(outputs)
+    leaks = personal_data(outputs)
+    spent, allowed = _money(cost_usd, budget.cost_usd)
+    reserve_ok = 0.0 <= reserve <= limit or (reserve == 0.0 and not policy["covered"])
     out = [
         Gate(
             "policy_in_force",
@@ -88,8 +130,12 @@ def gates(
         ),
         Gate(
             "reserve_within_limit",
-            0.0 <= reserve <= limit or (reserve == 0.0 and not policy["covered"]),
-            f"reserve {reserve:,.0f} within 0..{limit:,.0f}" if reserve <= limit else f"reserve {reserve:,.0f} exceeds limit {limit:,.0f}",
+            reserve_ok,
+            f"reserve {reserve:,.0f} within 0..{limit:,.0f}"
+            if reserve_ok
+            else f"reserve {reserve:,.0f} below 0"
+            if reserve < 0
+            else f"reserve {reserve:,.0f} exceeds limit {limit:,.0f}",
             "reasoner.severity",
         ),
         Gate(
@@ -109,56 +155,80 @@ def gates(
         Gate(
             "latency_within_budget",
             latency_ms <= budget.latency_s * 1000,
-            f"latency {latency_ms / 1000:.2f} s" + (" within" if latency_ms <= budget.latency_s * 1000 else " over")
+            f"latency {latency_ms / 1000:.2f} s"
+            + (" within" if latency_ms <= budget.latency_s * 1000 else " over")
             + f" budget {budget.latency_s:.2f} s",
             "orchestrator.run",
         ),
         Gate(
             "cost_within_budget",
             cost_usd <= budget.cost_usd,
-            f"cost ${cost_usd:.4f}" + (" within" if cost_usd <= budget.cost_usd else " over")
-            + f" budget ${budget.cost_usd:.3f}",
+            f"cost {spent}" + (" within" if cost_usd <= budget.cost_usd else " over") + f" budget {allowed}",
             "orchestrator.run",
         ),
         Gate(
             "citations_present",
             not auto or bool(policy.get("citations")),
-            f"{len(policy.get('citations') or [])} policy clause(s) cited" if policy.get("citations") else "no citation",
+            f"{len(policy.get('citations') or [])} policy clause(s) cited"
+            if policy.get("citations")
+            else "no citation",
             "retrieval.policy",
         ),
     ]
     if verdict is not None:
         passed = bool(verdict.get("pass"))
         why = "; ".join(str(r) for r in verdict.get("reasons", [])) or "no reason given"
-        out.append(Gate("judge_rubric", passed, f"judge score {verdict.get('score')}: {why}", "evaluator"))
+        score = verdict.get("score")
+        scored = f"judge score {score:.2f}" if isinstance(score, (int, float)) else "judge"
+        out.append(Gate("judge_rubric", passed, f"{scored}: {why}", "evaluator"))
     return out
 
 
-def _judge_prompt(report: Mapping[str, Any], outputs: Mapping[str, Mapping[str, Any]]) -> str:
+def judge_prompt(report: Mapping[str, Any], outputs: Mapping[str, Mapping[str, Any]]) -> str:
+    """The rubric and the facts the judge rates (no personal data: the outputs are tokenised)."""
     policy, sev, routed = outputs["policy_check"], outputs["severity_reserve"], outputs["route"]
     cited = ", ".join(c.get("citation", "") for c in policy.get("citations") or [])
     return (
-        "Rate this first-notice-of-loss decision against the rubric: grounded in the policy, reserve proportionate, "
-        "documents fit the loss, queue fits the severity.\n"
-        f"loss type: {report['loss_type']}; estimated amount: {report['estimated_amount']}\n"
-        f"policy in force: {'yes' if policy['in_force'] else 'no'}; covered: {'yes' if policy['covered'] else 'no'}; "
-        f"limit {policy.get('limit')}; deductible {policy.get('deductible')}; clauses: {cited or 'none'}\n"
-        f"severity: {sev['severity']}; reserve: {sev['reserve']}\n"
-        f"decision: {routed['status']} to {routed['queue']}; documents: {', '.join(routed['documents_requested'])}"
+        "Rubric: grounded in the policy, reserve proportionate, documents fit the loss, queue fits severity. "
+        f"{report['loss_type']}; in force {'yes' if policy['in_force'] else 'no'}; "
+        f"cover {'yes' if policy['covered'] else 'no'}; cited: {cited or 'none'}. "
+        f"{sev['severity']}, reserve {int(float(sev['reserve']))}; {routed['status']} to {routed['queue']}; "
+        f"documents: {', '.join(routed['documents_requested'])}"
     )
+
+
+def parse_verdict(text: str) -> dict[str, Any]:
+    """The judge's verdict from its answer: a JSON object (fenced or amid prose) with pass, score, reasons.
+
+    An answer without one is a failed verdict that says so: an unreadable judge never passes a claim.
+    """
+    start, end = text.find("{"), text.rfind("}")
+    try:
+        data = json.loads(text[start : end + 1]) if 0 <= start < end else None
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict) or "pass" not in data:
+        return {"pass": False, "score": 0.0, "reasons": ["the judge's answer held no verdict"]}
+    passed = data["pass"] if isinstance(data["pass"], bool) else str(data["pass"]).strip().lower() in {"true", "yes"}
+    score = data.get("score")
+    reasons = data.get("reasons")
+    return {
+        "pass": passed,
+        "score": float(score) if isinstance(score, (int, float)) else None,
+        "reasons": [str(r) for r in reasons] if isinstance(reasons, list) else [str(reasons)] if reasons else [],
+    }
 
 
 async def evaluate(ctx: StepContext) -> dict[str, Any]:
     """The evaluator step: the judge's verdict through the model, then every gate, with the run's budget figures."""
     report, outputs = ctx.input, ctx.deps
-    response = await ctx.model(ModelRequest.of("judge", _judge_prompt(report, outputs), timeout_s=5.0))
-    try:
-        verdict: dict[str, Any] | None = json.loads(response.text)
-    except json.JSONDecodeError:
-        verdict = {"pass": False, "score": 0.0, "reasons": ["the judge's answer was not JSON"]}
+    response = await ctx.model(ModelRequest.of("judge", judge_prompt(report, outputs), timeout_s=JUDGE_TIMEOUT_S))
+    verdict = parse_verdict(response.text)
     own = usage_of(response)
     usage = total_usage(outputs, own)
-    latency_ms = (ctx.now().timestamp() * 1000) - ctx.run_started_at_ms
+    # The run's latency so far, on the recorded clock (0 if the command did not say when the run started).
+    now_ms = ctx.now().timestamp() * 1000
+    latency_ms = max(0.0, now_ms - ctx.run_started_at_ms) if ctx.run_started_at_ms > 0 else 0.0
     budget = budget_for(str(report["tenant_id"]))
     checked = gates(report, outputs, latency_ms, float(usage["cost_usd"]), budget, verdict)
     passed = sum(1 for g in checked if g.passed)

@@ -2,36 +2,57 @@
 
 Each tool is a function of the tokenised report, earlier outputs and what it
 gets through its context (model answers, random draws), so a replay with the
-recorded values gives the same decision. Policy check is hybrid retrieval
-over the shipped wordings and register (``processors.fnol.retrieval``);
-fraud check reads the claims-history table (``history.py``). Model calls
-(``ctx.model``: the local simulation unless DURABLE_MODEL_BASE_URL is set)
-are time-boxed, and each tool reports their ``usage``. Two stand-ins for
-outside services can fail, to exercise the engine: the fraud service is
-flaky at the rate ``DURABLE_FNOL_FRAUD_FAILURE_RATE`` (0 to 1, default 0;
-which attempts fail is drawn with ``ctx.random()``, so a replay of a run
-fails exactly where it failed), and a document request fails for good when the claimant left
-no email or phone.
+recorded values gives the same decision. The decision-making rules are
+deterministic code; the model (``ctx.model``: the local simulation unless
+DURABLE_MODEL_BASE_URL is set) plans, summarises the cited clauses, reads the
+photos, notes fraud risk and writes the severity rationale, and every
+tool reports the tokens and cost of its calls as ``usage`` (zeros when it
+calls none). Model calls are time-boxed (``MODEL_TIMEOUT_S``), and each step
+by its ``timeout_s``.
+
+- policy_check: hybrid retrieval over the shipped wordings and the policy
+  register (``processors.fnol.retrieval``): in force, covered, limit,
+  deductible, and the clauses that say so (cited). A policy number the
+  register does not hold goes to coverage review ("not in the policy
+  register"); ``DURABLE_FNOL_SYNTHESISE_POLICIES=1`` instead gives unknown
+  numbers the register's own rule (for demos on generated claims).
+- damage_assessment: the photos' labels, a typical cost per label (a floor
+  under the claimant's estimate) and the vision model's reading.
+- fraud_check: signals from the report, the claims-history table
+  (``history.py``: prior claims per policy and per claimant), the policy's
+  inception date and the description against the photos, scored.
+- severity_reserve: severity from the assessed damage; a reserve of the
+  damage less the deductible, in round hundreds, within 0..limit.
+
+Two stand-ins for outside services can fail, to exercise the engine: the
+fraud service is flaky at the rate ``DURABLE_FNOL_FRAUD_FAILURE_RATE`` (0 to
+1, default 0; which attempts fail is drawn with ``ctx.random()``, so a replay
+of a run fails exactly where it failed), and a document request fails for
+good when the claimant left no email or phone.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Mapping
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
 from processors.engine.workflow import StepContext
 from processors.fnol import history
-from processors.fnol.evaluator import usage_of
-from processors.fnol.retrieval import default_retriever
+from processors.fnol.evaluator import NO_USAGE, usage_of
+from processors.fnol.retrieval import PolicyRetriever, default_retriever
 from processors.models import ModelRequest
 
 Report = Mapping[str, Any]
-MODEL_TIMEOUT_S = 5.0
+MODEL_TIMEOUT_S = 4.0  # each model call; a step's whole attempt has 5 s
+SYNTHESISE_ENV = "DURABLE_FNOL_SYNTHESISE_POLICIES"
 
+# The standard schedule of the shipped wordings (the register holds each policy's own).
 COVERAGE = {
     "auto_collision": {"limit": 25_000.0, "deductible": 500.0},
     "auto_theft": {"limit": 30_000.0, "deductible": 750.0},
@@ -44,6 +65,23 @@ COVERAGE = {
 
 SEVERE_LABELS = {"airbag_deployed", "frame_damage", "total_loss", "structural_damage", "burnt_out", "flooded_room"}
 MODERATE_LABELS = {"front_bumper_dent", "rear_bumper_dent", "door_dent", "water_stain", "smoke_damage", "broken_window"}
+# What the damage a photo label shows typically costs to put right (claim currency): a floor under the estimate.
+LABEL_COST = {
+    "total_loss": 15_000.0,
+    "structural_damage": 8_000.0,
+    "frame_damage": 6_000.0,
+    "burnt_out": 6_000.0,
+    "airbag_deployed": 4_000.0,
+    "flooded_room": 3_500.0,
+    "smoke_damage": 900.0,
+    "front_bumper_dent": 600.0,
+    "rear_bumper_dent": 600.0,
+    "door_dent": 500.0,
+    "water_stain": 400.0,
+    "windscreen_crack": 350.0,
+    "broken_window": 300.0,
+    "windscreen_chip": 100.0,
+}
 
 DOCUMENTS = {
     "auto_collision": ["photos_of_damage", "repair_estimate"],
@@ -70,44 +108,73 @@ async def _ask(ctx: StepContext, purpose: str, prompt: str) -> tuple[dict[str, A
     return (answer if isinstance(answer, dict) else {}), usage_of(response)
 
 
-def _facts(report: Report) -> str:
-    labels = sorted({label for photo in report.get("photos", []) for label in photo.get("labels", [])})
-    return (
-        f"loss type {report['loss_type']}; amount {report['estimated_amount']} {report['currency']}; "
-        f"loss date {report['loss_date']}; reported {report['reported_at']}; photo labels: {', '.join(labels) or 'none'}; "
-        f"description: {report['description']}"
-    )
+def _labels(report: Report) -> list[str]:
+    return [label for photo in report.get("photos", []) for label in photo.get("labels", [])]
+
+
+def _line(loss_type: str) -> str:
+    return "auto" if loss_type.startswith("auto") else "property" if loss_type.startswith("property") else "liability"
 
 
 async def plan(ctx: StepContext) -> dict[str, Any]:
+    """Which line the claim belongs to and which checks it needs; the model drafts the plan."""
     report = ctx.input
-    line = (
-        "auto"
-        if report["loss_type"].startswith("auto")
-        else "property"
-        if report["loss_type"].startswith("property")
-        else "liability"
+    photos = len(report.get("photos", []))
+    answer, usage = await _ask(
+        ctx,
+        "plan",
+        f"Plan the triage checks for a {report['loss_type']} claim of {report['estimated_amount']} "
+        f"{report['currency']} with {photos} photo(s), lost {report['loss_date']}, reported {report['reported_at']}.",
     )
-    _, usage = await _ask(ctx, "plan", f"Plan the triage of this claim. {_facts(report)}")
     return {
-        "line": line,
+        "line": _line(report["loss_type"]),
         "checks": ["policy_check", "damage_assessment", "fraud_check"],
         "loss_type": report["loss_type"],
+        "model_line": str(answer.get("line", "")),
         "usage": usage,
     }
+
+
+@cache
+def _synthesising_retriever() -> PolicyRetriever:
+    base = default_retriever()
+    return PolicyRetriever(register=base.register, synthesise_unknown=True)
+
+
+def retriever() -> PolicyRetriever:
+    """The shipped retriever; with DURABLE_FNOL_SYNTHESISE_POLICIES=1, one that also answers unknown numbers."""
+    return (
+        _synthesising_retriever() if os.environ.get(SYNTHESISE_ENV, "") in {"1", "true", "yes"} else default_retriever()
+    )
 
 
 async def policy_check(ctx: StepContext) -> dict[str, Any]:
     """Hybrid retrieval over the policy wordings and the register: in force, covered, limit, deductible, cited."""
     report = ctx.input
-    number = report["policy_number"]
-    check = default_retriever().check_policy(number, report["loss_type"], report["loss_date"], tenant_id=report["tenant_id"])
+    number, loss_type = report["policy_number"], report["loss_type"]
+    source = retriever()
+    check = source.check_policy(number, loss_type, report["loss_date"], tenant_id=report["tenant_id"])
     citations = [
-        {"role": c.role, "citation": c.passage.citation, "doc_id": c.passage.doc_id, "clause": c.passage.clause}
+        {
+            "role": c.role,
+            "citation": c.passage.citation,
+            "doc_id": c.passage.doc_id,
+            "section": c.passage.section,
+            "clause": c.passage.clause,
+        }
         for c in check.citations
     ]
-    question = f"Does policy {number} cover a {report['loss_type']} loss, and on what terms?"
-    _, usage = await _ask(ctx, "retrieval", f"{question} Clauses: {'; '.join(c['citation'] for c in citations)}")
+    question = f"Is a {loss_type.replace('_', ' ')} loss covered, and what excess and limit apply?"
+    # The clauses that best answer the coverage question, by hybrid search in the policy's own wording.
+    answers = source.search(question, k=2, doc_id=check.product) if check.product else []
+    passages = [{"citation": p.citation, "score": round(p.score, 4)} for p in answers]
+    quoted = " ".join(f"[{c.citation}] {c.text[:150]}" for c in [x.passage for x in check.citations][:3])
+    _, usage = await _ask(
+        ctx,
+        "retrieval",
+        f"{question} Policy {number}, product {check.product or 'unknown'}. "
+        f"Summarise the cover with citations from these clauses: {quoted or 'none found'}",
+    )
     return {
         "policy_number": number,
         "found": check.found,
@@ -118,25 +185,42 @@ async def policy_check(ctx: StepContext) -> dict[str, Any]:
         "deductible": float(check.deductible or 0.0),
         "reasons": list(check.reasons),
         "citations": citations,
+        "passages": passages,
         "usage": usage,
     }
 
 
 async def damage_assessment(ctx: StepContext) -> dict[str, Any]:
-    """Damage from the photos' descriptors, read by the vision model."""
-    labels = [label for photo in ctx.input.get("photos", []) for label in photo.get("labels", [])]
+    """Damage from the photos' descriptors (labels, typical costs), read by the vision model."""
+    report = ctx.input
+    labels = _labels(report)
+    distinct = sorted(set(labels))
     severe = sorted(set(labels) & SEVERE_LABELS)
     moderate = sorted(set(labels) & MODERATE_LABELS)
-    _, usage = await _ask(ctx, "vision", f"Assess the damage in these photos: {', '.join(labels) or 'no photos'}.")
+    shown = "; ".join(
+        f"photo {i + 1} ({photo.get('uri', '')}): {', '.join(photo.get('labels', [])) or 'no labels'}"
+        for i, photo in enumerate(report.get("photos", []))
+    )
+    answer, usage = await _ask(
+        ctx,
+        "vision",
+        f"Assess the damage shown in the photos of a {report['loss_type']} claim. {shown or 'No photos were sent.'} "
+        f"The claimant writes: {report['description']} "
+        "Name the damaged parts, say whether the photos show what is described, and score the damage from 0 to 1.",
+    )
     score = min(1.0, 0.15 + 0.35 * len(severe) + 0.1 * len(moderate))
-    estimate = float(ctx.input["estimated_amount"])
-    assessed = round(estimate * (1.0 + 0.25 * len(severe)), 2)
+    estimate = float(report["estimated_amount"])
+    photo_floor = sum(LABEL_COST.get(label, 0.0) for label in distinct)
+    assessed = round(max(estimate * (1.0 + 0.25 * len(severe)), photo_floor), 2)
+    model_score = answer.get("damage_score")
     return {
         "labels": labels,
         "severe_labels": severe,
         "damage_score": round(score, 2),
+        "photo_floor": photo_floor,
         "assessed_amount": assessed,
-        "photo_count": len(ctx.input.get("photos", [])),
+        "photo_count": len(report.get("photos", [])),
+        "model_damage_score": float(model_score) if isinstance(model_score, (int, float)) else None,
         "usage": usage,
     }
 
@@ -159,15 +243,15 @@ _DESCRIBED = {
     "fire": {"burnt_out", "smoke_damage"},
     "water": {"water_stain", "flooded_room"},
     "window": {"broken_window"},
+    "windscreen": {"windscreen_chip", "windscreen_crack", "broken_window"},
 }
+SOON_AFTER_INCEPTION_DAYS = 30
+FREQUENT_CLAIMANT = 4  # prior claims by the claimant in the table's 12 months
+REPEAT_THEFT = 2  # prior claims on the policy, for a theft
 
 
-async def fraud_check(ctx: StepContext) -> dict[str, Any]:
-    """Signals from the report, the claims history table and the policy register, scored; the model notes risk."""
-    report = ctx.input
-    rate = fraud_failure_rate()
-    if rate > 0 and ctx.random() < rate:  # recorded: a replay fails (or not) exactly as the attempt did
-        raise FraudServiceUnavailable(f"fraud service did not answer (simulated outage rate {rate:.0%})")
+def fraud_signals(report: Report) -> tuple[list[str], dict[str, int]]:
+    """The fraud signals of a report (pure): from the report, the history table and the policy register."""
     signals: list[str] = []
     reported = datetime.fromisoformat(report["reported_at"].replace("Z", "+00:00")).date()
     loss = date.fromisoformat(report["loss_date"])
@@ -178,55 +262,93 @@ async def fraud_check(ctx: StepContext) -> dict[str, Any]:
     if float(report["estimated_amount"]) > 20_000 and not report.get("photos"):
         signals.append("high_amount_without_photos")
     by_policy, by_claimant = history.prior_claims(report["policy_number"], report["claimant"]["name_token"])
-    if report["loss_type"] in {"auto_theft", "property_theft"} and by_policy >= 2:
+    if report["loss_type"] in {"auto_theft", "property_theft"} and by_policy >= REPEAT_THEFT:
         signals.append("repeat_theft_history")
-    if by_claimant >= 4:
+    if by_claimant >= FREQUENT_CLAIMANT:
         signals.append("frequent_claimant")
-    record = default_retriever().register.get(report["policy_number"])
-    if record is not None and 0 <= (loss - record.inception).days < 30:
+    record = retriever().register.get(report["policy_number"])
+    if record is not None and 0 <= (loss - record.inception).days < SOON_AFTER_INCEPTION_DAYS:
         signals.append("loss_soon_after_inception")
-    labels = {label for photo in report.get("photos", []) for label in photo.get("labels", [])}
-    text = report["description"].lower()
-    if labels and any(word in text and not (labels & expected) for word, expected in _DESCRIBED.items()):
+    labels = set(_labels(report))
+    words = set(report["description"].lower().replace(".", " ").replace(",", " ").replace(";", " ").split())
+    if labels and any(word in words and not (labels & expected) for word, expected in _DESCRIBED.items()):
         signals.append("description_contradicts_photos")
-    _, usage = await _ask(ctx, "fraud", f"Assess fraud risk. Signals: {', '.join(signals) or 'none'}. {_facts(report)}")
+    return signals, {"policy": by_policy, "claimant": by_claimant}
+
+
+async def fraud_check(ctx: StepContext) -> dict[str, Any]:
+    """Signals from the report, the claims history table and the policy register, scored; the model notes risk."""
+    report = ctx.input
+    rate = fraud_failure_rate()
+    if rate > 0 and ctx.random() < rate:  # recorded: a replay fails (or not) exactly as the attempt did
+        raise FraudServiceUnavailable(f"fraud service did not answer (simulated outage rate {rate:.0%})")
+    signals, prior = fraud_signals(report)
+    labels = sorted(set(_labels(report)))
+    answer, usage = await _ask(
+        ctx,
+        "fraud",
+        f"Assess the fraud risk of a {report['loss_type']} claim of {report['estimated_amount']} {report['currency']}, "
+        f"lost {report['loss_date']}, reported {report['reported_at']}; prior claims on the policy {prior['policy']}, "
+        f"by the claimant {prior['claimant']}; photo labels: {', '.join(labels) or 'none'}; "
+        f"signals: {', '.join(signals) or 'none'}. Description: {report['description']}",
+    )
     score = min(1.0, 0.2 * len(signals) + (_digest(report["claim_id"]) % 10) / 100)
+    model_risk = answer.get("risk")
     return {
         "signals": signals,
         "fraud_score": round(score, 2),
         "refer_to_siu": score >= 0.4,
-        "prior_claims": {"policy": by_policy, "claimant": by_claimant},
+        "prior_claims": prior,
+        "model_risk": float(model_risk) if isinstance(model_risk, (int, float)) else None,
         "usage": usage,
     }
 
 
-async def severity_reserve(ctx: StepContext) -> dict[str, Any]:
-    """Severity from the damage, and a reserve from the damage, the deductible and the limit."""
-    policy, damage, fraud = ctx.deps["policy_check"], ctx.deps["damage_assessment"], ctx.deps["fraud_check"]
+def severity_of(damage: Mapping[str, Any]) -> str:
+    """HIGH, MEDIUM or LOW from the assessed amount and the severe damage the photos show."""
     amount = float(damage["assessed_amount"])
     if (damage["severe_labels"] and amount > 10_000) or amount > 40_000:
-        severity = "HIGH"
-    elif amount > 3_000 or damage["damage_score"] >= 0.5:
-        severity = "MEDIUM"
-    else:
-        severity = "LOW"
-    reserve = 0.0
-    if policy["covered"]:
-        reserve = max(0.0, min(float(policy["limit"]), amount - float(policy["deductible"])))
-        reserve = float(round(reserve / 100.0) * 100)  # reserves are set in round hundreds
+        return "HIGH"
+    if amount > 3_000 or damage["severe_labels"]:
+        return "MEDIUM"
+    return "LOW"
+
+
+def reserve_of(policy: Mapping[str, Any], amount: float) -> float:
+    """The damage less the deductible, in round hundreds, within 0..limit (0 when not covered)."""
+    if not policy["covered"]:
+        return 0.0
+    limit = float(policy["limit"])
+    reserve = max(0.0, min(limit, amount - float(policy["deductible"])))
+    rounded = float(round(reserve / 100.0) * 100)  # reserves are set in round hundreds
+    return rounded if rounded <= limit else float(math.floor(limit / 100.0) * 100)
+
+
+async def severity_reserve(ctx: StepContext) -> dict[str, Any]:
+    """Severity from the damage, and a reserve from the damage, the deductible and the limit."""
+    report = ctx.input
+    policy, damage, fraud = ctx.deps["policy_check"], ctx.deps["damage_assessment"], ctx.deps["fraud_check"]
+    amount = float(damage["assessed_amount"])
+    severity = severity_of(damage)
+    reserve = reserve_of(policy, amount)
     answer, usage = await _ask(
         ctx,
         "severity",
-        f"Severity and reserve for damage assessed at {amount}, severe damage: {', '.join(damage['severe_labels']) or 'none'}; "
-        f"limit {policy['limit']}, deductible {policy['deductible']}.",
+        f"Rate the severity (LOW, MEDIUM or HIGH) of a {report['loss_type']} claim and justify the reserve. "
+        f"Damage assessed from {damage['photo_count']} photo(s), amount: {amount:.2f}; damage score "
+        f"{damage['damage_score']}; severe damage: {', '.join(damage['severe_labels']) or 'none'}; "
+        f"all labels: {', '.join(sorted(set(damage['labels']))) or 'none'}. Policy {policy.get('product') or 'unknown'}: "
+        f"{'covered' if policy['covered'] else 'no cover'}, limit {int(policy['limit'])}, excess "
+        f"{int(policy['deductible'])}. Fraud score {fraud['fraud_score']}. Proposed: {severity}, reserve {int(reserve)}.",
     )
     # Setting the reserve is a side effect on the claims ledger; release_reserve undoes it.
     return {
         "severity": severity,
         "reserve": reserve,
         "fraud_score": fraud["fraud_score"],
-        "reserve_id": f"RSV-{ctx.input['claim_id']}",
+        "reserve_id": f"RSV-{report['claim_id']}",
         "rationale": str(answer.get("rationale", "")),
+        "model_severity": str(answer.get("severity", "")),
         "usage": usage,
     }
 
@@ -234,17 +356,22 @@ async def severity_reserve(ctx: StepContext) -> dict[str, Any]:
 def release_reserve(ctx: StepContext) -> dict[str, Any]:
     """Compensation of severity_reserve: release what it set on the ledger."""
     held = ctx.output or {}
-    return {"reserve_id": held.get("reserve_id"), "released": float(held.get("reserve", 0.0))}
+    return {"reserve_id": held.get("reserve_id"), "released": float(held.get("reserve", 0.0)), "usage": dict(NO_USAGE)}
 
 
 def route(ctx: StepContext) -> dict[str, Any]:
+    """The queue, status and documents of a claim, from coverage, fraud and severity (rules, no model)."""
     report = ctx.input
     policy, fraud, sev = ctx.deps["policy_check"], ctx.deps["fraud_check"], ctx.deps["severity_reserve"]
     reasons: list[str] = []
     status = "ROUTED"
-    if not policy["in_force"]:
+    if not policy.get("found", True):
         status, queue = "REVIEW", "coverage_review"
-        reasons.append("policy not in force on the loss date")
+        reasons.append(f"policy {report['policy_number']} is not in the policy register")
+    elif not policy["in_force"]:
+        status, queue = "REVIEW", "coverage_review"
+        why = [r for r in policy.get("reasons", []) if "covered by" not in r][:1]
+        reasons.append("policy not in force on the loss date" + (f": {why[0]}" if why else ""))
     elif not policy["covered"]:
         status, queue = "REVIEW", "coverage_review"
         reasons.append(f"loss type {report['loss_type']} not covered by the policy")
@@ -263,6 +390,8 @@ def route(ctx: StepContext) -> dict[str, Any]:
     else:
         queue = "standard_claims"
         reasons.append("medium severity")
+    if status == "ROUTED" and float(sev["reserve"]) == 0.0:
+        reasons.append("damage within the deductible: no reserve")
     documents = list(DOCUMENTS[report["loss_type"]])
     if sev["severity"] == "HIGH" and "independent_assessment" not in documents:
         documents.append("independent_assessment")
@@ -273,6 +402,7 @@ def route(ctx: StepContext) -> dict[str, Any]:
         "reserve": sev["reserve"],
         "documents_requested": documents,
         "reasons": reasons,
+        "usage": dict(NO_USAGE),
     }
 
 
@@ -286,4 +416,4 @@ def request_documents(ctx: StepContext) -> dict[str, Any]:
         channel, to = "sms", claimant["phone_token"]
     else:
         raise ClaimantUnreachable(f"claimant of {ctx.input['claim_id']} left no email or phone")
-    return {"channel": channel, "to": to, "documents": documents}
+    return {"channel": channel, "to": to, "documents": documents, "usage": dict(NO_USAGE)}

@@ -1,13 +1,20 @@
 """The FNOL workflow: the claims triage agent.
 
 plan -> (policy_check, damage_assessment, fraud_check in parallel) -> severity_reserve -> route
--> evaluator -> request_documents. Spans are named as the seed names them
-(orchestrator.plan, retrieval.policy, tool.vision, tool.fraud_check,
-reasoner.severity, evaluator). The fraud service is retried with backoff;
-the evaluator gates the decision (a failed gate or a blown budget sends an
-auto-routed claim to human review with the reason); setting the reserve is
-undone (released) if a later step fails for good, and the claim then goes to
-review with the reason.
+-> evaluator -> request_documents. Spans are named as the seed names them:
+orchestrator.plan, retrieval.policy, tool.vision, tool.fraud_check,
+reasoner.severity, tool.route, evaluator, tool.documents. Every step is
+time-boxed (``timeout_s``) and its model calls too (``tools.MODEL_TIMEOUT_S``).
+
+The evaluator (``evaluator.py``) gates the decision: a failed gate, or a run
+over its tenant's latency or cost budget (``budgets.py``: 3.00 s and $0.025
+by default), sends an auto-routed claim to ``human_review`` with the gate's
+reason first ("gate cost_within_budget failed: cost $0.031 over budget
+$0.025"); a claim the route already sent to review keeps its queue and gets
+the gate's reason appended. ``decision`` is the one place that builds the
+record. The fraud service is retried with backoff; setting the reserve is
+undone (released) if a later step fails for good, and the claim then goes
+to ``manual_handling`` with the reason (``review_decision``).
 """
 
 from __future__ import annotations
@@ -90,7 +97,12 @@ FNOL = Workflow(
     steps=(
         Step("plan", tools.plan, span="orchestrator.plan", retry=TOOL_RETRY, timeout_s=5.0),
         Step(
-            "policy_check", tools.policy_check, after=("plan",), span="retrieval.policy", retry=TOOL_RETRY, timeout_s=5.0
+            "policy_check",
+            tools.policy_check,
+            after=("plan",),
+            span="retrieval.policy",
+            retry=TOOL_RETRY,
+            timeout_s=5.0,
         ),
         Step(
             "damage_assessment",
@@ -112,7 +124,13 @@ FNOL = Workflow(
             timeout_s=5.0,
             compensate=tools.release_reserve,
         ),
-        Step("route", tools.route, after=("policy_check", "fraud_check", "severity_reserve"), span="tool.route"),
+        Step(
+            "route",
+            tools.route,
+            after=("policy_check", "fraud_check", "severity_reserve"),
+            span="tool.route",
+            timeout_s=5.0,
+        ),
         Step(
             "evaluator",
             evaluate,

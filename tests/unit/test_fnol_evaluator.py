@@ -15,21 +15,26 @@ from connectors.sources.fnol import GoodLine, parse_lines
 from processors.engine.execute import run_step
 from processors.engine.transition import RunRequested, StepFinished, timers, transition
 from processors.engine.workflow import RunResult
-from processors.fnol.budgets import Budget, budget_for
+from processors.fnol.budgets import Budget, BudgetConfigError, budget_for
 from processors.fnol.evaluator import gates
 from processors.fnol.workflow import FNOL, decision
-from processors.models import LocalModel
-from schemas.models import RunState, StepCommand
+from processors.models import LocalModel, ModelClient
+from schemas.models import RunState, StepCommand, StepResult
 from tests.conftest import ROOT
 
 SAMPLES = (ROOT / "connectors/samples/fnol.jsonl").read_text().splitlines()
 
 
-def simulate(line: str) -> tuple[dict[str, Any], RunState]:
-    """One FNOL run to its end in memory (transition + run_step, timers at once): its output and state."""
+def simulate(
+    line: str, *, models: ModelClient | None = None, log: list[tuple[StepCommand, StepResult]] | None = None
+) -> tuple[dict[str, Any], RunState]:
+    """One FNOL run to its end in memory (transition + run_step, timers at once): its output and state.
+
+    ``log``, if given, receives every step command with its result (recorded calls included).
+    """
     good = next(iter(parse_lines([line])))
     assert isinstance(good, GoodLine)
-    models = LocalModel(speed=1000.0)
+    models = models or LocalModel(speed=1000.0)
     state: RunState | None = None
     started = int(time.time() * 1000)  # the latency gate reads the recorded clock against the run's start
     events: deque[Any] = deque([RunRequested(good.run_id, json.loads(good.record.model_dump_json()), at_ms=started)])
@@ -40,6 +45,8 @@ def simulate(line: str) -> tuple[dict[str, Any], RunState]:
         for out in t.outgoing:
             if isinstance(out.record, StepCommand):
                 result = asyncio.run(run_step({FNOL.name: FNOL}, out.record, "w", models=models))
+                if log is not None:
+                    log.append((out.record, result))
                 events.append(StepFinished(result, result.finished_at_ms))
             elif out.kind == "output":
                 output = out.record  # type: ignore[assignment]
@@ -82,8 +89,8 @@ def test_a_clean_claim_is_routed_with_every_gate_passed(clean_run: tuple[dict[st
         "judge_rubric",
     }
     budget = evaluation["budget"]
-    assert 2_210 * 0.8 <= budget["tokens"] <= 2_210 * 1.1  # near the seed's run
-    assert 0.018 * 0.8 <= budget["cost_usd"] <= 0.018 * 1.1
+    assert 2_210 * 0.85 <= budget["tokens"] <= 2_210 * 1.15  # near the seed's run
+    assert 0.018 * 0.85 <= budget["cost_usd"] <= 0.018 * 1.15
     policy = outputs_of(state)["policy_check"]
     assert policy["citations"] and policy["citations"][0]["citation"].startswith("motor_comprehensive §")
 
@@ -159,7 +166,7 @@ def test_each_gate_fails_alone_and_sends_the_claim_to_review_with_its_reason(
 def test_budget_breaches_carry_their_figures() -> None:
     reasons = {g.name: g.reason for g in gates(REPORT, FACTS, 3_410, 0.031, Budget(3.0, 0.025), OK_VERDICT)}
     assert reasons["latency_within_budget"] == "latency 3.41 s over budget 3.00 s"
-    assert reasons["cost_within_budget"] == "cost $0.0310 over budget $0.025"
+    assert reasons["cost_within_budget"] == "cost $0.031 over budget $0.025"
 
 
 def test_gates_on_auto_routing_pass_when_the_claim_already_goes_to_review() -> None:
@@ -172,9 +179,30 @@ def test_gates_on_auto_routing_pass_when_the_claim_already_goes_to_review() -> N
 def test_budgets_default_to_the_seed_and_are_set_per_tenant(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DURABLE_FNOL_BUDGETS", raising=False)
     assert budget_for("acme") == Budget(3.0, 0.025)
+    assert budget_for("globex") == Budget(3.5, 0.025)  # its own entry in budgets.json
+    assert budget_for("unknown-tenant") == Budget(3.0, 0.025)
     monkeypatch.setenv("DURABLE_FNOL_BUDGETS", '{"acme": {"latency_s": 2.5}, "default": {"cost_usd": 0.05}}')
     assert budget_for("acme") == Budget(2.5, 0.05)
-    assert budget_for("globex") == Budget(3.0, 0.05)
+    assert budget_for("globex") == Budget(3.5, 0.05)
+    monkeypatch.setenv("DURABLE_FNOL_BUDGETS", '{"default": {"latency_s": 9}}')  # an override's default wins
+    assert budget_for("globex") == Budget(9.0, 0.025)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "not json",
+        "[1]",
+        '{"acme": 3}',
+        '{"acme": {"latency_s": -1}}',
+        '{"acme": {"latency": 1}}',
+        '{"a": {"cost_usd": true}}',
+    ],
+)
+def test_a_malformed_budget_override_is_refused_clearly(monkeypatch: pytest.MonkeyPatch, override: str) -> None:
+    monkeypatch.setenv("DURABLE_FNOL_BUDGETS", override)
+    with pytest.raises(BudgetConfigError, match="DURABLE_FNOL_BUDGETS"):
+        budget_for("acme")
 
 
 def test_a_run_over_its_latency_budget_is_reviewed_with_the_figures(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -183,8 +211,3 @@ def test_a_run_over_its_latency_budget_is_reviewed_with_the_figures(monkeypatch:
     assert output["status"] == "REVIEW" and output["queue"] == "human_review"
     assert "gate latency_within_budget failed: latency" in output["reasons"][0]
     assert "over budget 0.00 s" in output["reasons"][0]
-
-
-def test_the_samples_give_a_mix_of_decisions_and_replays_are_deterministic() -> None:
-    statuses = {simulate(line)[0]["status"] for line in SAMPLES[:12]}
-    assert statuses == {"ROUTED", "REVIEW"}

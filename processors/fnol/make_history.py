@@ -1,0 +1,56 @@
+"""Regenerate history.json: ``python processors/fnol/make_history.py [claims.jsonl ...]``.
+
+Default input: connectors/samples/fnol.jsonl. Each policy number and each
+claimant of the claims gets a count of prior claims drawn from a hash of the
+number or name (most have none, a few are frequent claimants), claimants
+keyed by their name token under the development PII key whatever
+``DURABLE_PII_KEY`` says. Deterministic: the file changes only when the
+claims or this rule do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+DEFAULT_CLAIMS = ROOT / "connectors" / "samples" / "fnol.jsonl"
+HISTORY_FILE = HERE / "history.json"
+
+
+def _count(*parts: str) -> int:
+    digest = int.from_bytes(hashlib.sha256("|".join(parts).encode()).digest()[:4], "big")
+    return [0, 0, 0, 0, 1, 1, 2, 4][digest % 8]  # most have none, a few are frequent claimants
+
+
+def build(claims: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """The table for these raw claims (claimant names are tokenised with the development key)."""
+    from connectors import pii
+
+    saved = os.environ.pop("DURABLE_PII_KEY", None)
+    try:
+        policies: dict[str, int] = {}
+        claimants: dict[str, int] = {}
+        for claim in claims:
+            policies[claim["policy_number"]] = _count("policy", claim["policy_number"])
+            claimants[pii.token("name", claim["claimant"]["name"])] = _count("claimant", claim["claimant"]["name"])
+    finally:
+        if saved is not None:
+            os.environ["DURABLE_PII_KEY"] = saved
+    return {"policies": dict(sorted(policies.items())), "claimants": dict(sorted(claimants.items()))}
+
+
+def main(argv: list[str]) -> None:
+    files = [Path(a) for a in argv] or [DEFAULT_CLAIMS]
+    rows = [json.loads(line) for f in files for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    HISTORY_FILE.write_text(json.dumps(build(rows), indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {HISTORY_FILE} ({len(rows)} claims)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
