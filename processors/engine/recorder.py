@@ -23,6 +23,8 @@ from typing import Any
 from processors.models import ModelClient, ModelRequest, ModelResponse
 
 Call = dict[str, Any]
+# Its own source: a library or test seeding the global `random` must not make draws repeat.
+_RNG = _random.SystemRandom()
 
 
 class NonDeterministicCall(Exception):
@@ -85,7 +87,7 @@ class Recorder:
         return datetime.fromtimestamp(ms / 1000, UTC)
 
     def random(self) -> float:
-        value = float(self._next("random")["value"]) if self.replaying else _random.random()
+        value = float(self._next("random")["value"]) if self.replaying else _RNG.random()
         self.calls.append({"call": "random", "value": value})
         return value
 

@@ -130,6 +130,7 @@ FNOL = Workflow(
             after=("policy_check", "fraud_check", "severity_reserve"),
             span="tool.route",
             timeout_s=5.0,
+            local=True,  # a pure rule, no I/O: run by the orchestrator, no Kafka round trip
         ),
         Step(
             "evaluator",
