@@ -24,16 +24,18 @@ from processors.engine.replay import RecordedAttempt, RecordedRun, RunReplay, re
 from processors.engine.workflow import Workflow
 from processors.fnol.workflow import DECISIONS_TOPIC, INPUT_TOPIC
 from processors.models import client_from_env
-from schemas import DecodeError, decode
+from schemas import DecodeError, decode, to_bytes
 from schemas.models import JournalEvent, JournalKind
 from streams import discovery, dlq, offsets, trace_view
 from streams.broker import BrokerStartError, EmbeddedBroker
 from streams.config import Settings
 from streams.io import dumps, follow, produce_reports, run_journal
 from streams.io import journals as io_journals
+from streams.kafka import partition_for
+from streams.kafka import producer as kafka_producer
 from streams.offsets import ResetSpec
 from streams.sandbox import SandboxIsProduction, replay_window
-from streams.topics import Topics
+from streams.topics import Topics, ensure_topics
 from streams.worker import DEFAULT_WORKFLOWS, Role, Worker, WorkflowNotFound, load_workflows
 
 app = typer.Typer(help="Durable execution on Kafka: FNOL claims sagas that survive restarts.", no_args_is_help=True)
@@ -452,17 +454,21 @@ def demo(
 
 
 def _produce_paced(settings: Settings, topic: str, good: list[GoodLine], rate: float) -> None:
-    """Produce claims at ``rate`` per second, as they would arrive, in batches of a tenth of a second."""
+    """Produce claims at ``rate`` per second, as they would arrive (0: all at once)."""
     if rate <= 0:
         produce_reports(settings, topic, [(g.run_id, g.record) for g in good])
         return
-    per_tick = max(1, round(rate / 10))
+    ensure_topics(settings, [topic])
+    p = kafka_producer(settings)
     start = time.monotonic()
-    for i in range(0, len(good), per_tick):
-        due = start + i / rate
-        while time.monotonic() < due:
-            time.sleep(0.01)  # pacing the load, as arrivals would be paced
-        produce_reports(settings, topic, [(g.run_id, g.record) for g in good[i : i + per_tick]])
+    for i, g in enumerate(good):
+        while time.monotonic() < start + i / rate:
+            time.sleep(0.005)  # pacing the load, as arrivals would be paced
+        p.produce(topic, key=g.run_id, value=to_bytes(g.record), partition=partition_for(g.run_id, settings.partitions))
+        p.poll(0)
+    if p.flush(30) > 0:
+        err.print("[red]some claims were not acknowledged by the broker[/red]")
+        raise typer.Exit(1)
 
 
 def _demo_trace(settings: Settings, worker: Worker, run_ids: list[str]) -> None:

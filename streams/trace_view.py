@@ -140,12 +140,7 @@ def render(view: RunTrace) -> tuple[Table, list[Text]]:
         span_cost = float(attrs.get("durable.cost_usd", 0.0))
         tokens += span_tokens
         cost += span_cost
-        if span.name == "orchestrator.run":
-            mark = ""
-        elif span.name in marks:
-            mark = "✓" if marks[span.name] else "✗"
-        else:
-            mark = ""
+        mark = ("✓" if marks[span.name] else "✗") if span.name in marks else ""
         if span.status == "ERROR":
             mark = (mark + " error").strip()
         attempt = attrs.get("durable.attempt")
