@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from connectors.sources.fnol import GoodLine, parse_lines
+from bench.common import claims, pct
+from connectors.sources.fnol import GoodLine
 from processors.engine.workflow import Workflow
 from processors.fnol.workflow import FNOL
 from schemas import decode, from_bytes, to_bytes
@@ -45,23 +46,6 @@ from streams.kafka import LOW_LATENCY_FETCH_WAIT_MS, LOW_LATENCY_SLICE_S, partit
 from streams.topics import Topics, ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = (ROOT / "connectors/samples/fnol.jsonl").read_text().splitlines()
-
-
-def claims(n: int, tag: str) -> list[GoodLine]:
-    out = []
-    for i in range(n):
-        data = json.loads(SAMPLES[i % len(SAMPLES)])
-        data["claim_id"] = f"{tag}-{i:06d}"
-        good = next(iter(parse_lines([json.dumps(data)])))
-        assert isinstance(good, GoodLine)
-        out.append(good)
-    return out
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def critical_path_ms(wf: Workflow, durations: dict[str, float]) -> float:

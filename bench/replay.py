@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from connectors.sources.fnol import GoodLine, parse_lines
+from bench.common import claims
 from processors.engine.replay import recorded_run, replay_run
 from processors.fnol.workflow import FNOL
 from streams.broker import EmbeddedBroker
@@ -37,25 +36,17 @@ from streams.sandbox import replay_window
 from streams.topics import Topics
 from streams.worker import Worker
 
-SAMPLES = (Path(__file__).resolve().parent.parent / "connectors/samples/fnol.jsonl").read_text().splitlines()
-
-
-def claims(n: int) -> list[GoodLine]:
-    out = []
-    for i in range(n):
-        data = json.loads(SAMPLES[i % len(SAMPLES)])
-        data["claim_id"] = f"RB-{i:06d}"
-        good = next(iter(parse_lines([json.dumps(data)])))
-        assert isinstance(good, GoodLine)
-        out.append(good)
-    return out
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=1000)
     args = parser.parse_args()
     os.environ.setdefault("DURABLE_FNOL_FRAUD_FAILURE_RATE", "0.3")
+    # Replay cost is the subject, not the agent's latency: a fast simulated model, and a latency budget that
+    # the embedded broker's default hops cannot blow (a run over budget is decided by its timing, which a
+    # replay under another load does not reproduce).
+    os.environ.setdefault("DURABLE_MODEL_SPEED", "50")
+    os.environ.setdefault("DURABLE_FNOL_BUDGETS", '{"default": {"latency_s": 120}}')
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     broker = None if external else EmbeddedBroker().start()
     bootstrap = external or (broker.bootstrap_servers if broker else "")
@@ -64,7 +55,7 @@ def main() -> None:
         ns = f"rpbench{uuid.uuid4().hex[:6]}"
         settings = Settings(bootstrap_servers=bootstrap, namespace=ns, state_dir=Path(state.name), worker_name="b")
         topics = Topics(ns)
-        batch = claims(args.runs)
+        batch = claims(args.runs, "RB-")
         worker = Worker(settings, [FNOL]).start()
         start_ms = int(time.time() * 1000) - 1
         produce_reports(settings, topics.name("fnol.reported"), [(g.run_id, g.record) for g in batch])

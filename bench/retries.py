@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from confluent_kafka import TopicPartition
 
-from connectors.sources.fnol import GoodLine, parse_lines
+from bench.common import claims, pct
 from processors.engine.workflow import RetryPolicy, RunFailure, RunResult, Step, StepContext, Workflow
 from schemas import from_bytes
 from schemas.models import JournalEvent, StepCommand, StepResult
@@ -41,8 +41,6 @@ from streams.io import produce_reports, read_all
 from streams.kafka import read_to_end, reader
 from streams.topics import Topics
 from streams.worker import Worker
-
-SAMPLE = (Path(__file__).resolve().parent.parent / "connectors/samples/fnol.jsonl").read_text().splitlines()[0]
 
 
 async def fails_once(ctx: StepContext) -> dict[str, Any]:
@@ -83,22 +81,6 @@ def workflow(backoff_s: float) -> Workflow:
     )
 
 
-def claims(n: int, tag: str) -> list[GoodLine]:
-    base = json.loads(SAMPLE)
-    out = []
-    for i in range(n):
-        base["claim_id"] = f"{tag}{i:06d}"
-        good = next(iter(parse_lines([json.dumps(base)])))
-        assert isinstance(good, GoodLine)
-        out.append(good)
-    return out
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def measure(bootstrap: str, runs: int, backoff_s: float, low_latency: bool) -> dict[str, Any]:
     ns = f"rbench{uuid.uuid4().hex[:6]}"
     settings = Settings(
@@ -111,7 +93,7 @@ def measure(bootstrap: str, runs: int, backoff_s: float, low_latency: bool) -> d
     topics = Topics(ns)
     worker = Worker(settings, [workflow(backoff_s)]).start()
     try:
-        batch = claims(runs, "r")
+        batch = claims(runs, "r", vary=False)
         produce_reports(settings, topics.name("fnol.reported"), [(f"rb-{g.record.claim_id}", g.record) for g in batch])
         deadline = time.monotonic() + 120 + 2 * backoff_s
         while time.monotonic() < deadline:

@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from connectors.sources.fnol import GoodLine, parse_lines
+from bench.common import claims, pct
+from connectors.sources.fnol import GoodLine
 from processors.engine.workflow import RunFailure, RunResult, Step, StepContext, Workflow
 from schemas import decode, to_bytes
 from streams.broker import EmbeddedBroker
@@ -36,7 +37,6 @@ from streams.topics import Topics, ensure_topics
 from streams.worker import Worker
 
 STEPS = 5
-SAMPLE = (Path(__file__).resolve().parent.parent / "connectors/samples/fnol.jsonl").read_text().splitlines()[0]
 
 
 def trivial(ctx: StepContext) -> dict[str, Any]:
@@ -82,11 +82,6 @@ def saga(local: bool) -> Workflow:
     )
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def raw_loop(bootstrap: str, n: int, seq: int) -> dict[str, float]:
     topic = f"bench-raw-{uuid.uuid4().hex[:6]}"
     settings = Settings(bootstrap_servers=bootstrap, partitions=1)
@@ -127,19 +122,6 @@ def raw_loop(bootstrap: str, n: int, seq: int) -> dict[str, float]:
     elapsed = time.perf_counter() - t
     c.close()
     return {"rtt_p50_ms": pct(lat, 0.5), "rtt_p99_ms": pct(lat, 0.99), "msgs_per_s": n / elapsed}
-
-
-def claims(n: int, tag: str) -> list[GoodLine]:
-    import json
-
-    out = []
-    base = json.loads(SAMPLE)
-    for i in range(n):
-        base["claim_id"] = f"{tag}{i:06d}"
-        good = next(iter(parse_lines([json.dumps(base)])))
-        assert isinstance(good, GoodLine)
-        out.append(good)
-    return out
 
 
 def engine(bootstrap: str, local: bool, low_latency: bool, sequential: int, inflight: int) -> dict[str, float]:
@@ -196,12 +178,12 @@ def engine(bootstrap: str, local: bool, low_latency: bool, sequential: int, infl
         return {r: (done[r] - sent[r]) * 1000 for r in sent}
 
     # Warm up: group joins and partition assignment happen here, not in the figures.
-    wait(send(claims(4, "warm")), timeout=60)
+    wait(send(claims(4, "warm", vary=False)), timeout=60)
     run_lat: list[float] = []
-    for g in claims(sequential, "seq"):
+    for g in claims(sequential, "seq", vary=False):
         run_lat.extend(wait(send([g])).values())
     t = time.perf_counter()
-    lat = wait(send(claims(inflight, "par")))
+    lat = wait(send(claims(inflight, "par", vary=False)))
     elapsed = time.perf_counter() - t
     worker.stop()
     worker.join(20)
