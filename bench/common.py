@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from confluent_kafka import Consumer, TopicPartition
+
 from connectors.sources.fnol import GoodLine, parse_lines
+from streams.config import Settings
+from streams.kafka import LOW_LATENCY_FETCH_WAIT_MS
 
 SAMPLES = (Path(__file__).resolve().parent.parent / "connectors/samples/fnol.jsonl").read_text().splitlines()
 
@@ -26,3 +30,18 @@ def pct(values: list[float], q: float) -> float:
     """The ``q`` quantile (nearest rank) of ``values``; NaN when there are none."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def decisions_reader(settings: Settings, topic: str) -> Consumer:
+    """A consumer assigned to every partition of ``topic`` from the start, with short fetch waits."""
+    c = Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": f"{settings.namespace}-bench",
+            "log_level": 3,
+            "fetch.wait.max.ms": LOW_LATENCY_FETCH_WAIT_MS,
+            "enable.auto.commit": False,
+        }
+    )
+    c.assign([TopicPartition(topic, p, 0) for p in range(settings.partitions)])
+    return c

@@ -31,9 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
-from bench.common import claims, pct
+from bench.common import claims, decisions_reader, pct
 from connectors.sources.fnol import GoodLine
 from processors.engine.workflow import Workflow
 from processors.fnol.workflow import FNOL
@@ -42,7 +42,7 @@ from schemas.models import TraceSpan
 from streams.broker import EmbeddedBroker
 from streams.config import Settings
 from streams.io import read_all
-from streams.kafka import LOW_LATENCY_FETCH_WAIT_MS, LOW_LATENCY_SLICE_S, partition_for, take
+from streams.kafka import LOW_LATENCY_SLICE_S, partition_for, take
 from streams.topics import Topics, ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,16 +83,7 @@ def run(bootstrap: str, n: int, rate: float, low_latency: bool) -> dict[str, flo
         stderr=subprocess.DEVNULL,
     )
     prod = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "log_level": 3})
-    cons = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{ns}-bench",
-            "log_level": 3,
-            "fetch.wait.max.ms": LOW_LATENCY_FETCH_WAIT_MS,
-            "enable.auto.commit": False,
-        }
-    )
-    cons.assign([TopicPartition(topics.name("decisions"), p, 0) for p in range(settings.partitions)])
+    cons = decisions_reader(settings, topics.name("decisions"))
     sent: dict[str, float] = {}
     done: dict[str, float] = {}
     statuses: dict[str, str] = {}

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from bench.common import claims, pct
+from bench.common import claims, decisions_reader, pct
 from connectors.sources.fnol import GoodLine
 from processors.engine.workflow import RunFailure, RunResult, Step, StepContext, Workflow
 from schemas import decode, to_bytes
@@ -138,16 +138,7 @@ def engine(bootstrap: str, local: bool, low_latency: bool, sequential: int, infl
     ensure_topics(settings, [topics.name("fnol.reported"), topics.name("decisions")])
     worker = Worker(settings, [wf]).start()
     prod = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "log_level": 3})
-    cons = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{ns}-bench",
-            "log_level": 3,
-            "fetch.wait.max.ms": LOW_LATENCY_FETCH_WAIT_MS,
-            "enable.auto.commit": False,
-        }
-    )
-    cons.assign([TopicPartition(topics.name("decisions"), p, 0) for p in range(settings.partitions)])
+    cons = decisions_reader(settings, topics.name("decisions"))
 
     def send(batch: list[GoodLine]) -> dict[str, float]:
         sent = {}

@@ -62,7 +62,7 @@ from streams.config import Settings
 from streams.kafka import LOW_LATENCY_SLICE_S, read_to_end, reader, take
 from streams.kafka import consumer as make_consumer
 from streams.kafka import producer as make_producer
-from streams.state import RunTable
+from streams.state import RunTable, waits
 from streams.telemetry import Telemetry, parent_of_run, traceparent_of
 from streams.timers import TimerQueue
 from streams.topics import Topics, ensure_topics, topic_id
@@ -319,6 +319,7 @@ class Orchestrator:
             t.step_span(result, wf.step(result.step).span_name, parent_of_run(result.run_id, generation), output)
         if batch.record_letters:
             t.dead_letters.add(batch.record_letters, {"kind": "record"})
+        ended = {run_id: state for (_, run_id), state in batch.states.items()}
         for event in batch.journal:
             kind = event.kind
             if kind in (JournalKind.STEP_RETRY_WAITING, JournalKind.COMPENSATION_RETRY_WAITING):
@@ -326,7 +327,7 @@ class Orchestrator:
             elif kind in (JournalKind.STEP_DEAD_LETTERED, JournalKind.COMPENSATION_DEAD_LETTERED):
                 t.dead_letters.add(1, {"kind": "step", "workflow": event.workflow, "step": event.step or ""})
             elif kind in _ENDINGS:
-                state = next((s for (_, r), s in batch.states.items() if r == event.run_id), None)
+                state = ended.get(event.run_id)
                 if state is not None:
                     t.run_span(
                         event.run_id, event.workflow, state.generation, _ENDINGS[kind], state.started_at_ms, event.at_ms
@@ -457,18 +458,19 @@ class Orchestrator:
                 p = msg.partition() or 0
                 offsets[p] = max(offsets[p], msg.offset() or 0)
 
+        encoded: dict[int, dict[str, bytes]] = defaultdict(dict)
+        waiting: dict[int, set[str]] = defaultdict(set)
         for (p, run_id), state in batch.states.items():
-            value = to_bytes(state)
+            value = encoded[p][run_id] = to_bytes(state)
+            if waits(state):
+                waiting[p].add(run_id)
             self._produce(self.topics.run_changelog, p, run_id, value, [], delivered)
         self._producer.flush()
         if failures:
             raise DeliveryFailed(f"{len(failures)} changelog writes failed, first: {failures[0]}")
         chaos.point("orchestrator.after_changelog")
-        by_partition: dict[int, dict[str, RunState]] = defaultdict(dict)
-        for (p, run_id), state in batch.states.items():
-            by_partition[p][run_id] = state
-        for p, states in by_partition.items():
-            self._table.write(p, states, offsets[p] + 1)
+        for p, states in encoded.items():
+            self._table.write(p, states, waiting[p], offsets[p] + 1)
 
 
 def _now_ms() -> int:

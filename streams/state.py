@@ -16,7 +16,7 @@ from pathlib import Path
 from confluent_kafka import TopicPartition
 from rocksdict import Options, Rdict, WriteBatch
 
-from schemas import DecodeError, from_bytes, to_bytes
+from schemas import DecodeError, from_bytes
 from schemas.models import RunState
 from streams.config import Settings
 from streams.kafka import read_to_end, reader
@@ -37,6 +37,11 @@ def _offset_key(partition: int) -> bytes:
 
 
 _ID_KEY = b"m/changelog-topic-id"
+
+
+def waits(state: RunState) -> bool:
+    """Whether a run has a retry waiting for its due time (indexed for the timers)."""
+    return any(s.due_at_ms is not None for s in state.steps)
 
 
 class StateDirInUse(RuntimeError):
@@ -85,16 +90,16 @@ class RunTable:
         raw = self._db.get(_offset_key(partition))
         return int(raw) if raw is not None else 0
 
-    def write(self, partition: int, states: dict[str, RunState], next_offset: int) -> None:
-        """Store states and the changelog position they bring us to, atomically.
+    def write(self, partition: int, states: dict[str, bytes], waiting: set[str], next_offset: int) -> None:
+        """Store encoded states and the changelog position they bring us to, atomically.
 
-        Runs with a retry waiting for its due time are also indexed, so
-        :meth:`waiting` finds them without reading every run.
+        The runs in ``waiting`` (a retry waits for its due time: :func:`waits`)
+        are also indexed, so :meth:`waiting` finds them without reading every run.
         """
         batch = WriteBatch(raw_mode=True)
-        for run_id, state in states.items():
-            batch.put(_key(partition, run_id), to_bytes(state))
-            if any(s.due_at_ms is not None for s in state.steps):
+        for run_id, value in states.items():
+            batch.put(_key(partition, run_id), value)
+            if run_id in waiting:
                 batch.put(_waiting_key(partition, run_id), b"")
             else:
                 batch.delete(_waiting_key(partition, run_id))
@@ -128,7 +133,8 @@ class RunTable:
                 low, _ = consumer.get_watermark_offsets(TopicPartition(self.changelog_topic, p), timeout=10)
                 position[p] = max(self.applied_offset(p), low)
                 starts.append(TopicPartition(self.changelog_topic, p, position[p]))
-            pending: dict[int, dict[str, RunState]] = {p: {} for p in partitions}
+            pending: dict[int, dict[str, bytes]] = {p: {} for p in partitions}
+            pending_waiting: dict[int, set[str]] = {p: set() for p in partitions}
             for msg in read_to_end(consumer, starts, timeout_s):
                 p = msg.partition() or 0
                 position[p] = (msg.offset() or 0) + 1
@@ -142,13 +148,16 @@ class RunTable:
                     raise RuntimeError(
                         f"unreadable changelog record {self.changelog_topic}[{p}]@{msg.offset()}: {exc}"
                     ) from exc
-                pending[p][key.decode()] = state
+                run_id = key.decode()
+                pending[p][run_id] = value
+                if waits(state):
+                    pending_waiting[p].add(run_id)
                 applied[p] += 1
                 if len(pending[p]) >= 1000:
-                    self.write(p, pending[p], position[p])
-                    pending[p] = {}
+                    self.write(p, pending[p], pending_waiting[p], position[p])
+                    pending[p], pending_waiting[p] = {}, set()
             for p in partitions:
-                self.write(p, pending[p], position[p])
+                self.write(p, pending[p], pending_waiting[p], position[p])
                 log.info("restored %s[%d]: %d records, now at %d", self.changelog_topic, p, applied[p], position[p])
             return applied
         finally:
