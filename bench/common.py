@@ -7,21 +7,22 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from connectors.sources.fnol import GoodLine, parse_lines
+from processors.engine.inputs import Accepted, parse_lines
+from processors.fnol import FNOL
 from streams.config import Settings
 from streams.kafka import LOW_LATENCY_FETCH_WAIT_MS
 
-SAMPLES = (Path(__file__).resolve().parent.parent / "connectors/samples/fnol.jsonl").read_text().splitlines()
+SAMPLES = (Path(__file__).resolve().parent.parent / "processors/fnol/samples/fnol.jsonl").read_text().splitlines()
 
 
-def claims(n: int, tag: str, vary: bool = True) -> list[GoodLine]:
+def claims(n: int, tag: str, vary: bool = True) -> list[Accepted]:
     """``n`` valid tokenised claims with ids ``<tag><i>``: the samples in turn, or (``vary=False``) the first."""
     out = []
     for i in range(n):
         data = json.loads(SAMPLES[i % len(SAMPLES)] if vary else SAMPLES[0])
         data["claim_id"] = f"{tag}{i:06d}"
-        good = next(iter(parse_lines([json.dumps(data)])))
-        assert isinstance(good, GoodLine)
+        good = next(iter(parse_lines(FNOL, [json.dumps(data)])))
+        assert isinstance(good, Accepted)
         out.append(good)
     return out
 

@@ -34,15 +34,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from confluent_kafka import Producer
 
 from bench.common import claims, decisions_reader, pct
-from connectors.sources.fnol import GoodLine
-from processors.engine.workflow import Workflow
-from processors.fnol.workflow import FNOL
-from schemas import decode, from_bytes, to_bytes
+from processors.engine import Workflow
+from processors.engine.inputs import Accepted
+from processors.fnol import FNOL
+from schemas import decode, encode, from_bytes
 from schemas.models import TraceSpan
 from streams.broker import EmbeddedBroker
 from streams.config import Settings
-from streams.io import read_all
 from streams.kafka import LOW_LATENCY_SLICE_S, partition_for, take
+from streams.reading import read_all
 from streams.topics import Topics, ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,13 +88,13 @@ def run(bootstrap: str, n: int, rate: float, low_latency: bool) -> dict[str, flo
     done: dict[str, float] = {}
     statuses: dict[str, str] = {}
 
-    def send(batch: list[GoodLine], tag: str) -> None:
+    def send(batch: list[Accepted], tag: str) -> None:
         for g in batch:
             sent[g.run_id] = time.perf_counter()
             prod.produce(
                 topics.name("fnol.reported"),
                 key=g.run_id,
-                value=to_bytes(g.record),
+                value=encode(FNOL.input_schema, g.record),
                 partition=partition_for(g.run_id, settings.partitions),
             )
             prod.poll(0)

@@ -28,10 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import claims
 from processors.engine.replay import recorded_run, replay_run
-from processors.fnol.workflow import FNOL
+from processors.fnol import FNOL
 from streams.broker import EmbeddedBroker
 from streams.config import Settings
-from streams.io import journals, produce_reports, read_all
+from streams.intake import produce_inputs
+from streams.journal import journals
+from streams.reading import read_all
 from streams.sandbox import replay_window
 from streams.topics import Topics
 from streams.worker import Worker
@@ -58,7 +60,7 @@ def main() -> None:
         batch = claims(args.runs, "RB-")
         worker = Worker(settings, [FNOL]).start()
         start_ms = int(time.time() * 1000) - 1
-        produce_reports(settings, topics.name("fnol.reported"), [(g.run_id, g.record) for g in batch])
+        produce_inputs(settings, FNOL, batch)
         end_ms = int(time.time() * 1000) + 1
         deadline = time.monotonic() + 600
         while len(read_all(settings, topics.name("decisions"))) < args.runs and time.monotonic() < deadline:

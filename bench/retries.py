@@ -32,13 +32,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from confluent_kafka import TopicPartition
 
 from bench.common import claims, pct
-from processors.engine.workflow import RetryPolicy, RunFailure, RunResult, Step, StepContext, Workflow
+from processors.engine import RetryPolicy, RunFailure, RunResult, Step, StepContext, Workflow
+from processors.engine.inputs import Accepted
 from schemas import from_bytes
 from schemas.models import JournalEvent, StepCommand, StepResult
 from streams.broker import EmbeddedBroker
 from streams.config import Settings
-from streams.io import produce_reports, read_all
+from streams.intake import produce_inputs
 from streams.kafka import read_to_end, reader
+from streams.reading import read_all
 from streams.topics import Topics
 from streams.worker import Worker
 
@@ -91,10 +93,11 @@ def measure(bootstrap: str, runs: int, backoff_s: float, low_latency: bool) -> d
         low_latency=low_latency,
     )
     topics = Topics(ns)
-    worker = Worker(settings, [workflow(backoff_s)]).start()
+    wf = workflow(backoff_s)
+    worker = Worker(settings, [wf]).start()
     try:
         batch = claims(runs, "r", vary=False)
-        produce_reports(settings, topics.name("fnol.reported"), [(f"rb-{g.record.claim_id}", g.record) for g in batch])
+        produce_inputs(settings, wf, [Accepted(g.line_no, f"rb-{g.record['claim_id']}", g.record) for g in batch])
         deadline = time.monotonic() + 120 + 2 * backoff_s
         while time.monotonic() < deadline:
             if len(read_all(settings, topics.name("decisions"))) >= runs:

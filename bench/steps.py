@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.common import claims, decisions_reader, pct
-from connectors.sources.fnol import GoodLine
-from processors.engine.workflow import RunFailure, RunResult, Step, StepContext, Workflow
-from schemas import decode, to_bytes
+from processors.engine import RunFailure, RunResult, Step, StepContext, Workflow
+from processors.engine.inputs import Accepted
+from schemas import decode, encode
 from streams.broker import EmbeddedBroker
 from streams.config import Settings
 from streams.kafka import LOW_LATENCY_FETCH_WAIT_MS, LOW_LATENCY_SLICE_S, partition_for, take
@@ -140,15 +140,15 @@ def engine(bootstrap: str, local: bool, low_latency: bool, sequential: int, infl
     prod = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "log_level": 3})
     cons = decisions_reader(settings, topics.name("decisions"))
 
-    def send(batch: list[GoodLine]) -> dict[str, float]:
+    def send(batch: list[Accepted]) -> dict[str, float]:
         sent = {}
         for g in batch:
-            run_id = f"bench-{g.record.claim_id}"
+            run_id = f"bench-{g.record['claim_id']}"
             sent[run_id] = time.perf_counter()
             prod.produce(
                 topics.name("fnol.reported"),
                 key=run_id,
-                value=to_bytes(g.record),
+                value=encode("durable.fnol.FnolReported", g.record),
                 partition=partition_for(run_id, settings.partitions),
             )
         prod.flush()

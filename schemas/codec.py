@@ -6,6 +6,11 @@ every schema version this project has published (``schemas/*.avsc`` and the
 frozen ``schemas/versions/``) and resolve writer -> reader schema, so old
 records stay readable. No registry server is needed: the fingerprints are the
 registry, and they ship with the code.
+
+The engine's own records live in this directory. A workload brings its
+records in a directory of its own (current ``*.avsc`` and frozen
+``versions/``), made known with :func:`register` (the workflow's ``schemas``
+do it when a workflow is loaded), so the engine never names a workload.
 """
 
 from __future__ import annotations
@@ -55,19 +60,43 @@ def load_version(path: Path) -> SchemaVersion:
     return SchemaVersion(parsed["name"], fp, parsed, canonical, path)
 
 
+_REGISTERED: list[Path] = []
+
+
+def register(directory: Path) -> None:
+    """Make the schemas in ``directory`` (current ``*.avsc``, frozen ``versions/``) known to the codec."""
+    directory = directory.resolve()
+    if directory != SCHEMA_DIR and directory not in _REGISTERED:
+        _REGISTERED.append(directory)
+        catalogue.cache_clear()
+
+
+def schema_dirs() -> tuple[Path, ...]:
+    """Every directory of schemas the codec reads: the engine's, then those registered."""
+    return (SCHEMA_DIR, *_REGISTERED)
+
+
+def versions_dir(directory: Path) -> Path:
+    """Where the frozen versions of ``directory``'s schemas are kept."""
+    return VERSIONS_DIR if directory == SCHEMA_DIR else directory / "versions"
+
+
 @lru_cache(maxsize=1)
 def catalogue() -> tuple[dict[str, SchemaVersion], dict[bytes, SchemaVersion]]:
     """Current schema by full name, and every known version by fingerprint."""
     current: dict[str, SchemaVersion] = {}
     by_fp: dict[bytes, SchemaVersion] = {}
-    for path in sorted(SCHEMA_DIR.glob("*.avsc")):
-        version = load_version(path)
-        current[version.name] = version
-        by_fp[version.fingerprint] = version
-    if VERSIONS_DIR.is_dir():
-        for path in sorted(VERSIONS_DIR.glob("*.avsc")):
+    for directory in schema_dirs():
+        for path in sorted(directory.glob("*.avsc")):
             version = load_version(path)
-            by_fp.setdefault(version.fingerprint, version)
+            current[version.name] = version
+            by_fp[version.fingerprint] = version
+    for directory in schema_dirs():
+        frozen = versions_dir(directory)
+        if frozen.is_dir():
+            for path in sorted(frozen.glob("*.avsc")):
+                version = load_version(path)
+                by_fp.setdefault(version.fingerprint, version)
     return current, by_fp
 
 

@@ -1,75 +1,31 @@
-"""Pydantic models that mirror the Avro schemas, one model per ``*.avsc``.
+"""Pydantic models that mirror the engine's Avro schemas, one model per ``*.avsc``.
 
-They validate at the edges (files, HTTP, CLI) and give the engine typed
-records; :data:`SCHEMA_OF` ties each model to its Avro full name, and a unit
-test checks that the fields agree.
+They give the runtime typed records. Each model names its Avro record in
+``avro_name`` (what :func:`schemas.to_bytes` encodes with); a unit test checks
+that the fields agree. Workload records (FNOL's) live with their workload, in
+``schemas/fnol/``.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-LossType = Literal[
-    "auto_collision",
-    "auto_theft",
-    "auto_glass",
-    "property_water",
-    "property_fire",
-    "property_theft",
-    "liability",
-]
 
+class Record(BaseModel):
+    """A record with an Avro schema: ``avro_name`` is the schema's full name."""
 
-class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    avro_name: ClassVar[str] = ""
 
 
-class Location(_Record):
-    postcode: str
-    country: str
-
-
-class ClaimantTokens(_Record):
-    name_token: str
-    email_token: str | None = None
-    phone_token: str | None = None
-
-
-class Vehicle(_Record):
-    plate_token: str | None = None
-    make: str | None = None
-    model: str | None = None
-    year: int | None = None
-
-
-class Photo(_Record):
-    uri: str
-    labels: list[str] = Field(default_factory=list)
-
-
-class FnolReported(_Record):
-    """A first notice of loss on Kafka, personal data tokenised."""
-
-    claim_id: str
-    tenant_id: str
-    policy_number: str
-    reported_at: str
-    loss_date: str
-    loss_type: LossType
-    description: str
-    location: Location
-    claimant: ClaimantTokens
-    vehicle: Vehicle | None = None
-    photos: list[Photo] = Field(default_factory=list)
-    estimated_amount: float
-    currency: str
-
-
-class StepCommand(_Record):
+class StepCommand(Record):
     """Run one attempt of one step; ``command_id`` is ``run_id/step/attempt``."""
+
+    avro_name: ClassVar[str] = "durable.engine.StepCommand"
+
 
     command_id: str
     run_id: str
@@ -82,15 +38,18 @@ class StepCommand(_Record):
     action: str = "run"
 
 
-class StepError(_Record):
+class StepError(Record):
     type: str
     message: str
     traceback: str
     retryable: bool = True
 
 
-class StepResult(_Record):
+class StepResult(Record):
     """The outcome of one step attempt."""
+
+    avro_name: ClassVar[str] = "durable.engine.StepResult"
+
 
     command_id: str
     run_id: str
@@ -126,8 +85,11 @@ class JournalKind(StrEnum):
     RUN_REDRIVEN = "RUN_REDRIVEN"
 
 
-class JournalEvent(_Record):
+class JournalEvent(Record):
     """One transition of one run; ``event_id`` is ``run_id/seq``."""
+
+    avro_name: ClassVar[str] = "durable.engine.JournalEvent"
+
 
     event_id: str
     run_id: str
@@ -141,25 +103,11 @@ class JournalEvent(_Record):
     recorded_json: str | None = None
 
 
-class RoutedDecision(_Record):
-    """Where a claim goes."""
-
-    decision_id: str
-    claim_id: str
-    tenant_id: str
-    run_id: str
-    status: Literal["ROUTED", "REVIEW", "FAILED"]
-    queue: str
-    severity: str
-    reserve: float
-    currency: str
-    documents_requested: list[str] = Field(default_factory=list)
-    reasons: list[str] = Field(default_factory=list)
-    decided_at_ms: int
-
-
-class DeadLetter(_Record):
+class DeadLetter(Record):
     """A record or command the engine could not process."""
+
+    avro_name: ClassVar[str] = "durable.engine.DeadLetter"
+
 
     dead_letter_id: str
     reason: str
@@ -179,8 +127,11 @@ class DeadLetter(_Record):
     attempts_json: str | None = None
 
 
-class RunControl(_Record):
+class RunControl(Record):
     """An operator's request about one run (``action``: ``redrive``)."""
+
+    avro_name: ClassVar[str] = "durable.engine.RunControl"
+
 
     control_id: str
     run_id: str
@@ -192,8 +143,11 @@ class RunControl(_Record):
     requested_by: str = ""
 
 
-class TraceSpan(_Record):
+class TraceSpan(Record):
     """A finished span of a run, as `durable trace` reads it back."""
+
+    avro_name: ClassVar[str] = "durable.engine.TraceSpan"
+
 
     trace_id: str
     span_id: str
@@ -228,7 +182,7 @@ class RunStatus(StrEnum):
     COMPENSATED = "COMPENSATED"
 
 
-class AttemptFailure(_Record):
+class AttemptFailure(Record):
     """One failed attempt of a step or of its compensation, kept for the dead letter."""
 
     action: str
@@ -243,7 +197,7 @@ class AttemptFailure(_Record):
     recorded_json: str | None = None
 
 
-class StepState(_Record):
+class StepState(Record):
     name: str
     status: StepStatus
     attempt: int = 0
@@ -255,8 +209,11 @@ class StepState(_Record):
     failures: list[AttemptFailure] = Field(default_factory=list)
 
 
-class RunState(_Record):
+class RunState(Record):
     """The orchestrator's state of one run (the run table's value)."""
+
+    avro_name: ClassVar[str] = "durable.engine.RunState"
+
 
     run_id: str
     workflow: str
@@ -270,14 +227,13 @@ class RunState(_Record):
     failure_json: str | None = None
 
 
-SCHEMA_OF: dict[type[BaseModel], str] = {
-    FnolReported: "durable.fnol.FnolReported",
-    RoutedDecision: "durable.fnol.RoutedDecision",
-    StepCommand: "durable.engine.StepCommand",
-    StepResult: "durable.engine.StepResult",
-    JournalEvent: "durable.engine.JournalEvent",
-    DeadLetter: "durable.engine.DeadLetter",
-    RunState: "durable.engine.RunState",
-    RunControl: "durable.engine.RunControl",
-    TraceSpan: "durable.engine.TraceSpan",
-}
+ENGINE_RECORDS: tuple[type[Record], ...] = (
+    StepCommand,
+    StepResult,
+    JournalEvent,
+    DeadLetter,
+    RunState,
+    RunControl,
+    TraceSpan,
+)
+SCHEMA_OF: dict[type[BaseModel], str] = {model: model.avro_name for model in ENGINE_RECORDS}

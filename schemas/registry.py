@@ -1,8 +1,9 @@
 """The registry of published schema versions, and the compatibility rule between them.
 
 Every version of a record schema that may have been written to Kafka is kept,
-frozen, in ``schemas/versions/<Name>.<fingerprint>.avsc``; the codec reads old
-records with them. ``<fingerprint>`` is the schema's CRC-64-AVRO (Rabin)
+frozen, in ``versions/<Name>.<fingerprint>.avsc`` beside the current schemas
+(``schemas/versions/`` for the engine's records, ``schemas/fnol/versions/``
+for FNOL's); the codec reads old records with them. ``<fingerprint>`` is the schema's CRC-64-AVRO (Rabin)
 fingerprint over its parsing canonical form, as 16 hex digits of the 8 bytes
 in the order the Avro single-object header stores them (little endian), which
 is what ``fastavro.schema.fingerprint(canonical, "CRC-64-AVRO")`` prints.
@@ -329,21 +330,39 @@ class _Resolver:
 # ---------------------------------------------------------------- command line
 
 
+def schema_sets() -> list[tuple[Path, Path]]:
+    """(current schemas, frozen versions) of every schema directory this repository publishes.
+
+    The engine's (``schemas/``; module globals, so tests can point them
+    elsewhere) and each sub-directory of it that holds schemas (a workload's
+    records, e.g. ``schemas/fnol/``).
+    """
+    subdirs = sorted(
+        d for d in SCHEMA_DIR.iterdir() if d.is_dir() and d.name != "versions" and any(d.glob("*.avsc"))
+    )
+    return [(SCHEMA_DIR, VERSIONS_DIR), *((d, d / "versions") for d in subdirs)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    sets = schema_sets()
     if args == ["freeze"]:
-        for path in freeze():
-            print(f"froze {path}")
-        problems = check()
+        problems = []
+        for schema_dir, versions_dir in sets:
+            for path in freeze(schema_dir, versions_dir):
+                print(f"froze {path}")
+            problems += check(schema_dir, versions_dir)
         for problem in problems:
             print(f"problem: {problem}", file=sys.stderr)
         return 1 if problems else 0
     if args == ["check"]:
-        problems = check()
+        problems = [p for schema_dir, versions_dir in sets for p in check(schema_dir, versions_dir)]
         for problem in problems:
             print(problem)
         if not problems:
-            print(f"ok: {len(current())} current schemas frozen and compatible with {len(frozen())} versions")
+            schemas = sum(len(current(s)) for s, _ in sets)
+            versions = sum(len(frozen(v)) for _, v in sets)
+            print(f"ok: {schemas} current schemas frozen and compatible with {versions} versions")
         return 1 if problems else 0
     print("usage: python -m schemas.registry {freeze|check}", file=sys.stderr)
     return 2

@@ -2,7 +2,7 @@
 the n-th time execution reaches ``point``. Unset (always, outside tests), it costs a dict lookup.
 
 Points: ``orchestrator.before_outputs`` (inputs applied in memory, nothing written),
-``orchestrator.after_outputs`` (commands/journal/decisions acknowledged, changelog not),
+``orchestrator.after_outputs`` (commands/journal/outputs acknowledged, changelog not),
 ``orchestrator.after_changelog`` (state acknowledged, local RocksDB not written),
 ``orchestrator.before_commit`` (local state written, input offsets not committed),
 ``orchestrator.after_timer_outputs`` (a batch that fired due retries wrote their commands, not their state),

@@ -1,12 +1,30 @@
-"""Building dead letters: an unprocessable record, why, and where it came from."""
+"""Dead letters: building them, and what operators do with them (list, show, redrive).
+
+Dead letters are of two sorts. Records the engine could not process at all
+(undecodable, unknown schema, oversized: ``kind == "record"``), built here by
+:func:`from_message` with an id stable per source record; and steps or
+compensations whose retry budget ran out (``kind`` ``step`` or
+``compensation``), built by the pure transition. A redrive is a
+:class:`RunControl` record on the run's control partition; the orchestrator
+that owns the run applies it (a fresh budget for the dead-lettered step) or
+ignores it if the run has moved on, so redriving twice is the same as once.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from confluent_kafka import Message
 
-from schemas.models import DeadLetter
+from schemas import DecodeError, from_bytes, to_bytes
+from schemas.models import DeadLetter, JournalKind, RunControl
+from streams.config import Settings
+from streams.journal import run_journal
+from streams.kafka import partition_for
+from streams.reading import read_all
+from streams.topics import Topics, ensure_topics
+from streams.writer import Writer
 
 MAX_PAYLOAD = 64 * 1024
 
@@ -33,4 +51,96 @@ def from_message(
         payload=payload[:MAX_PAYLOAD],
         payload_truncated=len(payload) > MAX_PAYLOAD,
         at_ms=int(time.time() * 1000),
+    )
+
+
+# ---------------------------------------------------------------- what operators do with them
+
+
+class NotRedrivable(ValueError):
+    """This dead letter cannot be redriven (e.g. a record that was never decodable)."""
+
+
+@dataclass(frozen=True)
+class Letter:
+    """A dead letter and whether (and by which request) it was redriven."""
+
+    letter: DeadLetter
+    redrive: RunControl | None
+
+    @property
+    def status(self) -> str:
+        return "redriven" if self.redrive is not None else "open"
+
+
+def redrives(settings: Settings) -> dict[str, RunControl]:
+    """Every redrive ever requested in this namespace, by dead letter id (the first one wins)."""
+    found: dict[str, RunControl] = {}
+    for msg in read_all(settings, Topics(settings.namespace).control):
+        try:
+            control = from_bytes(msg.value() or b"", RunControl)
+        except DecodeError:
+            continue  # the orchestrator dead-letters it; it is no redrive
+        if control.action == "redrive" and control.dead_letter_id and control.dead_letter_id not in found:
+            found[control.dead_letter_id] = control
+    return found
+
+
+def letters(settings: Settings) -> list[Letter]:
+    """Every dead letter of the namespace, oldest first, each once."""
+    done = redrives(settings)
+    seen: dict[str, Letter] = {}
+    for msg in read_all(settings, Topics(settings.namespace).dead_letters):
+        try:
+            letter = from_bytes(msg.value() or b"", DeadLetter)
+        except DecodeError:
+            continue
+        if letter.dead_letter_id not in seen:
+            seen[letter.dead_letter_id] = Letter(letter, done.get(letter.dead_letter_id))
+    return sorted(seen.values(), key=lambda entry: (entry.letter.at_ms, entry.letter.dead_letter_id))
+
+
+def find(settings: Settings, letter_id: str) -> Letter | None:
+    return next((entry for entry in letters(settings) if entry.letter.dead_letter_id == letter_id), None)
+
+
+def control_for(letter: DeadLetter, requested_by: str) -> RunControl:
+    """The redrive request for ``letter``: its id depends only on the letter, so a repeat is recognisable."""
+    if letter.kind not in ("step", "compensation") or not letter.run_id or not letter.workflow:
+        raise NotRedrivable(
+            f"{letter.dead_letter_id} is an unprocessable {letter.kind} ({letter.error_type}): "
+            "fix its producer and send it again; only steps and compensations can be redriven"
+        )
+    return RunControl(
+        control_id=f"redrive:{letter.dead_letter_id}",
+        run_id=letter.run_id,
+        workflow=letter.workflow,
+        action="redrive",
+        step=letter.step,
+        dead_letter_id=letter.dead_letter_id,
+        requested_at_ms=int(time.time() * 1000),
+        requested_by=requested_by,
+    )
+
+
+def request_redrives(settings: Settings, controls: list[RunControl]) -> None:
+    """Write redrive requests to the runs' control partitions and wait for the broker's acks."""
+    topic = Topics(settings.namespace).control
+    ensure_topics(settings, [topic])
+    writer = Writer(settings)
+    try:
+        for control in controls:
+            writer.send(
+                topic, to_bytes(control), key=control.run_id, partition=partition_for(control.run_id, settings.partitions)
+            )
+        writer.flush(30)
+    finally:
+        writer.close()
+
+
+def applied(settings: Settings, control: RunControl) -> bool:
+    """Whether the run's journal shows this redrive applied."""
+    return any(
+        e.kind is JournalKind.RUN_REDRIVEN and e.detail_json is not None and control.control_id in e.detail_json
+        for e in run_journal(settings, control.run_id)
     )

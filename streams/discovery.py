@@ -1,7 +1,7 @@
 """Finding the broker: ``KAFKA_BOOTSTRAP_SERVERS``, else the embedded broker this checkout runs.
 
-``durable broker`` (and a worker that had to start its own) records its
-address in ``.durable/broker.json``; other commands read it from there.
+``durable broker`` records its address in ``.durable/broker.json``; other
+commands read it from there.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from processors.engine.execute import run_step
 from processors.engine.workflow import Workflow
@@ -27,9 +27,9 @@ from streams import chaos, deadletters
 from streams.config import Settings
 from streams.kafka import LOW_LATENCY_SLICE_S, take
 from streams.kafka import consumer as make_consumer
-from streams.kafka import producer as make_producer
 from streams.telemetry import Telemetry, context_from_headers, headers_of
 from streams.topics import Topics, ensure_topics
+from streams.writer import Writer
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +85,13 @@ class Executor:
         self.settings = settings
         self.topics = Topics(settings.namespace)
         self.workflows = {wf.name: wf for wf in workflows}
-        self.models = client_from_env()
+        self.models = client_from_env(simulations=[wf.simulation for wf in workflows])
         self.telemetry = telemetry
         self._partitions: set[int] = set()
         self.stop = stop
         self.tracker = OffsetTracker()
         self._consumer: Consumer | None = None
-        self._producer: Producer | None = None
+        self._writer: Writer | None = None
         self.failure: BaseException | None = None
 
     @property
@@ -114,7 +114,7 @@ class Executor:
     async def _run(self) -> None:
         ensure_topics(self.settings, [self.topics.commands, self.topics.results, self.topics.dead_letters])
         self._consumer = make_consumer(self.settings, self.topics.executor_group)
-        self._producer = make_producer(self.settings, **{"linger.ms": 0})  # a result goes out at once
+        self._writer = Writer(self.settings, **{"linger.ms": 0})  # a result goes out at once
         self._consumer.subscribe(
             [self.topics.commands], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
         )
@@ -122,7 +122,7 @@ class Executor:
         tasks: set[asyncio.Task[None]] = set()
         loop = asyncio.get_running_loop()
         last_commit = time.monotonic()
-        consumer, producer = self._consumer, self._producer
+        consumer, writer = self._consumer, self._writer
         slice_s = LOW_LATENCY_SLICE_S if self.settings.low_latency else None
         try:
             while not self.stop.is_set():
@@ -138,7 +138,7 @@ class Executor:
                     task = asyncio.create_task(self._handle(msg, slots))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
-                producer.poll(0)
+                writer.poll(0)
                 if time.monotonic() - last_commit >= COMMIT_EVERY_S:
                     self._commit()
                     last_commit = time.monotonic()
@@ -146,17 +146,15 @@ class Executor:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            producer.flush(10)
+            writer.poll(0)
+            writer.close()  # flushes what was produced, so the commit below counts it
             self._commit()
             consumer.close()
-            self._producer = None  # destroy the client now, not when the broker may be gone
-            del producer
         if self.failure is not None:
             raise RuntimeError(f"a step result could not be written: {self.failure}") from self.failure
 
     def _commit(self) -> None:
-        assert self._consumer is not None and self._producer is not None
-        self._producer.poll(0)
+        assert self._consumer is not None
         points = self.tracker.committable()
         if points:
             self._consumer.commit(
@@ -192,9 +190,11 @@ class Executor:
         if self.telemetry is None:
             return []
         wf = self.workflows.get(command.workflow)
-        name = wf.step(command.step).span_name if wf is not None and wf.has_step(command.step) else command.step
+        spec = wf.step(command.step) if wf is not None and wf.has_step(command.step) else None
         output = json.loads(result.output_json) if result.output_json else None
-        span = self.telemetry.step_span(result, name, context_from_headers(msg.headers()), output)
+        evaluation = spec.evaluation(output) if spec is not None and spec.evaluation and output is not None else None
+        name = spec.span_name if spec is not None else command.step
+        span = self.telemetry.step_span(result, name, context_from_headers(msg.headers()), evaluation)
         return headers_of(span)
 
     def _write(
@@ -206,7 +206,7 @@ class Executor:
         src_offset: int,
         headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> None:
-        assert self._producer is not None
+        assert self._writer is not None
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
             if err is None:
@@ -216,11 +216,4 @@ class Executor:
                 self.failure = KafkaException(err)
                 self.stop.set()
 
-        while True:
-            try:
-                self._producer.produce(
-                    topic, value=value, key=key, partition=partition, headers=headers or [], on_delivery=delivered
-                )
-                return
-            except BufferError:
-                self._producer.poll(0.05)
+        self._writer.send(topic, value, key=key, partition=partition, headers=headers, on_delivery=delivered)

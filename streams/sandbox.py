@@ -15,17 +15,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import Message, TopicPartition
 
 from processors.engine.replay import OutputDiff, diff_outputs
 from processors.engine.workflow import Workflow
 from schemas import DecodeError, decode
 from streams.config import Settings
-from streams.io import read_all
-from streams.kafka import producer, read_to_end, reader
+from streams.kafka import read_to_end, reader
 from streams.offsets import bounds, offset_for_time, partitions_of
+from streams.reading import read_all
 from streams.topics import Topics, ensure_topics
 from streams.worker import Worker
+from streams.writer import Writer
 
 
 class SandboxIsProduction(ValueError):
@@ -65,7 +66,7 @@ def window_inputs(settings: Settings, topic: str, from_ms: int, to_ms: int) -> l
 
 
 def latest_outputs(settings: Settings, topic: str, run_ids: set[str]) -> dict[str, dict[str, Any]]:
-    """The last output written for each of ``run_ids`` (a redriven run's latest decision is its decision)."""
+    """The last output written for each of ``run_ids`` (a redriven run's latest output is its output)."""
     out: dict[str, dict[str, Any]] = {}
     for msg in read_all(settings, topic):
         try:
@@ -125,20 +126,10 @@ def replay_window(
 
 
 def _copy(settings: Settings, topic: str, records: list[Message]) -> None:
-    p = producer(settings)
-    failures: list[str] = []
-
-    def delivered(err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            failures.append(str(err))
-
-    for msg in records:
-        while True:
-            try:
-                p.produce(topic, value=msg.value(), key=msg.key(), partition=msg.partition() or 0, on_delivery=delivered)
-                break
-            except BufferError:
-                p.poll(0.05)  # local queue full: let deliveries drain
-    p.flush(30)
-    if failures:
-        raise RuntimeError(f"{len(failures)} window records not copied to the sandbox: {failures[0]}")
+    writer = Writer(settings)
+    try:
+        for msg in records:
+            writer.send(topic, msg.value() or b"", key=msg.key(), partition=msg.partition() or 0)
+        writer.flush(30)
+    finally:
+        writer.close()

@@ -6,7 +6,7 @@ the parent of every step command before the run span itself exists (it is
 recorded when the run ends, with the run's start and end). The parent travels
 in each command's W3C ``traceparent`` header; the executor continues the
 trace from that header, and puts its step span's ``traceparent`` on the
-result. Decisions carry the run span's, so downstream consumers can continue
+result. Outputs carry the run span's, so downstream consumers can continue
 the trace too.
 
 Exporters: every span goes to the namespace's traces topic (keyed by run id:
@@ -23,10 +23,9 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
@@ -38,12 +37,13 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from processors.engine.evaluation import Evaluation
 from schemas import to_bytes
 from schemas.models import StepResult, TraceSpan
 from streams.config import Settings
 from streams.kafka import partition_for
-from streams.kafka import producer as make_producer
 from streams.topics import Topics, ensure_topics
+from streams.writer import DeliveryFailed, Writer
 
 log = logging.getLogger(__name__)
 
@@ -101,35 +101,28 @@ class KafkaSpanExporter(SpanExporter):
         self.settings = settings
         self.topic = Topics(settings.namespace).traces
         ensure_topics(settings, [self.topic])
-        self._producer: Producer | None = make_producer(settings)
+        self._writer: Writer | None = Writer(settings)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if self._producer is None:
+        if self._writer is None:
             return SpanExportResult.FAILURE
-        failures: list[str] = []
-
-        def delivered(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                failures.append(str(err))
-
         for span in spans:
             record = to_record(span)
             if record is None:
                 continue
             partition = partition_for(record.run_id, self.settings.partitions)
-            self._producer.produce(
-                self.topic, key=record.run_id, value=to_bytes(record), partition=partition, on_delivery=delivered
-            )
-        self._producer.flush(10)
-        if failures:
-            log.warning("%d span(s) not written to %s: %s", len(failures), self.topic, failures[0])
+            self._writer.send(self.topic, to_bytes(record), key=record.run_id, partition=partition)
+        try:
+            self._writer.flush(10)
+        except DeliveryFailed as exc:
+            log.warning("spans not written to %s: %s", self.topic, exc)
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
-        if self._producer is not None:
-            self._producer.flush(10)
-            self._producer = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 def to_record(span: ReadableSpan) -> TraceSpan | None:
@@ -205,9 +198,12 @@ class Telemetry:
         result: StepResult,
         span_name: str,
         parent: Context,
-        output: Mapping[str, Any] | None,
+        evaluation: Evaluation | None = None,
     ) -> trace.Span:
-        """Record a finished step attempt as a span under ``parent``; returns it (ended)."""
+        """Record a finished step attempt as a span under ``parent``; returns it (ended).
+
+        ``evaluation``: for a step that judges its run, its verdict (marked on the span).
+        """
         usage = usage_of(result)
         attrs: dict[str, Any] = {
             RUN_ID: result.run_id,
@@ -222,10 +218,10 @@ class Telemetry:
             "durable.cost_usd": usage["cost_usd"],
             "gen_ai.request.model": ",".join(usage["models"]),
         }
-        if output is not None and isinstance(output.get("passed"), int) and isinstance(output.get("total"), int):
-            attrs["durable.eval.passed"] = output["passed"]
-            attrs["durable.eval.total"] = output["total"]
-            attrs["durable.eval.outcome"] = "pass" if output["passed"] == output["total"] else "fail"
+        if evaluation is not None:
+            attrs["durable.eval.passed"] = evaluation.passed
+            attrs["durable.eval.total"] = evaluation.total
+            attrs["durable.eval.outcome"] = evaluation.outcome
         span = self.tracer.start_span(
             span_name if result.action == "run" else f"{span_name}.compensate",
             context=parent,

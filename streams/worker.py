@@ -7,13 +7,9 @@ done) and loses nothing on SIGKILL.
 
 from __future__ import annotations
 
-import importlib
 import logging
-import os
 import signal
-import sys
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -32,34 +28,6 @@ class Role(StrEnum):
     ALL = "all"
     ORCHESTRATOR = "orchestrator"
     EXECUTOR = "executor"
-
-
-class WorkflowNotFound(ValueError):
-    """A ``module:attribute`` that does not name an importable Workflow."""
-
-
-def load_workflows(specs: Iterable[str]) -> list[Workflow]:
-    """Import workflows named ``module:attribute`` (default: the FNOL workflow).
-
-    Modules are looked up in the current directory too, as ``python -m`` and
-    uvicorn do, so a user's own workflow module is found from the ``durable`` script.
-    """
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    out: list[Workflow] = []
-    for spec in specs:
-        module, _, attr = spec.partition(":")
-        try:
-            wf = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError, ValueError) as exc:
-            raise WorkflowNotFound(f"cannot load workflow {spec!r} (module:attribute): {exc}") from exc
-        if not isinstance(wf, Workflow):
-            raise WorkflowNotFound(f"{spec} is a {type(wf).__name__}, not a Workflow")
-        out.append(wf)
-    return out
-
-
-DEFAULT_WORKFLOWS = ("processors.fnol.workflow:FNOL",)
 
 
 @dataclass

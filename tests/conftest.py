@@ -19,13 +19,16 @@ from typing import Any, TypeVar
 import pytest
 from confluent_kafka import TopicPartition
 
-from schemas import DecodeError, decode
+import schemas.fnol  # noqa: F401 - FNOL's records, known to the codec
+from schemas import DecodeError, decode, register
 from streams.broker import EmbeddedBroker
 from streams.config import Settings
 from streams.kafka import read_to_end, reader
+from streams.reading import header
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
+register(ROOT / "tests" / "records")  # the generic test workflows' records
 
 # The simulated model at 50x speed keeps FNOL runs short; and a run's latency budget (3 s) is not
 # what the integration tests judge: on the embedded broker's default settings a step costs ~250 ms
@@ -77,7 +80,10 @@ def wait_for(condition: Callable[[], T | None], timeout_s: float, what: str, eve
 
 
 def read_topic(settings: Settings, topic: str) -> list[dict[str, Any]]:
-    """Every record currently in ``topic`` (all partitions, to their ends), decoded."""
+    """Every record currently in ``topic`` (all partitions, to their ends), decoded.
+
+    Each also has ``_partition``, ``_offset`` and ``_id`` (the ``id`` header the orchestrator puts on its writes).
+    """
     c = reader(settings)
     out: list[dict[str, Any]] = []
     try:
@@ -89,7 +95,7 @@ def read_topic(settings: Settings, topic: str) -> list[dict[str, Any]]:
                 _, value = decode(msg.value() or b"")
             except DecodeError as exc:
                 value = {"undecodable": str(exc)}
-            value["_partition"], value["_offset"] = msg.partition(), msg.offset()
+            value["_partition"], value["_offset"], value["_id"] = msg.partition(), msg.offset(), header(msg, "id")
             out.append(value)
     finally:
         c.close()

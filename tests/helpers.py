@@ -1,4 +1,4 @@
-"""Test helpers: claims to produce, and checks of exactly-once outcomes."""
+"""Test helpers: inputs to produce (FNOL claims, or the generic test workflows' orders), and exactly-once checks."""
 
 from __future__ import annotations
 
@@ -6,26 +6,27 @@ import json
 from collections import Counter, defaultdict
 from typing import Any
 
-from connectors.sources.fnol import GoodLine, parse_lines
+from processors.engine.inputs import Accepted, accept, parse_lines
+from processors.fnol import FNOL
+from processors.fnol.intake import SAMPLES
 from streams.config import Settings
-from streams.io import produce_reports
+from streams.intake import produce_inputs
 from streams.topics import Topics
-from tests.conftest import ROOT, read_topic
+from tests.conftest import read_topic
+from tests.workflows import OUTPUT_TOPIC, SLOW
 
-SAMPLES = ROOT / "connectors" / "samples" / "fnol.jsonl"
 
-
-def sample_claims(n: int | None = None, prefix: str = "") -> list[GoodLine]:
-    """Valid tokenised sample claims; with ``prefix``, claim ids are made unique per call."""
+def sample_claims(n: int | None = None, prefix: str = "") -> list[Accepted]:
+    """Valid tokenised FNOL sample claims; with ``prefix``, claim ids are made unique per call."""
     lines = SAMPLES.read_text().splitlines()
-    out: list[GoodLine] = []
+    out: list[Accepted] = []
     i = 0
     while (n is None and i < len(lines)) or (n is not None and len(out) < n):
         data = json.loads(lines[i % len(lines)])
         if prefix:
             data["claim_id"] = f"{prefix}{i:05d}"
-        good = next(iter(parse_lines([json.dumps(data)])))
-        assert isinstance(good, GoodLine)
+        good = next(iter(parse_lines(FNOL, [json.dumps(data)])))
+        assert isinstance(good, Accepted)
         out.append(good)
         i += 1
         if n is None and i >= len(lines):
@@ -33,12 +34,41 @@ def sample_claims(n: int | None = None, prefix: str = "") -> list[GoodLine]:
     return out
 
 
-def produce(settings: Settings, claims: list[GoodLine]) -> None:
-    produce_reports(settings, Topics(settings.namespace).name("fnol.reported"), [(c.run_id, c.record) for c in claims])
+def claim_prompt() -> str:
+    """A claim as a model prompt (JSON of its loss, description, photo labels and amount)."""
+    return json.dumps(
+        {
+            "loss_type": "auto_collision",
+            "description": "Another car hit mine at a junction. The airbag deployed and the frame is bent.",
+            "labels": ["airbag_deployed", "frame_damage"],
+            "estimated_amount": 24000.0,
+        }
+    )
+
+
+def sample_orders(n: int, prefix: str = "O") -> list[Accepted]:
+    """``n`` orders for the generic test workflows (all share one input schema and run id rule)."""
+    return [accept(SLOW, {"order_id": f"{prefix}{i:05d}", "customer": f"c{i % 7}", "amount": 10.0 + i}) for i in range(n)]
+
+
+def produce(settings: Settings, claims: list[Accepted]) -> None:
+    """Produce FNOL claims to the namespace's input topic."""
+    produce_inputs(settings, FNOL, claims)
+
+
+def produce_orders(settings: Settings, orders: list[Accepted]) -> None:
+    """Produce orders to the generic test workflows' input topic."""
+    produce_inputs(settings, SLOW, orders)
 
 
 def decisions(settings: Settings) -> list[dict[str, Any]]:
+    """Every FNOL decision record (raw: a record written twice is here twice)."""
     return read_topic(settings, Topics(settings.namespace).name("decisions"))
+
+
+def outcomes(settings: Settings) -> list[dict[str, Any]]:
+    """Every output record of the generic test workflows (raw)."""
+    return read_topic(settings, Topics(settings.namespace).name(OUTPUT_TOPIC))
 
 
 def journal(settings: Settings) -> list[dict[str, Any]]:
@@ -48,13 +78,16 @@ def journal(settings: Settings) -> list[dict[str, Any]]:
 TERMINAL = ("RUN_COMPLETED", "RUN_FAILED", "RUN_COMPENSATED")
 
 
-def assert_exactly_once(settings: Settings, run_ids: set[str]) -> None:
-    """Every run decided once per generation (a redrive starts a new one), every transition journaled once."""
-    decided = decisions(settings)
-    ids = Counter(d["decision_id"] for d in decided)
-    assert not [i for i, c in ids.items() if c > 1], f"decisions written more than once: {ids.most_common(3)}"
-    counts = Counter(d["run_id"] for d in decided)
-    assert set(counts) == run_ids, f"missing decisions: {sorted(run_ids - set(counts))[:5]}"
+def assert_exactly_once(settings: Settings, run_ids: set[str], output_topic: str = "decisions") -> None:
+    """Every run's output written once per generation (a redrive starts a new one), every transition journaled once.
+
+    Output records are counted raw, by the id the orchestrator puts on each (its ``id`` header).
+    """
+    written = read_topic(settings, Topics(settings.namespace).name(output_topic))
+    ids = Counter(d["_id"] for d in written)
+    assert not [i for i, c in ids.items() if c > 1], f"outputs written more than once: {ids.most_common(3)}"
+    counts = Counter(d["run_id"] for d in written)
+    assert set(counts) == run_ids, f"missing outputs: {sorted(run_ids - set(counts))[:5]}"
 
     events = journal(settings)
     ids = Counter(e["event_id"] for e in events)
@@ -72,7 +105,7 @@ def assert_exactly_once(settings: Settings, run_ids: set[str]) -> None:
         assert kinds[-1] in TERMINAL, f"{run_id} did not finish: {kinds}"
         generations = 1 + kinds.count("RUN_REDRIVEN")
         assert sum(kinds.count(k) for k in TERMINAL) == generations, f"{run_id}: {kinds}"
-        assert counts[run_id] == generations, f"{run_id}: {counts[run_id]} decisions for {generations} generation(s)"
+        assert counts[run_id] == generations, f"{run_id}: {counts[run_id]} outputs for {generations} generation(s)"
         for kind in ("STEP_SCHEDULED", "COMPENSATION_SCHEDULED"):
             scheduled = Counter((e["step"], e["attempt"]) for e in by_run[run_id] if e["kind"] == kind)
             assert all(c == 1 for c in scheduled.values()), f"{run_id}: an attempt scheduled twice: {scheduled}"

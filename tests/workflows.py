@@ -1,4 +1,9 @@
-"""Workflows used only by tests: generic, tiny, and with knobs for timing."""
+"""Workflows used only by tests: generic (records of their own, nothing of FNOL's), tiny, with knobs for timing.
+
+They take an ``OrderPlaced`` from ``<ns>.orders.placed`` and write an
+``OrderOutcome`` to ``<ns>.orders.outcomes`` (``tests/records/``). FNOL with a
+changed step, for replay tests, is at the end.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,16 @@ import asyncio
 import dataclasses
 import os
 import time
+from pathlib import Path
 from typing import Any
 
-from processors.engine.workflow import RetryPolicy, RunFailure, RunResult, Step, StepContext, StepFailure, Workflow
+from processors.engine import RetryPolicy, RunFailure, RunResult, Step, StepContext, StepFailure, Workflow
+from processors.fnol import FNOL
 from processors.fnol import tools as fnol_tools
-from processors.fnol.workflow import FNOL
+
+RECORDS = Path(__file__).resolve().parent / "records"
+INPUT_TOPIC = "orders.placed"
+OUTPUT_TOPIC = "orders.outcomes"
 
 
 async def _slow(ctx: StepContext) -> dict[str, Any]:
@@ -24,43 +34,40 @@ def _fail(ctx: StepContext) -> dict[str, Any]:
 
 def _result(run: RunResult) -> dict[str, Any]:
     return {
-        "decision_id": run.output_id,
-        "claim_id": str(run.input["claim_id"]),
-        "tenant_id": str(run.input["tenant_id"]),
+        "outcome_id": run.output_id,
         "run_id": run.run_id,
-        "status": "ROUTED",
-        "queue": "test",
-        "severity": "LOW",
-        "reserve": float(len(run.outputs)),
-        "currency": "GBP",
-        "documents_requested": [],
+        "order_id": str(run.input["order_id"]),
+        "status": "DONE",
+        "outcome": "COMPLETED",
         "reasons": [],
+        "steps": len(run.outputs),
         "decided_at_ms": run.at_ms,
     }
 
 
 def _failed(failure: RunFailure) -> dict[str, Any]:
     ok = RunResult(failure.run_id, failure.input, {}, failure.at_ms, failure.output_id, failure.generation)
-    return {**_result(ok), "status": "FAILED", "queue": failure.outcome, "reasons": [failure.reason]}
+    return {**_result(ok), "status": "FAILED", "outcome": failure.outcome, "reasons": [failure.reason]}
 
 
-def _run_id(rec: Any) -> str:
-    return f"fnol-{rec['tenant_id']}-{rec['claim_id']}"
+def run_id_of(order: Any) -> str:
+    return f"order-{order['order_id']}"
 
 
 def _wf(name: str, steps: tuple[Step, ...]) -> Workflow:
-    """A test workflow on the FNOL topics; steps default to a single attempt unless they say otherwise."""
-    # Uses the FNOL input and decision schemas so the CLI and fixtures can drive it.
+    """A test workflow on the order topics; steps default to a single attempt unless they say otherwise."""
     return Workflow(
         name=name,
         steps=steps,
-        input_topic="fnol.reported",
-        input_schema="durable.fnol.FnolReported",
-        output_topic="decisions",
-        output_schema="durable.fnol.RoutedDecision",
-        run_id_of=_run_id,
+        input_topic=INPUT_TOPIC,
+        input_schema="durable.tests.OrderPlaced",
+        output_topic=OUTPUT_TOPIC,
+        output_schema="durable.tests.OrderOutcome",
+        run_id_of=run_id_of,
         result=_result,
         on_failure=_failed,
+        schemas=(RECORDS,),
+        diff_ignores=frozenset({"decided_at_ms"}),
     )
 
 
@@ -81,7 +88,7 @@ FAILING = _wf("failing", (Step("a", _slow), Step("boom", _fail, after=("a",))))
 #
 # Knobs come from the environment, read when a step runs, so the same workflows
 # run in-process and in `durable worker` subprocesses: TEST_FAIL_ATTEMPTS
-# (attempts of `flaky` that fail), TEST_FLAKY_PREFIX (only claims whose id
+# (attempts of `flaky` that fail), TEST_FLAKY_PREFIX (only orders whose id
 # starts with it fail), TEST_FIXED_FILE (while it does not exist, `notify`
 # fails), TEST_UNDO_FAILS=1 (undoing `charge` fails).
 
@@ -91,24 +98,24 @@ class Declined(Exception):
 
 
 async def _flaky(ctx: StepContext) -> dict[str, Any]:
-    failing = str(ctx.input["claim_id"]).startswith(os.environ.get("TEST_FLAKY_PREFIX", ""))
+    failing = str(ctx.input["order_id"]).startswith(os.environ.get("TEST_FLAKY_PREFIX", ""))
     if failing and ctx.attempt <= int(os.environ.get("TEST_FAIL_ATTEMPTS", "2")):
         raise ConnectionError(f"attempt {ctx.attempt} of {ctx.run_id}: upstream reset the connection")
     return {"attempt": ctx.attempt}
 
 
 async def _declines(ctx: StepContext) -> dict[str, Any]:
-    raise Declined(f"{ctx.input['claim_id']} declined")
+    raise Declined(f"{ctx.input['order_id']} declined")
 
 
 def _hangs(ctx: StepContext) -> dict[str, Any]:
-    if str(ctx.input["claim_id"]).startswith("HANG"):
+    if str(ctx.input["order_id"]).startswith("HANG"):
         time.sleep(5)  # a blocking call that does not answer within the step's 0.5 s timeout
     return {"ok": True}
 
 
 async def _ok(ctx: StepContext) -> dict[str, Any]:
-    return {"step": ctx.step, "claim": ctx.input["claim_id"]}
+    return {"step": ctx.step, "order": ctx.input["order_id"]}
 
 
 async def _notify(ctx: StepContext) -> dict[str, Any]:

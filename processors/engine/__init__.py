@@ -1,16 +1,33 @@
-"""The generic saga engine: workflow definitions, retry policies and the pure transition.
+"""The generic saga engine: how a workflow is declared, and the pure transition that runs it.
 
-Nothing here knows about insurance, Kafka or RocksDB.
+Nothing here knows about insurance, Kafka or RocksDB. What a user needs::
+
+    from processors.engine import Workflow, Step, RetryPolicy, StepContext, StepFailure
+
+plus :class:`RunResult` / :class:`RunFailure` (what a workflow's ``result`` and
+``on_failure`` receive), :class:`Intake` / :class:`InputRejected` (how its
+inputs are validated at the edges) and :class:`Evaluation` / :class:`Gate`
+(for a step that judges its run). Everything else is implementation.
 """
 
-from processors.engine.workflow import (
-    RetryPolicy,
-    RunFailure,
-    RunResult,
-    Step,
-    StepContext,
-    StepFailure,
-    Workflow,
-)
+from processors.engine.context import StepContext
+from processors.engine.errors import InputRejected, NonDeterministicCall, StepFailure
+from processors.engine.evaluation import Evaluation, Gate
+from processors.engine.intake import Intake
+from processors.engine.retry import RetryPolicy
+from processors.engine.workflow import RunFailure, RunResult, Step, Workflow
 
-__all__ = ["RetryPolicy", "RunFailure", "RunResult", "Step", "StepContext", "StepFailure", "Workflow"]
+__all__ = [
+    "Evaluation",
+    "Gate",
+    "InputRejected",
+    "Intake",
+    "NonDeterministicCall",
+    "RetryPolicy",
+    "RunFailure",
+    "RunResult",
+    "Step",
+    "StepContext",
+    "StepFailure",
+    "Workflow",
+]

@@ -10,18 +10,17 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from processors.engine.canonical import canonical_json
+from processors.engine.context import StepContext, StepHandler
+from processors.engine.errors import UnknownStep
 from processors.engine.recorder import Recorder
-from processors.engine.workflow import StepContext, StepHandler, Workflow, canonical_json
+from processors.engine.workflow import Workflow
 from processors.models import ModelClient
 from schemas.models import StepCommand, StepError, StepResult
 
 # Synchronous handlers run here, so a hung one cannot block the event loop;
 # a thread that outlives its timeout is abandoned (Python cannot kill it).
 _THREADS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="step")
-
-
-class UnknownStep(Exception):
-    """The command names a workflow, step or compensation this worker does not have."""
 
 
 def _error(exc: BaseException, retryable: bool) -> StepError:

@@ -20,23 +20,12 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from processors.engine.errors import NoModelClient, NonDeterministicCall
 from processors.models import ModelClient, ModelRequest, ModelResponse
 
 Call = dict[str, Any]
 # Its own source: a library or test seeding the global `random` must not make draws repeat.
 _RNG = _random.SystemRandom()
-
-
-class NonDeterministicCall(Exception):
-    """On replay, the step asked for a value the recording does not hold at this point."""
-
-    retryable = False
-
-
-class NoModelClient(Exception):
-    """The step called a model, but this worker was given no model client."""
-
-    retryable = False
 
 
 def request_data(request: ModelRequest) -> dict[str, Any]:

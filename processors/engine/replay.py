@@ -22,23 +22,20 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from processors.engine.canonical import canonical_json
 from processors.engine.execute import run_step
 from processors.engine.recorder import Recorder
+from processors.engine.status import ENDINGS, STATUS_AFTER
 from processors.engine.transition import output_id
-from processors.engine.workflow import RunResult, Workflow, canonical_json
+from processors.engine.workflow import RunResult, Workflow
 from processors.models import ModelClient
-from schemas.models import JournalEvent, JournalKind, StepCommand
+from schemas.models import JournalEvent, JournalKind, RunStatus, StepCommand
 
 Verdict = Literal["same", "different", "failure reproduced", "new failure"]
 
 _SCHEDULED = {JournalKind.STEP_SCHEDULED: "run", JournalKind.COMPENSATION_SCHEDULED: "compensate"}
 _SUCCEEDED = {JournalKind.STEP_SUCCEEDED: "run", JournalKind.COMPENSATION_SUCCEEDED: "compensate"}
 _FAILED = {JournalKind.STEP_FAILED: "run", JournalKind.COMPENSATION_FAILED: "compensate"}
-_ENDED = {
-    JournalKind.RUN_COMPLETED: "COMPLETED",
-    JournalKind.RUN_FAILED: "FAILED",
-    JournalKind.RUN_COMPENSATED: "COMPENSATED",
-}
 
 
 class NotReplayable(ValueError):
@@ -120,7 +117,7 @@ def recorded_run(events: Iterable[JournalEvent]) -> RecordedRun:
         raise NotReplayable("the journal does not start with RUN_STARTED")
     first = ordered[0]
     attempts: dict[tuple[str, str, int], RecordedAttempt] = {}
-    status, output, ended = "RUNNING", None, None
+    status, output, ended = RunStatus.RUNNING, None, None
     for e in ordered:
         detail = json.loads(e.detail_json) if e.detail_json else None
         recorded = json.loads(e.recorded_json) if e.recorded_json else []
@@ -141,19 +138,16 @@ def recorded_run(events: Iterable[JournalEvent]) -> RecordedRun:
                     error=None if ok else detail,
                     recorded=recorded,
                 )
-        elif e.kind in _ENDED:
-            status, ended = _ENDED[e.kind], e.at_ms
+        elif e.kind in ENDINGS:
+            ended = e.at_ms
             output = detail if e.kind is JournalKind.RUN_COMPLETED else (detail or {}).get("output")
-        elif e.kind is JournalKind.RUN_REDRIVEN:
-            status = "RUNNING"
-        elif e.kind is JournalKind.RUN_COMPENSATING:
-            status = "COMPENSATING"
+        status = STATUS_AFTER.get(e.kind, status)
     return RecordedRun(
         run_id=first.run_id,
         workflow=first.workflow,
         input=json.loads(first.detail_json or "{}"),
         attempts=list(attempts.values()),
-        status=status,
+        status=status.value,
         output=output,
         ended_at_ms=ended,
     )

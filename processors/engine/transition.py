@@ -26,7 +26,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from processors.engine.workflow import RunFailure, RunResult, Workflow, canonical_json
+from processors.engine.canonical import canonical_json
+from processors.engine.workflow import RunFailure, RunResult, Workflow
 from schemas.models import (
     AttemptFailure,
     DeadLetter,

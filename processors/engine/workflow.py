@@ -1,131 +1,24 @@
-"""How a user declares a workflow: steps with dependencies (a DAG) and options."""
+"""How a user declares a workflow: steps with dependencies (a DAG), their options, and what the edges need."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
-from processors.engine.recorder import Recorder
-from processors.models import ModelRequest, ModelResponse
-
-JSON = dict[str, Any]
-StepHandler = Callable[["StepContext"], Awaitable[JSON] | JSON]
-
-
-class StepFailure(Exception):
-    """Raise from a step to fail this attempt with a clear type and message.
-
-    ``retryable=False`` tells the engine not to spend further attempts.
-    """
-
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
-        super().__init__(message)
-        self.retryable = retryable
+from processors.engine.context import JSON, StepHandler
+from processors.engine.evaluation import Evaluation
+from processors.engine.intake import Intake
+from processors.engine.retry import RetryPolicy
+from processors.models import Simulation
+from schemas import register
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how patiently a step (or its compensation) is retried.
-
-    Attempt ``n`` of a budget (1-based) that fails is followed, after
-    ``initial_backoff_s * multiplier ** (n - 1)`` seconds capped at
-    ``max_backoff_s``, by attempt ``n + 1``, up to ``max_attempts``. ``jitter``
-    spreads each delay by up to that fraction either way, from a hash of the
-    run id, step and attempt: the same run always waits the same delays, so a
-    replay is exact. Errors whose type (or a base class) is named in
-    ``non_retryable`` end the budget at once, as does ``StepFailure(retryable=False)``.
-    """
-
-    max_attempts: int = 3
-    initial_backoff_s: float = 0.5
-    multiplier: float = 2.0
-    max_backoff_s: float = 30.0
-    jitter: float = 0.1
-    non_retryable: tuple[type[BaseException] | str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be >= 1")
-        if self.initial_backoff_s < 0 or self.max_backoff_s < 0 or self.multiplier < 1:
-            raise ValueError("backoffs must be >= 0 and the multiplier >= 1")
-        if not 0 <= self.jitter <= 1:
-            raise ValueError("jitter is a fraction between 0 and 1")
-
-    def backoff_ms(self, run_id: str, step: str, attempt: int, nth: int) -> int:
-        """Delay after the ``nth`` failed attempt of this budget (``attempt`` is its global number)."""
-        base = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** (nth - 1))
-        digest = hashlib.sha256(f"{run_id}/{step}/{attempt}".encode()).digest()
-        spread = int.from_bytes(digest[:8], "big") / 2**64 * 2 - 1  # uniform in [-1, 1)
-        return max(0, round(base * (1 + self.jitter * spread) * 1000))
-
-    def retries(self, exc: BaseException) -> bool:
-        """Whether an attempt that raised ``exc`` may be retried (budget permitting).
-
-        Besides ``non_retryable``, an error that says ``retryable = False`` of
-        itself (``StepFailure(retryable=False)``, a rejected model request) is not.
-        """
-        if getattr(exc, "retryable", True) is False:
-            return False
-        names = {cls.__name__ for cls in type(exc).__mro__} | {
-            f"{cls.__module__}.{cls.__qualname__}" for cls in type(exc).__mro__
-        }
-        for kind in self.non_retryable:
-            if isinstance(kind, str) and kind in names:
-                return False
-            if isinstance(kind, type) and isinstance(exc, kind):
-                return False
-        return True
-
-
-Action = Literal["run", "compensate"]
-
-
-@dataclass(frozen=True)
-class StepContext:
-    """What a step sees of its run: the run input and its dependencies' outputs.
-
-    A compensation (``action == "compensate"``) sees the same, plus ``output``:
-    what the step it undoes returned.
-
-    The context is a step's only door to time, randomness and models:
-    :meth:`now`, :meth:`random` and :meth:`model` record what they return,
-    and a replay serves the recorded values back, so the step recomputes
-    exactly what it computed. A step that reads the clock or calls a model
-    any other way cannot be replayed exactly.
-    """
-
-    run_id: str
-    workflow: str
-    step: str
-    attempt: int
-    input: Mapping[str, Any]
-    deps: Mapping[str, Mapping[str, Any]]
-    action: Action = "run"
-    output: Mapping[str, Any] | None = None
-    run_started_at_ms: int = 0
-    recorder: Recorder = field(default_factory=Recorder, repr=False, compare=False)
-
-    def now(self) -> datetime:
-        """The current time (UTC), recorded: a replay sees the time of the recorded attempt."""
-        return self.recorder.now()
-
-    def random(self) -> float:
-        """A random float in [0, 1), recorded."""
-        return self.recorder.random()
-
-    async def model(self, request: ModelRequest) -> ModelResponse:
-        """Call the worker's model client, recording the request and the response."""
-        return await self.recorder.model(request)
-
-    @property
-    def idempotency_key(self) -> str:
-        """Stable across redeliveries of this attempt: ``run_id/step/attempt`` (``/compensate`` for undoing)."""
-        base = f"{self.run_id}/{self.step}/{self.attempt}"
-        return base if self.action == "run" else f"{base}/compensate"
+def describe_json(output: Mapping[str, Any]) -> str:
+    """The default one-line description of an output: its JSON."""
+    return json.dumps(output, separators=(",", ":"), sort_keys=True, default=str)
 
 
 @dataclass(frozen=True)
@@ -145,6 +38,9 @@ class Step:
     ``compensate_retry``.
 
     ``span`` names the step's trace spans (e.g. ``tool.vision``); default: its name.
+
+    ``evaluation`` marks a step that judges its run (an evaluator): it reads
+    the step's output as an :class:`Evaluation`, which traces show.
     """
 
     name: str
@@ -156,6 +52,7 @@ class Step:
     compensate: StepHandler | None = None
     compensate_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=5))
     span: str = ""
+    evaluation: Callable[[Mapping[str, Any]], Evaluation] | None = None
 
     @property
     def span_name(self) -> str:
@@ -175,6 +72,16 @@ class Workflow:
     that failed for good (after its compensations). Both must be
     deterministic functions of their arguments: the orchestrator calls them
     inside its pure transition.
+
+    What the edges take from it: ``schemas``, the directories of its Avro
+    records (registered with the codec when the workflow is made); ``intake``,
+    how an input object from a file or HTTP request is validated and
+    tokenised (default: any valid record of ``input_schema``); ``describe``,
+    one line for an output (what ``durable demo`` and ``durable trace``
+    print); ``simulation``, how the local simulated model answers its model
+    calls (default: generic answers); ``diff_ignores``, output fields that
+    differ by nature between two runs of the same input (times, ids), which
+    a window replay's diff leaves out.
     """
 
     name: str
@@ -186,6 +93,11 @@ class Workflow:
     run_id_of: Callable[[Mapping[str, Any]], str]
     result: Callable[[RunResult], JSON]
     on_failure: Callable[[RunFailure], JSON]
+    schemas: tuple[Path, ...] = ()
+    intake: Intake | None = None
+    describe: Callable[[Mapping[str, Any]], str] = describe_json
+    simulation: Simulation | None = None
+    diff_ignores: frozenset[str] = frozenset()
     _by_name: dict[str, Step] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -200,6 +112,8 @@ class Workflow:
                     )
             by_name[step.name] = step
         object.__setattr__(self, "_by_name", by_name)
+        for directory in self.schemas:
+            register(directory)
 
     def step(self, name: str) -> Step:
         return self._by_name[name]
@@ -256,8 +170,3 @@ class RunFailure:
         if self.compensation_failed:
             text += f"; compensation failed: {', '.join(self.compensation_failed)}"
         return text
-
-
-def canonical_json(value: Any) -> str:
-    """JSON with sorted keys and no spaces: the same value always gives the same text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
-from connectors.pii import EMAIL, PHONE, UK_PLATE
-from processors.engine.workflow import StepContext
+from processors.engine import Evaluation, Gate, StepContext
 from processors.fnol.budgets import Budget, budget_for
 from processors.models import ModelRequest, ModelResponse
+from processors.pii import EMAIL, PHONE, UK_PLATE
 
 NEEDS_DOCUMENTS = {"MEDIUM", "HIGH"}
 NO_USAGE: Mapping[str, Any] = {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0, "model": ""}
@@ -38,16 +38,6 @@ _NAMED = re.compile(r"\b(?i:i am|i'm|my name is)\s+[A-Z][a-z]+\s+[A-Z][a-z]+")
 # Fields that carry personal data (under any key, or under claimant/vehicle): only tokens (pii_...) may appear.
 _PERSONAL_KEYS = {"email", "phone", "plate", "claimant_name", "full_name"}
 _PERSONAL_UNDER = {"claimant": {"name", "email", "phone"}, "vehicle": {"plate"}}
-
-
-@dataclass(frozen=True)
-class Gate:
-    """One check of the decision: its name, outcome, why, and the span it judges."""
-
-    name: str
-    passed: bool
-    reason: str
-    span: str
 
 
 def usage_of(response: ModelResponse | None) -> dict[str, Any]:
@@ -245,3 +235,16 @@ async def evaluate(ctx: StepContext) -> dict[str, Any]:
         },
         "usage": own,
     }
+
+
+def evaluation_of(output: Mapping[str, Any]) -> Evaluation:
+    """The evaluator step's output as the engine reads it: its gates and the run's budgets (for traces)."""
+    budget = output.get("budget") or {}
+    return Evaluation(
+        gates=tuple(
+            Gate(str(g["name"]), bool(g["passed"]), str(g.get("reason", "")), g.get("span"))
+            for g in output.get("gates", [])
+        ),
+        latency_budget_ms=budget.get("latency_budget_ms"),
+        cost_budget_usd=budget.get("cost_budget_usd"),
+    )

@@ -3,8 +3,8 @@
 Shipped as ``history.json``, a stand-in for an extract of the claims system
 (claims in the last 12 months), regenerated deterministically from the sample
 claims by ``python processors/fnol/make_history.py``. Policies are keyed by
-number; claimants by their name token (``connectors.pii.token("name", ...)``)
-under the development key ``connectors.pii.DEV_KEY``. Tokens depend on
+number; claimants by their name token (``processors.pii.token("name", ...)``)
+under the development key ``processors.pii.DEV_KEY``. Tokens depend on
 ``DURABLE_PII_KEY``: under another key no claimant matches and only the
 policy history counts (regenerate the table under that key to match again).
 """

@@ -1,6 +1,6 @@
 """Regenerate history.json: ``python processors/fnol/make_history.py [claims.jsonl ...]``.
 
-Default input: connectors/samples/fnol.jsonl. Each policy number and each
+Default input: processors/fnol/samples/fnol.jsonl. Each policy number and each
 claimant of the claims gets a count of prior claims drawn from a hash of the
 number or name (most have none, a few are frequent claimants), claimants
 keyed by their name token under the development PII key whatever
@@ -19,7 +19,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-DEFAULT_CLAIMS = ROOT / "connectors" / "samples" / "fnol.jsonl"
+DEFAULT_CLAIMS = ROOT / "processors" / "fnol" / "samples" / "fnol.jsonl"
 HISTORY_FILE = HERE / "history.json"
 
 
@@ -30,7 +30,7 @@ def _count(*parts: str) -> int:
 
 def build(claims: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     """The table for these raw claims (claimant names are tokenised with the development key)."""
-    from connectors import pii
+    from processors import pii
 
     saved = os.environ.pop("DURABLE_PII_KEY", None)
     try:

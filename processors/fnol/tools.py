@@ -25,10 +25,11 @@ by its ``timeout_s``.
   damage less the deductible, in round hundreds, within 0..limit.
 
 Two stand-ins for outside services can fail, to exercise the engine: the
-fraud service is flaky at the rate ``DURABLE_FNOL_FRAUD_FAILURE_RATE`` (0 to
-1, default 0; which attempts fail is drawn with ``ctx.random()``, so a replay
-of a run fails exactly where it failed), and a document request fails for
-good when the claimant left no email or phone.
+fraud service is flaky at a failure rate (0 to 1; :func:`fraud_checker`
+takes it, else ``DURABLE_FNOL_FRAUD_FAILURE_RATE``, default 0; which attempts
+fail is drawn with ``ctx.random()``, so a replay of a run fails exactly where
+it failed), and a document request fails for good when the claimant left no
+email or phone.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ from datetime import date, datetime
 from functools import cache
 from typing import Any
 
-from processors.engine.workflow import StepContext
+from processors.engine import StepContext
+from processors.engine.context import StepHandler
 from processors.fnol import history
 from processors.fnol.evaluator import NO_USAGE, usage_of
 from processors.fnol.retrieval import PolicyRetriever, default_retriever
@@ -276,10 +278,20 @@ def fraud_signals(report: Report) -> tuple[list[str], dict[str, int]]:
     return signals, {"policy": by_policy, "claimant": by_claimant}
 
 
-async def fraud_check(ctx: StepContext) -> dict[str, Any]:
+def fraud_checker(failure_rate: float | None = None) -> StepHandler:
+    """The fraud check, its simulated outage at ``failure_rate`` (None: ``DURABLE_FNOL_FRAUD_FAILURE_RATE`` at call time)."""
+
+    async def fraud_check_step(ctx: StepContext) -> dict[str, Any]:
+        rate = fraud_failure_rate() if failure_rate is None else min(1.0, max(0.0, failure_rate))
+        return await fraud_check(ctx, rate)
+
+    return fraud_check_step
+
+
+async def fraud_check(ctx: StepContext, rate: float | None = None) -> dict[str, Any]:
     """Signals from the report, the claims history table and the policy register, scored; the model notes risk."""
     report = ctx.input
-    rate = fraud_failure_rate()
+    rate = fraud_failure_rate() if rate is None else rate
     if rate > 0 and ctx.random() < rate:  # recorded: a replay fails (or not) exactly as the attempt did
         raise FraudServiceUnavailable(f"fraud service did not answer (simulated outage rate {rate:.0%})")
     signals, prior = fraud_signals(report)

@@ -22,9 +22,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from processors.engine.workflow import RetryPolicy, RunFailure, RunResult, Step, Workflow
+from processors.engine import RetryPolicy, RunFailure, RunResult, Step, Workflow
 from processors.fnol import tools
-from processors.fnol.evaluator import evaluate
+from processors.fnol.evaluator import evaluate, evaluation_of
+from processors.fnol.intake import FNOL_INTAKE
+from processors.fnol.simulation import FNOL_SIMULATION
+from processors.fnol.view import describe
+from schemas.fnol import SCHEMA_DIR
 
 INPUT_TOPIC = "fnol.reported"
 DECISIONS_TOPIC = "decisions"
@@ -92,68 +96,84 @@ def review_decision(failure: RunFailure) -> dict[str, Any]:
     }
 
 
-FNOL = Workflow(
-    name="fnol",
-    steps=(
-        Step("plan", tools.plan, span="orchestrator.plan", retry=TOOL_RETRY, timeout_s=5.0),
-        Step(
-            "policy_check",
-            tools.policy_check,
-            after=("plan",),
-            span="retrieval.policy",
-            retry=TOOL_RETRY,
-            timeout_s=5.0,
+def fnol_workflow(*, fraud_failure_rate: float | None = None) -> Workflow:
+    """The FNOL workflow; ``fraud_failure_rate`` simulates a fraud-service outage (None: from the environment)."""
+    return Workflow(
+        name="fnol",
+        steps=(
+            Step("plan", tools.plan, span="orchestrator.plan", retry=TOOL_RETRY, timeout_s=5.0),
+            Step(
+                "policy_check",
+                tools.policy_check,
+                after=("plan",),
+                span="retrieval.policy",
+                retry=TOOL_RETRY,
+                timeout_s=5.0,
+            ),
+            Step(
+                "damage_assessment",
+                tools.damage_assessment,
+                after=("plan",),
+                span="tool.vision",
+                retry=TOOL_RETRY,
+                timeout_s=5.0,
+            ),
+            Step(
+                "fraud_check",
+                tools.fraud_checker(fraud_failure_rate),
+                after=("plan",),
+                span="tool.fraud_check",
+                retry=FRAUD_RETRY,
+                timeout_s=5.0,
+            ),
+            Step(
+                "severity_reserve",
+                tools.severity_reserve,
+                after=("policy_check", "damage_assessment", "fraud_check"),
+                span="reasoner.severity",
+                retry=TOOL_RETRY,
+                timeout_s=5.0,
+                compensate=tools.release_reserve,
+            ),
+            Step(
+                "route",
+                tools.route,
+                after=("policy_check", "fraud_check", "severity_reserve"),
+                span="tool.route",
+                timeout_s=5.0,
+                local=True,  # a pure rule, no I/O: run by the orchestrator, no Kafka round trip
+            ),
+            Step(
+                "evaluator",
+                evaluate,
+                after=("plan", "policy_check", "damage_assessment", "fraud_check", "severity_reserve", "route"),
+                span="evaluator",
+                retry=TOOL_RETRY,
+                timeout_s=5.0,
+                evaluation=evaluation_of,
+            ),
+            Step(
+                "request_documents",
+                tools.request_documents,
+                after=("route", "evaluator"),
+                span="tool.documents",
+                retry=DOCUMENTS_RETRY,
+                timeout_s=5.0,
+            ),
         ),
-        Step(
-            "damage_assessment",
-            tools.damage_assessment,
-            after=("plan",),
-            span="tool.vision",
-            retry=TOOL_RETRY,
-            timeout_s=5.0,
-        ),
-        Step(
-            "fraud_check", tools.fraud_check, after=("plan",), span="tool.fraud_check", retry=FRAUD_RETRY, timeout_s=5.0
-        ),
-        Step(
-            "severity_reserve",
-            tools.severity_reserve,
-            after=("policy_check", "damage_assessment", "fraud_check"),
-            span="reasoner.severity",
-            retry=TOOL_RETRY,
-            timeout_s=5.0,
-            compensate=tools.release_reserve,
-        ),
-        Step(
-            "route",
-            tools.route,
-            after=("policy_check", "fraud_check", "severity_reserve"),
-            span="tool.route",
-            timeout_s=5.0,
-            local=True,  # a pure rule, no I/O: run by the orchestrator, no Kafka round trip
-        ),
-        Step(
-            "evaluator",
-            evaluate,
-            after=("plan", "policy_check", "damage_assessment", "fraud_check", "severity_reserve", "route"),
-            span="evaluator",
-            retry=TOOL_RETRY,
-            timeout_s=5.0,
-        ),
-        Step(
-            "request_documents",
-            tools.request_documents,
-            after=("route", "evaluator"),
-            span="tool.documents",
-            retry=DOCUMENTS_RETRY,
-            timeout_s=5.0,
-        ),
-    ),
-    input_topic=INPUT_TOPIC,
-    input_schema="durable.fnol.FnolReported",
-    output_topic=DECISIONS_TOPIC,
-    output_schema="durable.fnol.RoutedDecision",
-    run_id_of=run_id_of,
-    result=decision,
-    on_failure=review_decision,
-)
+        input_topic=INPUT_TOPIC,
+        input_schema="durable.fnol.FnolReported",
+        output_topic=DECISIONS_TOPIC,
+        output_schema="durable.fnol.RoutedDecision",
+        run_id_of=run_id_of,
+        result=decision,
+        on_failure=review_decision,
+        schemas=(SCHEMA_DIR,),
+        intake=FNOL_INTAKE,
+        describe=describe,
+        simulation=FNOL_SIMULATION,
+        diff_ignores=frozenset({"decided_at_ms", "decision_id"}),
+    )
+
+
+FNOL = fnol_workflow()

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from processors.models.client import (
     Message,
@@ -23,15 +23,15 @@ from processors.models.client import (
     ModelUnavailable,
     estimate_tokens,
 )
-from processors.models.local import DEFAULT_PROFILE, FNOL_PROFILES, LocalModel, PurposeProfile
+from processors.models.local import DEFAULT_PROFILE, Answer, LocalModel, PurposeProfile, Simulation, keywords
 from processors.models.openai_compat import OpenAICompatibleClient
 from processors.models.prices import DEFAULT_PRICES, SIMULATED_MODEL, Price, PriceTable, UnknownModelPrice, cost
 
 __all__ = [
     "DEFAULT_PRICES",
     "DEFAULT_PROFILE",
-    "FNOL_PROFILES",
     "SIMULATED_MODEL",
+    "Answer",
     "LocalModel",
     "Message",
     "ModelBadResponse",
@@ -48,16 +48,23 @@ __all__ = [
     "Price",
     "PriceTable",
     "PurposeProfile",
+    "Simulation",
     "UnknownModelPrice",
     "client_from_env",
     "cost",
     "estimate_tokens",
+    "keywords",
 ]
 
 
-def client_from_env(env: Mapping[str, str] | None = None) -> ModelClient:
-    """The OpenAI-compatible client if ``DURABLE_MODEL_BASE_URL`` is set, else ``LocalModel`` (the simulation)."""
+def client_from_env(
+    env: Mapping[str, str] | None = None, simulations: Iterable[Simulation | None] = ()
+) -> ModelClient:
+    """The OpenAI-compatible client if ``DURABLE_MODEL_BASE_URL`` is set, else ``LocalModel`` (the simulation).
+
+    ``simulations``: how the loaded workloads' model calls are simulated (their ``Workflow.simulation``).
+    """
     env = os.environ if env is None else env
     if env.get("DURABLE_MODEL_BASE_URL"):
         return OpenAICompatibleClient.from_env(env)
-    return LocalModel(prices=PriceTable.from_env(env))
+    return LocalModel(prices=PriceTable.from_env(env), simulation=Simulation.merged(simulations))

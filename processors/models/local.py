@@ -1,16 +1,15 @@
 """LocalModel: a deterministic SIMULATION of a language model. No machine learning happens here.
 
 It exists so that workflows, traces, budgets and benchmarks run offline and
-reproducibly with realistic figures. For each purpose ("plan", "severity",
-"judge", ...) a profile gives a latency and token counts near the flagship
-FNOL run (plan ~80 ms and 192 tokens; a whole run of plan, policy retrieval,
-vision, fraud, severity and evaluator judge ~2.8 s, 2,210 tokens, $0.018).
+reproducibly with realistic figures. A workload describes how its model calls
+behave with a :class:`Simulation`: per purpose ("plan", "severity", ...), a
+profile (latency and token counts) and an answer (purpose-shaped JSON derived
+from the prompt). Purposes no simulation knows get the default profile and a
+generic answer (the prompt's keywords).
 
 What it returns is a function of (seed, purpose, model, prompt text) only:
 
-- the text is purpose-shaped JSON derived from the prompt (a severity read
-  from the amounts and damage words in it, a judge verdict that fails on
-  the failure words in it, ...), padded with a deterministic "notes" field
+- the text is the answer's JSON, padded with a deterministic "notes" field
   to the profile's output size;
 - tokens in = the profile's ``context_tokens`` (standing for the system
   prompt and context a real deployment sends) + an estimate from the prompt
@@ -29,9 +28,8 @@ import os
 import random
 import re
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from processors.models.client import (
@@ -43,7 +41,7 @@ from processors.models.client import (
 )
 from processors.models.prices import SIMULATED_MODEL, PriceTable
 
-__all__ = ["DEFAULT_PROFILE", "FNOL_PROFILES", "SPEED_ENV", "LocalModel", "PurposeProfile"]
+__all__ = ["DEFAULT_PROFILE", "SPEED_ENV", "Answer", "LocalModel", "PurposeProfile", "Simulation", "keywords"]
 
 SPEED_ENV = "DURABLE_MODEL_SPEED"
 _JITTER = 0.05
@@ -74,19 +72,33 @@ class PurposeProfile:
         return self.nominal_tokens_in + self.output_tokens
 
 
-# The flagship run's six model-backed steps; they sum to 2,800 ms and 2,210
-# tokens, and at the simulated model's price (5 / 15 USD per M) to $0.0180.
-FNOL_PROFILES: Mapping[str, PurposeProfile] = MappingProxyType(
-    {
-        "plan": PurposeProfile(80.0, 100, 52, 40),
-        "retrieval": PurposeProfile(420.0, 180, 120, 80),
-        "vision": PurposeProfile(1100.0, 300, 120, 190),
-        "fraud": PurposeProfile(310.0, 90, 80, 70),
-        "severity": PurposeProfile(640.0, 160, 140, 220),
-        "judge": PurposeProfile(250.0, 100, 70, 98),
-    }
-)
 DEFAULT_PROFILE = PurposeProfile(200.0, 80, 80, 60)
+
+# An answer: (prompt text, seeded random source) -> the JSON body the simulated model returns.
+Answer = Callable[[str, random.Random], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """How one workload's model calls are simulated: profiles and answers, by purpose."""
+
+    profiles: Mapping[str, PurposeProfile] = field(default_factory=dict)
+    answers: Mapping[str, Answer] = field(default_factory=dict)
+
+    @staticmethod
+    def merged(simulations: Iterable[Simulation | None]) -> Simulation:
+        """One simulation from several (the first to name a purpose wins)."""
+        profiles: dict[str, PurposeProfile] = {}
+        answers: dict[str, Answer] = {}
+        for sim in simulations:
+            if sim is None:
+                continue
+            for purpose, profile in sim.profiles.items():
+                profiles.setdefault(purpose, profile)
+            for purpose, answer in sim.answers.items():
+                answers.setdefault(purpose, answer)
+        return Simulation(profiles, answers)
+
 
 _STOPWORDS = frozenset(
     re.findall(
@@ -95,28 +107,6 @@ _STOPWORDS = frozenset(
         "we were with you your me not no user system assistant",
     )
 )
-_SEVERE = ("airbag_deployed", "frame_damage", "total_loss", "structural_damage", "burnt_out", "flooded_room")
-_MODERATE = ("front_bumper_dent", "rear_bumper_dent", "door_dent", "water_stain", "smoke_damage", "broken_window")
-_LOSS_TYPES = (
-    "auto_collision",
-    "auto_theft",
-    "auto_glass",
-    "property_water",
-    "property_fire",
-    "property_theft",
-    "liability",
-)
-# Words that make the simulated judge doubt a decision, and by how much.
-_JUDGE_DOUBTS = {
-    "not in force": 0.4,
-    "not covered": 0.3,
-    "exceeds": 0.3,
-    "missing": 0.25,
-    "over budget": 0.3,
-    "no citation": 0.3,
-    "unsupported": 0.25,
-    "contradict": 0.3,
-}
 _NOTE_TEMPLATES = (
     "Considered {k}.",
     "Weighed {k} against the stated facts.",
@@ -143,7 +133,7 @@ class LocalModel:
         *,
         speed: float | None = None,
         model: str = SIMULATED_MODEL,
-        profiles: Mapping[str, PurposeProfile] = FNOL_PROFILES,
+        simulation: Simulation | None = None,
         default_profile: PurposeProfile = DEFAULT_PROFILE,
         prices: PriceTable | None = None,
     ) -> None:
@@ -151,14 +141,14 @@ class LocalModel:
         if not self.speed > 0:
             raise ModelConfigError(f"speed must be positive, not {self.speed}")
         self.model = model
-        self.profiles = profiles
+        self.simulation = simulation or Simulation()
         self.default_profile = default_profile
         self._prices = prices if prices is not None else PriceTable.from_env()
         self._prices.price(model)  # fail at construction, not mid-run, when the model is unpriced
 
     def profile(self, purpose: str) -> PurposeProfile:
         """The profile used for ``purpose`` (the default one for purposes without their own)."""
-        return self.profiles.get(purpose, self.default_profile)
+        return self.simulation.profiles.get(purpose, self.default_profile)
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         """Simulate the call: sleep the profile's latency / speed, then answer deterministically."""
@@ -180,7 +170,7 @@ class LocalModel:
         await asyncio.sleep(wait_s)
 
         target = min(profile.output_tokens, request.max_tokens)
-        text = _answer(request.purpose, prompt, rng, target_chars=target * 4)
+        text = self._answer(request.purpose, prompt, rng, target_chars=target * 4)
         tokens_in = profile.context_tokens + estimate_tokens(prompt)
         tokens_out = estimate_tokens(text)
         return ModelResponse(
@@ -201,98 +191,26 @@ class LocalModel:
             },
         )
 
+    def _answer(self, purpose: str, prompt: str, rng: random.Random, *, target_chars: int) -> str:
+        answer = self.simulation.answers.get(purpose)
+        body = answer(prompt, rng) if answer is not None else {"purpose": purpose, "summary": keywords(prompt)[:5]}
+        body["notes"] = ""
+        room = target_chars - len(json.dumps(body))
+        body["notes"] = _notes(keywords(prompt), rng, room)
+        return json.dumps(body)
 
-def _keywords(text: str, limit: int = 8) -> list[str]:
+
+def keywords(text: str, limit: int = 8) -> list[str]:
+    """The prompt's most frequent content words (ties alphabetically: deterministic whatever the dict order)."""
     words = [w for w in re.findall(r"[a-z][a-z_]{2,}", text.lower()) if w not in _STOPWORDS]
-    # Most frequent first, ties alphabetically: deterministic whatever the dict order.
     return [w for w, _ in sorted(Counter(words).items(), key=lambda kv: (-kv[1], kv[0]))[:limit]]
 
 
-def _amounts(text: str) -> list[float]:
-    # Decimals, currency amounts and "amount: N"; not bare integers, which in a
-    # claim are mostly years, phone numbers and identifiers.
-    pattern = r"(?:[£$]\s?|amount\"?\s*[:=]\s*)(\d[\d,]*(?:\.\d+)?)|(?<![\w.-])(\d+\.\d+)(?![\w-])"
-    return [float((a or b).replace(",", "")) for a, b in re.findall(pattern, text, flags=re.IGNORECASE)]
-
-
-def _loss_type(text: str) -> str | None:
-    lowered = text.lower()
-    return next((lt for lt in _LOSS_TYPES if lt in lowered), None)
-
-
-def _line(loss_type: str | None, text: str) -> str:
-    if loss_type:
-        return loss_type.split("_")[0] if loss_type != "liability" else "liability"
-    lowered = text.lower()
-    if any(w in lowered for w in ("car", "vehicle", "windscreen")):
-        return "auto"
-    return "property" if any(w in lowered for w in ("house", "home", "kitchen", "pipe")) else "liability"
-
-
-def _answer(purpose: str, prompt: str, rng: random.Random, *, target_chars: int) -> str:
-    lowered = prompt.lower()
-    keywords = _keywords(prompt)
-    loss_type = _loss_type(prompt)
-    severe = [label for label in _SEVERE if label in lowered]
-    moderate = [label for label in _MODERATE if label in lowered]
-    amounts = _amounts(prompt)
-    body: dict[str, Any]
-    if purpose == "plan":
-        body = {
-            "line": _line(loss_type, prompt),
-            "loss_type": loss_type or "unknown",
-            "checks": ["policy_check", "damage_assessment", "fraud_check"],
-        }
-    elif purpose == "retrieval":
-        body = {
-            "query": " ".join([*(loss_type or "").split("_"), "cover", "excess", "limit"]).strip(),
-            "terms": keywords[:6],
-        }
-    elif purpose == "vision":
-        score = min(1.0, 0.15 + 0.35 * len(severe) + 0.1 * len(moderate) + rng.uniform(0.0, 0.05))
-        body = {"labels": severe + moderate, "damage_score": round(score, 2)}
-    elif purpose == "fraud":
-        signals = [
-            s
-            for s, present in (
-                ("high_amount", any(a > 20_000 for a in amounts)),
-                ("theft", "theft" in lowered or "stolen" in lowered),
-                ("late_notification", "late" in lowered),
-            )
-            if present
-        ]
-        body = {"signals": signals, "risk": round(min(1.0, 0.2 * len(signals) + rng.uniform(0.0, 0.1)), 2)}
-    elif purpose == "severity":
-        amount = max(amounts, default=0.0)
-        level = (
-            "HIGH"
-            if (severe and amount > 10_000) or amount > 40_000
-            else "MEDIUM"
-            if amount > 3_000 or severe
-            else "LOW"
-        )
-        body = {"severity": level, "rationale": f"amount {amount:.2f}; severe damage: {', '.join(severe) or 'none'}"}
-    elif purpose == "judge":
-        doubts = [word for word in _JUDGE_DOUBTS if word in lowered]
-        score = max(0.0, round(0.9 + rng.uniform(0.0, 0.08) - sum(_JUDGE_DOUBTS[w] for w in doubts), 2))
-        body = {
-            "pass": score >= 0.7,
-            "score": score,
-            "reasons": [f"prompt says '{w}'" for w in doubts] or ["decision consistent with the evidence given"],
-        }
-    else:
-        body = {"purpose": purpose, "summary": keywords[:5]}
-    body["notes"] = ""
-    room = target_chars - len(json.dumps(body))
-    body["notes"] = _notes(keywords, rng, room)
-    return json.dumps(body)
-
-
-def _notes(keywords: list[str], rng: random.Random, room: int) -> str:
+def _notes(words: list[str], rng: random.Random, room: int) -> str:
     """Filler sentences from the prompt's own words, cut at a word boundary to fit ``room`` characters."""
     if room <= 0:
         return ""
-    subjects = keywords or ["the report"]
+    subjects = words or ["the report"]
     sentences: list[str] = []
     length = 0
     while length < room:

@@ -13,7 +13,8 @@ import pytest
 from streams.config import Settings
 from streams.topics import Topics
 from tests.conftest import WorkerProcesses, read_topic, wait_for
-from tests.helpers import assert_exactly_once, decisions, journal, produce, sample_claims
+from tests.helpers import assert_exactly_once, journal, outcomes, produce_orders, sample_orders
+from tests.workflows import OUTPUT_TOPIC
 
 FLAKY_LONG = ("--workflow", "tests.workflows:FLAKY_LONG")
 FAIL_ONCE = {"TEST_FAIL_ATTEMPTS": "1", "TEST_FLAKY_PREFIX": ""}
@@ -36,20 +37,20 @@ def _assert_each_retry_fired_once(settings: Settings, run_ids: set[str]) -> None
     assert scheduled == dict.fromkeys(run_ids, 1), scheduled
     commands = Counter(c["command_id"] for c in read_topic(settings, Topics(settings.namespace).commands))
     assert all(commands[f"{r}/flaky/2"] == 1 for r in run_ids), commands
-    assert_exactly_once(settings, run_ids)
+    assert_exactly_once(settings, run_ids, OUTPUT_TOPIC)
 
 
 def _all_decided(settings: Settings, run_ids: set[str]) -> bool:
-    return {d["run_id"] for d in decisions(settings)} >= run_ids
+    return {d["run_id"] for d in outcomes(settings)} >= run_ids
 
 
 def test_sigkill_during_backoff_then_a_new_worker_fires_each_retry_once(
     settings: Settings, workers: WorkerProcesses
 ) -> None:
-    claims = sample_claims(6, prefix="B")
-    run_ids = {c.run_id for c in claims}
+    orders = sample_orders(6, prefix="B")
+    run_ids = {c.run_id for c in orders}
     a = workers.start("a", *FLAKY_LONG, env=FAIL_ONCE)
-    produce(settings, claims)
+    produce_orders(settings, orders)
     due = wait_for(lambda: _waiting(settings, run_ids), 60, "every run to wait out its backoff")
     a.send_signal(signal.SIGKILL)
     a.wait(10)
@@ -66,13 +67,13 @@ def test_sigkill_during_backoff_then_a_new_worker_fires_each_retry_once(
 def test_crash_while_firing_a_retry_does_not_fire_it_twice(
     settings: Settings, workers: WorkerProcesses, point: str
 ) -> None:
-    claims = sample_claims(6, prefix="T")
-    run_ids = {c.run_id for c in claims}
+    orders = sample_orders(6, prefix="T")
+    run_ids = {c.run_id for c in orders}
     env: dict[str, Any] = {**FAIL_ONCE}
     # before_commit is reached by every batch; its 4th visit is after the intake, result and retry batches.
     crash = f"{point}:1" if point.endswith("timer_outputs") else f"{point}:4"
     first = workers.start("a", *FLAKY_LONG, env={**env, "DURABLE_CRASH_AT": crash})
-    produce(settings, claims)
+    produce_orders(settings, orders)
     wait_for(lambda: first.poll() is not None, 60, f"worker to die at {point}")
     assert first.returncode == -signal.SIGKILL, workers.log("a")
     workers.start("a", *FLAKY_LONG, env=env)  # same name: its RocksDB is behind the log it wrote

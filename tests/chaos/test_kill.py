@@ -16,10 +16,11 @@ import pytest
 
 from schemas.models import RunStatus
 from streams.config import Settings
-from streams.state import RunTable
+from streams.runtable import RunTable
 from streams.topics import Topics
 from tests.conftest import WorkerProcesses, read_topic, wait_for
-from tests.helpers import assert_exactly_once, decisions, journal, produce, sample_claims
+from tests.helpers import assert_exactly_once, journal, outcomes, produce_orders, sample_orders
+from tests.workflows import OUTPUT_TOPIC
 
 SLOW = ("--workflow", "tests.workflows:SLOW")
 
@@ -33,47 +34,47 @@ CRASH_POINTS = [
 
 
 def _all_decided(settings: Settings, run_ids: set[str]) -> bool:
-    return {d["run_id"] for d in decisions(settings)} >= run_ids
+    return {d["run_id"] for d in outcomes(settings)} >= run_ids
 
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_crash_point_loses_nothing(settings: Settings, workers: WorkerProcesses, point: str) -> None:
-    claims = sample_claims(24, prefix="K")
-    run_ids = {c.run_id for c in claims}
+    orders = sample_orders(24, prefix="K")
+    run_ids = {c.run_id for c in orders}
     first = workers.start("a", *SLOW, env={"DURABLE_CRASH_AT": f"{point}:2", "TEST_STEP_DELAY_S": "0.05"})
-    produce(settings, claims)
+    produce_orders(settings, orders)
     wait_for(lambda: first.poll() is not None, 60, f"worker to die at {point}")
     assert first.returncode == -signal.SIGKILL, workers.log("a")
     assert not _all_decided(settings, run_ids), "the crash must hit while runs are in flight"
 
     workers.start("a", *SLOW, env={"TEST_STEP_DELAY_S": "0.05"})  # same name: same local state dir
     wait_for(lambda: _all_decided(settings, run_ids), 90, "every run to be decided after the restart")
-    assert_exactly_once(settings, run_ids)
+    assert_exactly_once(settings, run_ids, OUTPUT_TOPIC)
 
 
 def test_sigkill_of_one_of_two_workers_mid_flight(settings: Settings, workers: WorkerProcesses) -> None:
-    claims = sample_claims(40, prefix="X")
-    run_ids = {c.run_id for c in claims}
+    orders = sample_orders(40, prefix="X")
+    run_ids = {c.run_id for c in orders}
     env = {"TEST_STEP_DELAY_S": "1.0"}
     a = workers.start("a", *SLOW, env=env)
     workers.start("b", *SLOW, env=env)
-    produce(settings, claims)
+    produce_orders(settings, orders)
     results = Topics(settings.namespace).results
     wait_for(lambda: len(read_topic(settings, results)) >= 10, 60, "the first step results")
     a.send_signal(signal.SIGKILL)
     a.wait(10)
     assert not _all_decided(settings, run_ids)
     wait_for(lambda: _all_decided(settings, run_ids), 90, "the survivor to finish every run")
-    assert_exactly_once(settings, run_ids)
+    assert_exactly_once(settings, run_ids, OUTPUT_TOPIC)
 
 
 def test_state_comes_back_from_the_changelog_when_rocksdb_is_deleted(
     settings: Settings, workers: WorkerProcesses
 ) -> None:
-    claims = sample_claims(12, prefix="R")
-    run_ids = {c.run_id for c in claims}
+    orders = sample_orders(12, prefix="R")
+    run_ids = {c.run_id for c in orders}
     a = workers.start("a", *SLOW, env={"TEST_STEP_DELAY_S": "0.01"})
-    produce(settings, claims)
+    produce_orders(settings, orders)
     wait_for(lambda: _all_decided(settings, run_ids), 60, "the first runs")
     a.send_signal(signal.SIGKILL)
     a.wait(10)
@@ -82,16 +83,16 @@ def test_state_comes_back_from_the_changelog_when_rocksdb_is_deleted(
     shutil.rmtree(state_dir)
 
     b = workers.start("a", *SLOW, env={"TEST_STEP_DELAY_S": "0.01"})
-    # The same claims again: only a restored state knows these runs are done.
-    produce(settings, claims)
-    fresh = sample_claims(4, prefix="S")
-    produce(settings, fresh)
+    # The same orders again: only a restored state knows these runs are done.
+    produce_orders(settings, orders)
+    fresh = sample_orders(4, prefix="S")
+    produce_orders(settings, fresh)
     wait_for(lambda: _all_decided(settings, run_ids | {c.run_id for c in fresh}), 60, "the fresh runs")
     b.send_signal(signal.SIGTERM)
     assert b.wait(30) == 0, workers.log("a")
-    assert_exactly_once(settings, run_ids | {c.run_id for c in fresh})
+    assert_exactly_once(settings, run_ids | {c.run_id for c in fresh}, OUTPUT_TOPIC)
     started = [e for e in journal(settings) if e["kind"] == "RUN_STARTED" and e["run_id"] in run_ids]
-    assert len(started) == len(run_ids), "re-sent claims must not start new runs"
+    assert len(started) == len(run_ids), "re-sent orders must not start new runs"
 
     table = RunTable(state_dir, Topics(settings.namespace).run_changelog)
     try:

@@ -12,7 +12,8 @@ from schemas import to_bytes
 from schemas.models import StepCommand
 from streams.config import Settings
 from streams.topics import Topics
-from streams.worker import Worker, load_workflows
+from streams.worker import Worker
+from streams.workflows import load_workflows
 from tests.conftest import ROOT, read_topic, wait_for
 from tests.helpers import decisions, produce, sample_claims
 

@@ -9,7 +9,8 @@ import sys
 
 from streams.config import Settings
 from streams.topics import Topics
-from streams.worker import Worker, load_workflows
+from streams.worker import Worker
+from streams.workflows import load_workflows
 from tests.conftest import ROOT, read_topic, wait_for
 from tests.helpers import assert_exactly_once, decisions, produce, sample_claims
 
@@ -77,7 +78,7 @@ def test_every_sample_claim_gets_one_decision(settings: Settings) -> None:
 
 def test_no_raw_personal_data_reaches_any_topic(settings: Settings) -> None:
     claims = sample_claims(8)
-    raw = [json.loads(line) for line in (ROOT / "connectors/samples/fnol.jsonl").read_text().splitlines()[:8]]
+    raw = [json.loads(line) for line in (ROOT / "processors/fnol/samples/fnol.jsonl").read_text().splitlines()[:8]]
     worker = Worker(settings, load_workflows(["processors.fnol.workflow:FNOL"])).start()
     try:
         produce(settings, claims)
@@ -108,7 +109,7 @@ def test_no_raw_personal_data_reaches_any_topic(settings: Settings) -> None:
 
 
 def test_produce_reports_bad_lines_and_produces_only_good_ones(settings: Settings) -> None:
-    done = _cli(settings, "produce", "fnol", str(ROOT / "connectors/samples/fnol_malformed.jsonl"))
+    done = _cli(settings, "produce", "fnol", str(ROOT / "processors/fnol/samples/fnol_malformed.jsonl"))
     assert done.returncode == 1
     for n in range(2, 10):
         assert f"line {n}:" in done.stderr, done.stderr
@@ -118,6 +119,6 @@ def test_produce_reports_bad_lines_and_produces_only_good_ones(settings: Setting
     assert len(records) == 1, "exactly the one good line is produced"
 
     ok = _cli(
-        settings, "produce", "fnol", "-", stdin=(ROOT / "connectors/samples/fnol.jsonl").read_text().splitlines()[0]
+        settings, "produce", "fnol", "-", stdin=(ROOT / "processors/fnol/samples/fnol.jsonl").read_text().splitlines()[0]
     )
     assert ok.returncode == 0, ok.stderr

@@ -9,10 +9,11 @@ import sys
 
 import pytest
 
-from streams import trace_view
+from processors.fnol import FNOL
+from streams import traces
 from streams.config import Settings
-from streams.topics import Topics
-from streams.worker import Worker, load_workflows
+from streams.worker import Worker
+from streams.workflows import load_workflows
 from tests.conftest import ROOT, wait_for
 from tests.helpers import decisions, produce, sample_claims
 
@@ -44,7 +45,7 @@ def _decide(settings: Settings, n: int, prefix: str) -> list[str]:
 
 def test_a_claim_is_one_trace_with_the_seed_spans_tokens_cost_and_evals(settings: Settings) -> None:
     [run_id] = _decide(settings, 1, "TR")
-    view = trace_view.load(settings, run_id, Topics(settings.namespace).name("decisions"))
+    view = traces.load(settings, run_id, FNOL)
     names = {s.name for s in view.spans}
     assert names == SEED_SPANS
     root = next(s for s in view.spans if s.name == "orchestrator.run")
@@ -56,7 +57,7 @@ def test_a_claim_is_one_trace_with_the_seed_spans_tokens_cost_and_evals(settings
     assert by_name["tool.vision"]["gen_ai.usage.output_tokens"] > 0 and by_name["tool.vision"]["durable.cost_usd"] > 0
     assert by_name["tool.vision"]["gen_ai.request.model"]
     assert by_name["evaluator"]["durable.eval.passed"] == by_name["evaluator"]["durable.eval.total"] == 8
-    assert view.evaluation is not None and view.decision is not None and view.decision["status"] == "ROUTED"
+    assert view.evaluation is not None and view.output is not None and view.output["status"] == "ROUTED"
 
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "DURABLE_NAMESPACE": settings.namespace}
     drawn = subprocess.run(

@@ -16,12 +16,13 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from streams.config import Settings
-from streams.io import read_all
 from streams.offsets import committed
+from streams.reading import read_all
 from streams.topics import Topics, ensure_topics
-from streams.worker import Worker, load_workflows
+from streams.worker import Worker
+from streams.workflows import load_workflows
 from tests.conftest import ROOT, wait_for
-from tests.helpers import decisions, produce, sample_claims
+from tests.helpers import decisions, outcomes, produce, produce_orders, sample_claims, sample_orders
 
 
 def cli(settings: Settings, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -63,34 +64,34 @@ def _iso(ms: int) -> str:
 def test_a_failing_run_replays_to_its_failure_and_after_a_fix_to_a_success(
     settings: Settings, worker_of: Any, tmp_path: Path
 ) -> None:
-    [claim] = sample_claims(1, prefix="RP")
+    [order] = sample_orders(1, prefix="RP")
     worker = worker_of("tests.workflows:SAGA")
-    produce(settings, [claim])
-    wait_for(lambda: decisions(settings) or worker.failed, 60, "the run's decision")
+    produce_orders(settings, [order])
+    wait_for(lambda: outcomes(settings) or worker.failed, 60, "the run's decision")
     worker.stop()
     worker.join(15)
     before = snapshot(settings)
 
-    same = cli(settings, "replay", claim.run_id, "--workflow", "tests.workflows:SAGA")
+    same = cli(settings, "replay", order.run_id, "--workflow", "tests.workflows:SAGA")
     assert same.returncode == 3, same.stdout + same.stderr
     assert same.stdout.count("failure reproduced") >= 3 and "different" not in same.stdout
     assert "recorded COMPENSATED" in same.stdout and "would not complete" in same.stdout
 
-    fixed = cli(settings, "replay", claim.run_id, "--workflow", "tests.workflows:SAGA_FIXED")
+    fixed = cli(settings, "replay", order.run_id, "--workflow", "tests.workflows:SAGA_FIXED")
     assert fixed.returncode == 1, fixed.stdout + fixed.stderr
     assert "different" in fixed.stdout and "would complete" in fixed.stdout
     assert '-  "error": "ConnectionError: notification service refused the message"' in fixed.stdout
-    assert '"status":"ROUTED"' in fixed.stdout  # the decision it would give
+    assert '"status":"DONE"' in fixed.stdout  # the output it would give
 
     # A run export replays without the broker's journal, to the same verdicts.
     exported = tmp_path / "run.json"
-    assert cli(settings, "runs", "export", claim.run_id, "-o", str(exported)).returncode == 0
+    assert cli(settings, "runs", "export", order.run_id, "-o", str(exported)).returncode == 0
     offline = cli(settings, "replay", "--file", str(exported), "--workflow", "tests.workflows:SAGA")
     assert offline.returncode == 3, offline.stdout + offline.stderr
 
     # One step against the known-bad input of its dead letter: the failure, with its traceback.
     bad = tmp_path / "bad.json"
-    shown = cli(settings, "dlq", "show", f"{claim.run_id}/notify/run/3", "--input")
+    shown = cli(settings, "dlq", "show", f"{order.run_id}/notify/run/3", "--input")
     bad.write_text(shown.stdout)
     step = cli(
         settings,
@@ -100,7 +101,7 @@ def test_a_failing_run_replays_to_its_failure_and_after_a_fix_to_a_success(
         "--input",
         str(bad),
         "--run",
-        claim.run_id,
+        order.run_id,
         "--workflow",
         "tests.workflows:SAGA",
     )
@@ -122,12 +123,12 @@ def test_an_fnol_run_replays_the_same_including_its_recorded_fraud_outage(
     worker = worker_of("processors.fnol.workflow:FNOL")
     produce(settings, claims)
     wait_for(lambda: len(decisions(settings)) >= 6 or worker.failed, 90, "six decisions")
-    outcomes = {c.run_id: cli(settings, "replay", c.run_id) for c in claims}
-    for run_id, done in outcomes.items():
+    replays = {c.run_id: cli(settings, "replay", c.run_id) for c in claims}
+    for run_id, done in replays.items():
         assert done.returncode in (0, 3), f"{run_id}: {done.stdout}{done.stderr}"
         assert "different" not in done.stdout and "new failure" not in done.stdout
     # With half the fraud calls failing, some run recorded an outage; replay reproduced it from the recorded draw.
-    assert any(d.returncode == 3 and "FraudServiceUnavailable" in d.stdout for d in outcomes.values())
+    assert any(d.returncode == 3 and "FraudServiceUnavailable" in d.stdout for d in replays.values())
 
 
 def test_offsets_reset_dry_run_execute_and_by_datetime(settings: Settings) -> None:

@@ -14,13 +14,15 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from streams import dlq
+from streams import deadletters as dlq
 from streams.config import Settings
 from streams.kafka import partition_for
 from streams.topics import Topics
-from streams.worker import Worker, load_workflows
+from streams.worker import Worker
+from streams.workflows import load_workflows
 from tests.conftest import ROOT, read_topic, wait_for
-from tests.helpers import assert_exactly_once, decisions, journal, produce, sample_claims
+from tests.helpers import assert_exactly_once, journal, outcomes, produce_orders, sample_orders
+from tests.workflows import OUTPUT_TOPIC
 
 
 @pytest.fixture
@@ -47,10 +49,10 @@ def by_run(settings: Settings) -> dict[str, list[dict[str, Any]]]:
 
 def decided(settings: Settings, run_ids: set[str], worker: Worker, timeout_s: float = 60) -> list[dict[str, Any]]:
     wait_for(
-        lambda: {d["run_id"] for d in decisions(settings)} >= run_ids or worker.failed, timeout_s, "every decision"
+        lambda: {d["run_id"] for d in outcomes(settings)} >= run_ids or worker.failed, timeout_s, "every decision"
     )
     assert worker.failed is None
-    return [d for d in decisions(settings) if d["run_id"] in run_ids]
+    return [d for d in outcomes(settings) if d["run_id"] in run_ids]
 
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -64,12 +66,12 @@ def test_a_flaky_step_waits_out_its_backoff_then_succeeds(
     settings: Settings, start_worker: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TEST_FAIL_ATTEMPTS", "2")
-    claims = sample_claims(3, prefix="F")
+    orders = sample_orders(3, prefix="F")
     worker = start_worker("FLAKY")
-    produce(settings, claims)
-    run_ids = {c.run_id for c in claims}
-    assert {d["status"] for d in decided(settings, run_ids, worker)} == {"ROUTED"}
-    assert_exactly_once(settings, run_ids)
+    produce_orders(settings, orders)
+    run_ids = {c.run_id for c in orders}
+    assert {d["status"] for d in decided(settings, run_ids, worker)} == {"DONE"}
+    assert_exactly_once(settings, run_ids, OUTPUT_TOPIC)
 
     commands = {c["command_id"]: c for c in read_topic(settings, Topics(settings.namespace).commands)}
     for run_id, events in by_run(settings).items():
@@ -105,27 +107,27 @@ def _timestamp(settings: Settings, partition: int, offset: int) -> int:
 
 
 def test_a_non_retryable_error_is_dead_lettered_at_once(settings: Settings, start_worker: Any) -> None:
-    [claim] = sample_claims(1, prefix="D")
+    [order] = sample_orders(1, prefix="D")
     worker = start_worker("DECLINES")
-    produce(settings, [claim])
-    [decision] = decided(settings, {claim.run_id}, worker)
+    produce_orders(settings, [order])
+    [decision] = decided(settings, {order.run_id}, worker)
     assert decision["status"] == "FAILED" and "Declined" in decision["reasons"][0]
-    kinds = [(e["kind"], e["step"]) for e in by_run(settings)[claim.run_id]]
+    kinds = [(e["kind"], e["step"]) for e in by_run(settings)[order.run_id]]
     assert kinds.count(("STEP_SCHEDULED", "pay")) == 1 and ("STEP_DEAD_LETTERED", "pay") in kinds
     [letter] = dlq.letters(settings)
-    assert letter.letter.dead_letter_id == f"{claim.run_id}/pay/run/1"
+    assert letter.letter.dead_letter_id == f"{order.run_id}/pay/run/1"
     assert letter.letter.kind == "step" and "is not retryable" in letter.letter.reason
     assert [a["type"] for a in json.loads(letter.letter.attempts_json or "")] == ["Declined"]
 
 
 def test_exhaustion_dead_letters_and_compensates_in_reverse_order(settings: Settings, start_worker: Any) -> None:
-    [claim] = sample_claims(1, prefix="S")
+    [order] = sample_orders(1, prefix="S")
     worker = start_worker("SAGA")
-    produce(settings, [claim])
-    [decision] = decided(settings, {claim.run_id}, worker)
-    assert decision["status"] == "FAILED" and decision["queue"] == "COMPENSATED"
+    produce_orders(settings, [order])
+    [decision] = decided(settings, {order.run_id}, worker)
+    assert decision["status"] == "FAILED" and decision["outcome"] == "COMPENSATED"
     assert "compensated: charge, reserve" in decision["reasons"][0]
-    events = by_run(settings)[claim.run_id]
+    events = by_run(settings)[order.run_id]
     undo = [(e["kind"], e["step"]) for e in events if e["kind"].startswith("COMPENSATION_")]
     assert undo == [
         ("COMPENSATION_SCHEDULED", "charge"),
@@ -134,10 +136,10 @@ def test_exhaustion_dead_letters_and_compensates_in_reverse_order(settings: Sett
         ("COMPENSATION_SUCCEEDED", "reserve"),
     ]
     assert events[-1]["kind"] == "RUN_COMPENSATED"
-    assert_exactly_once(settings, {claim.run_id})
+    assert_exactly_once(settings, {order.run_id}, OUTPUT_TOPIC)
 
     # The dead letter, through the CLI.
-    letter_id = f"{claim.run_id}/notify/run/3"
+    letter_id = f"{order.run_id}/notify/run/3"
     listed = cli(settings, "dlq", "list")
     assert listed.returncode == 0, listed.stderr
     assert letter_id in listed.stdout and "ConnectionError" in listed.stdout and "open" in listed.stdout
@@ -146,7 +148,7 @@ def test_exhaustion_dead_letters_and_compensates_in_reverse_order(settings: Sett
     detail = json.loads(shown.stdout)
     assert [a["attempt"] for a in detail["attempts"]] == [1, 2, 3]
     assert all("ConnectionError" in a["traceback"] and a["finished_at_ms"] >= a["started_at_ms"] for a in detail["attempts"])
-    assert detail["run_id"] == claim.run_id and detail["step"] == "notify"
+    assert detail["run_id"] == order.run_id and detail["step"] == "notify"
     only_input = cli(settings, "dlq", "show", letter_id, "--input")
     assert set(json.loads(only_input.stdout)["deps"]) == {"charge", "audit"}
 
@@ -155,36 +157,36 @@ def test_a_failing_compensation_is_retried_then_dead_lettered(
     settings: Settings, start_worker: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TEST_UNDO_FAILS", "1")
-    [claim] = sample_claims(1, prefix="U")
+    [order] = sample_orders(1, prefix="U")
     worker = start_worker("SAGA")
-    produce(settings, [claim])
-    [decision] = decided(settings, {claim.run_id}, worker)
-    assert decision["queue"] == "FAILED" and "compensation failed: charge" in decision["reasons"][0]
-    events = by_run(settings)[claim.run_id]
+    produce_orders(settings, [order])
+    [decision] = decided(settings, {order.run_id}, worker)
+    assert decision["outcome"] == "FAILED" and "compensation failed: charge" in decision["reasons"][0]
+    events = by_run(settings)[order.run_id]
     charge = [(e["kind"], e["attempt"]) for e in events if e["step"] == "charge" and "COMPENSATION" in e["kind"]]
     assert [k for k, _ in charge].count("COMPENSATION_FAILED") == 3
     assert charge[-1] == ("COMPENSATION_DEAD_LETTERED", 3)
     assert ("COMPENSATION_SUCCEEDED", "reserve") in [(e["kind"], e["step"]) for e in events]  # the rest still undone
     letters = {e.letter.dead_letter_id: e.letter for e in dlq.letters(settings)}
-    assert letters[f"{claim.run_id}/charge/compensate/3"].kind == "compensation"
+    assert letters[f"{order.run_id}/charge/compensate/3"].kind == "compensation"
 
     # The ledger is back: redrive every open letter of the compensation's step; only it is retried.
     monkeypatch.delenv("TEST_UNDO_FAILS")
     redriven = cli(settings, "dlq", "redrive", "--all", "--step", "charge")
     assert redriven.returncode == 0, redriven.stdout + redriven.stderr
-    assert f"{claim.run_id}/charge/compensate/3: redriven" in redriven.stdout and "notify" not in redriven.stdout
-    wait_for(lambda: len([d for d in decisions(settings) if d["run_id"] == claim.run_id]) == 2, 60, "a new decision")
-    latest = by_run(settings)[claim.run_id]
+    assert f"{order.run_id}/charge/compensate/3: redriven" in redriven.stdout and "notify" not in redriven.stdout
+    wait_for(lambda: len([d for d in outcomes(settings) if d["run_id"] == order.run_id]) == 2, 60, "a new decision")
+    latest = by_run(settings)[order.run_id]
     assert latest[-1]["kind"] == "RUN_COMPENSATED"
     assert ("COMPENSATION_SUCCEEDED", "charge", 4) in [(e["kind"], e["step"], e["attempt"]) for e in latest]
-    assert_exactly_once(settings, {claim.run_id})
+    assert_exactly_once(settings, {order.run_id}, OUTPUT_TOPIC)
 
 
 def test_a_hung_step_times_out_without_holding_up_other_runs(settings: Settings, start_worker: Any) -> None:
-    hung = sample_claims(1, prefix="HANG")
-    others = sample_claims(5, prefix="OK")
+    hung = sample_orders(1, prefix="HANG")
+    others = sample_orders(5, prefix="OK")
     worker = start_worker("HANGS")
-    produce(settings, hung + others)
+    produce_orders(settings, hung + others)
     decided(settings, {c.run_id for c in hung + others}, worker)
     runs = by_run(settings)
     failures = [json.loads(e["detail_json"]) for e in runs[hung[0].run_id] if e["kind"] == "STEP_FAILED"]
@@ -201,12 +203,12 @@ def test_one_slow_retrying_run_does_not_delay_others_on_its_partition(
 ) -> None:
     monkeypatch.setenv("TEST_FAIL_ATTEMPTS", "1")
     monkeypatch.setenv("TEST_FLAKY_PREFIX", "SLOW")
-    [slow] = sample_claims(1, prefix="SLOW")
+    [slow] = sample_orders(1, prefix="SLOW")
     home = partition_for(slow.run_id, settings.partitions)
-    neighbours = [c for c in sample_claims(80, prefix="N") if partition_for(c.run_id, settings.partitions) == home][:8]
+    neighbours = [c for c in sample_orders(80, prefix="N") if partition_for(c.run_id, settings.partitions) == home][:8]
     assert len(neighbours) == 8
     worker = start_worker("FLAKY_LONG")
-    produce(settings, [slow, *neighbours])
+    produce_orders(settings, [slow, *neighbours])
     decided(settings, {c.run_id for c in [slow, *neighbours]}, worker)
     runs = by_run(settings)
     retry_fired = next(
@@ -222,26 +224,26 @@ def test_redrive_completes_the_run_and_a_second_redrive_changes_nothing(
 ) -> None:
     fixed = tmp_path / "notification-service-fixed"
     monkeypatch.setenv("TEST_FIXED_FILE", str(fixed))
-    [claim] = sample_claims(1, prefix="R")
+    [order] = sample_orders(1, prefix="R")
     worker = start_worker("SAGA")
-    produce(settings, [claim])
-    [first] = decided(settings, {claim.run_id}, worker)
-    assert first["queue"] == "COMPENSATED"
-    letter_id = f"{claim.run_id}/notify/run/3"
+    produce_orders(settings, [order])
+    [first] = decided(settings, {order.run_id}, worker)
+    assert first["outcome"] == "COMPENSATED"
+    letter_id = f"{order.run_id}/notify/run/3"
 
     fixed.touch()  # the fix is deployed
     redriven = cli(settings, "dlq", "redrive", letter_id)
     assert redriven.returncode == 0, redriven.stdout + redriven.stderr
     assert "redriven" in redriven.stdout
-    wait_for(lambda: len([d for d in decisions(settings) if d["run_id"] == claim.run_id]) == 2, 60, "a new decision")
-    second = next(d for d in decisions(settings) if d["run_id"] == claim.run_id and d["decision_id"] != first["decision_id"])
-    assert second["status"] == "ROUTED"
-    events = by_run(settings)[claim.run_id]
+    wait_for(lambda: len([d for d in outcomes(settings) if d["run_id"] == order.run_id]) == 2, 60, "a new decision")
+    second = next(d for d in outcomes(settings) if d["run_id"] == order.run_id and d["outcome_id"] != first["outcome_id"])
+    assert second["status"] == "DONE"
+    events = by_run(settings)[order.run_id]
     after = [(e["kind"], e["step"], e["attempt"]) for e in events[[e["kind"] for e in events].index("RUN_REDRIVEN") :]]
     # Undone steps run again, notify gets a fresh budget (attempt 4), the run completes.
     assert ("STEP_SCHEDULED", "reserve", 2) in after and ("STEP_SCHEDULED", "charge", 2) in after
     assert ("STEP_SUCCEEDED", "notify", 4) in after and after[-1][0] == "RUN_COMPLETED"
-    assert_exactly_once(settings, {claim.run_id})
+    assert_exactly_once(settings, {order.run_id}, OUTPUT_TOPIC)
     journal_before = len(journal(settings))
 
     again = cli(settings, "dlq", "redrive", letter_id)
@@ -251,10 +253,10 @@ def test_redrive_completes_the_run_and_a_second_redrive_changes_nothing(
     assert entry is not None and entry.status == "redriven"
     dlq.request_redrives(settings, [dlq.control_for(entry.letter, "second-operator")])
     control = Topics(settings.namespace).control
-    p = partition_for(claim.run_id, settings.partitions)
+    p = partition_for(order.run_id, settings.partitions)
     wait_for(lambda: _consumed_all(settings, control, p), 30, "the orchestrator to consume the repeated redrive")
     assert len(journal(settings)) == journal_before
-    assert len([d for d in decisions(settings) if d["run_id"] == claim.run_id]) == 2
+    assert len([d for d in outcomes(settings) if d["run_id"] == order.run_id]) == 2
 
 
 def _consumed_all(settings: Settings, topic: str, partition: int) -> bool:

@@ -14,14 +14,17 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from schemas import from_bytes
 from schemas.models import StepResult
-from streams import trace_view
+from streams import traces
+from streams.cli.trace import render
 from streams.config import Settings
 from streams.kafka import read_to_end, reader
 from streams.telemetry import Telemetry, run_span_id_of, trace_id_of, traceparent_of
 from streams.topics import Topics
-from streams.worker import Worker, load_workflows
+from streams.worker import Worker
+from streams.workflows import load_workflows
 from tests.conftest import wait_for
-from tests.helpers import decisions, produce, sample_claims
+from tests.helpers import outcomes, produce_orders, sample_orders
+from tests.workflows import FLAKY, OUTPUT_TOPIC, SLOW
 
 
 def _metrics(reader_: InMemoryMetricReader) -> dict[str, list[Any]]:
@@ -54,19 +57,19 @@ def metrics() -> InMemoryMetricReader:
 def _run(
     settings: Settings, workflow: str, telemetry: Telemetry, n: int = 1, prefix: str = "T"
 ) -> tuple[Worker, list[Any]]:
-    claims = sample_claims(n, prefix=prefix)
+    orders = sample_orders(n, prefix=prefix)
     worker = Worker(settings, load_workflows([f"tests.workflows:{workflow}"]), telemetry=telemetry).start()
-    produce(settings, claims)
-    wait_for(lambda: len(decisions(settings)) >= n or worker.failed, 60, "decisions")
-    return worker, claims
+    produce_orders(settings, orders)
+    wait_for(lambda: len(outcomes(settings)) >= n or worker.failed, 60, "decisions")
+    return worker, orders
 
 
 def test_a_run_is_one_trace_parented_across_kafka(settings: Settings, metrics: InMemoryMetricReader) -> None:
-    worker, [claim] = _run(settings, "SLOW", Telemetry(settings, metric_readers=[metrics]))
+    worker, [order] = _run(settings, "SLOW", Telemetry(settings, metric_readers=[metrics]))
     worker.stop()
     worker.join(20)  # flushes the spans still queued
-    run_id = claim.run_id
-    view = trace_view.load(settings, run_id, Topics(settings.namespace).name("decisions"))
+    run_id = order.run_id
+    view = traces.load(settings, run_id, SLOW)
     by_name = {s.name: s for s in view.spans}
     assert set(by_name) == {"orchestrator.run", "a", "b", "c", "d"}
     root = by_name["orchestrator.run"]
@@ -96,7 +99,7 @@ def test_a_run_is_one_trace_parented_across_kafka(settings: Settings, metrics: I
         result = from_bytes(value, StepResult)
         span = by_name[result.step]
         assert headers["traceparent"] == f"00-{span.trace_id}-{span.span_id}-01"
-    decision_headers = _headers(settings, topics.name("decisions"))
+    decision_headers = _headers(settings, topics.name(OUTPUT_TOPIC))
     assert [h["traceparent"] for h, _ in decision_headers] == [traceparent_of(run_id)]
 
     found = _metrics(metrics)
@@ -110,18 +113,18 @@ def test_retries_and_dead_letters_are_counted_and_failed_attempts_marked(
     settings: Settings, metrics: InMemoryMetricReader, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TEST_FAIL_ATTEMPTS", "1")
-    worker, claims = _run(settings, "FLAKY", Telemetry(settings, metric_readers=[metrics]), n=2, prefix="M")
+    worker, orders = _run(settings, "FLAKY", Telemetry(settings, metric_readers=[metrics]), n=2, prefix="M")
     worker.stop()
     worker.join(20)
     found = _metrics(metrics)
     assert sum(p.value for p in found["durable.step.retries"]) == 2
-    view = trace_view.load(settings, claims[0].run_id, Topics(settings.namespace).name("decisions"))
+    view = traces.load(settings, orders[0].run_id, FLAKY)
     flaky = sorted((s for s in view.spans if s.name == "flaky"), key=lambda s: s.start_unix_nano)
     assert [s.status for s in flaky] == ["ERROR", "OK"]
     assert "ConnectionError" in (flaky[0].status_message or "")
-    table, lines = trace_view.render(view)
+    table, lines = render(view, FLAKY.describe)
     assert table.row_count == len(view.spans)
-    assert "latency" in str(lines[0]) and "ROUTED" in str(lines[-1])
+    assert "latency" in str(lines[0]) and '"status":"DONE"' in str(lines[-1])
 
 
 def test_dead_letters_are_counted(settings: Settings, metrics: InMemoryMetricReader) -> None:

@@ -7,8 +7,8 @@ import json
 import threading
 from typing import Any
 
+from processors.engine import RetryPolicy, RunFailure, RunResult, Step, StepContext, Workflow
 from processors.engine.execute import run_step
-from processors.engine.workflow import RetryPolicy, RunFailure, RunResult, Step, StepContext, Workflow
 from schemas.models import StepCommand
 
 RELEASE = threading.Event()

@@ -11,18 +11,20 @@ from typing import Any
 
 import pytest
 
-from connectors.sources.fnol import GoodLine, parse_lines
+from processors.engine import RunResult
 from processors.engine.execute import run_step
+from processors.engine.inputs import Accepted, parse_lines
 from processors.engine.transition import RunRequested, StepFinished, timers, transition
-from processors.engine.workflow import RunResult
+from processors.fnol import FNOL
 from processors.fnol.budgets import Budget, BudgetConfigError, budget_for
 from processors.fnol.evaluator import gates
-from processors.fnol.workflow import FNOL, decision
+from processors.fnol.simulation import FNOL_SIMULATION
+from processors.fnol.workflow import decision
 from processors.models import LocalModel, ModelClient
 from schemas.models import RunState, StepCommand, StepResult
 from tests.conftest import ROOT
 
-SAMPLES = (ROOT / "connectors/samples/fnol.jsonl").read_text().splitlines()
+SAMPLES = (ROOT / "processors/fnol/samples/fnol.jsonl").read_text().splitlines()
 
 
 def simulate(
@@ -32,12 +34,12 @@ def simulate(
 
     ``log``, if given, receives every step command with its result (recorded calls included).
     """
-    good = next(iter(parse_lines([line])))
-    assert isinstance(good, GoodLine)
-    models = models or LocalModel(speed=1000.0)
+    good = next(iter(parse_lines(FNOL, [line])))
+    assert isinstance(good, Accepted)
+    models = models or LocalModel(speed=1000.0, simulation=FNOL_SIMULATION)
     state: RunState | None = None
     started = int(time.time() * 1000)  # the latency gate reads the recorded clock against the run's start
-    events: deque[Any] = deque([RunRequested(good.run_id, json.loads(good.record.model_dump_json()), at_ms=started)])
+    events: deque[Any] = deque([RunRequested(good.run_id, dict(good.record), at_ms=started)])
     output: dict[str, Any] | None = None
     while events:
         t = transition(FNOL, state, events.popleft())

@@ -8,19 +8,21 @@ from typing import Any
 
 import pytest
 
-from connectors import pii
-from connectors.sources.fnol import BadLine, FnolReport, GoodLine, parse_lines, tokenise
+from processors import pii
+from processors.engine.inputs import Accepted, Rejected, parse_lines
+from processors.fnol import FNOL
+from processors.fnol.intake import FnolReport, tokenise
 from schemas import from_bytes, to_bytes
-from schemas.models import FnolReported
+from schemas.fnol.models import FnolReported
 
-SAMPLES = Path(__file__).resolve().parents[2] / "connectors" / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "processors" / "fnol" / "samples"
 GOOD_FILE = SAMPLES / "fnol.jsonl"
 MALFORMED_FILE = SAMPLES / "fnol_malformed.jsonl"
 
 
-def _parse(path: Path) -> list[GoodLine | BadLine]:
+def _parse(path: Path) -> list[Accepted | Rejected]:
     with path.open("rb") as f:
-        return list(parse_lines(f))
+        return list(parse_lines(FNOL, f))
 
 
 def _raw_claims(path: Path) -> list[dict[str, Any]]:
@@ -32,19 +34,19 @@ def _raw_claims(path: Path) -> list[dict[str, Any]]:
 
 def test_every_sample_line_is_good() -> None:
     results = _parse(GOOD_FILE)
-    bad = [r for r in results if isinstance(r, BadLine)]
+    bad = [r for r in results if isinstance(r, Rejected)]
     assert bad == []
-    good = [r for r in results if isinstance(r, GoodLine)]
+    good = [r for r in results if isinstance(r, Accepted)]
     assert len(good) >= 50
     assert [g.line_no for g in good] == list(range(1, len(good) + 1))
     raw = _raw_claims(GOOD_FILE)
-    assert [g.record.claim_id for g in good] == [c["claim_id"] for c in raw]
-    assert all(g.run_id == f"fnol-{g.record.tenant_id}-{g.record.claim_id}" for g in good)
+    assert [g.record["claim_id"] for g in good] == [c["claim_id"] for c in raw]
+    assert all(g.run_id == f"fnol-{g.record['tenant_id']}-{g.record['claim_id']}" for g in good)
     assert len({g.run_id for g in good}) == len(good)
 
 
 def test_samples_cover_every_loss_type() -> None:
-    loss_types = {g.record.loss_type for g in _parse(GOOD_FILE) if isinstance(g, GoodLine)}
+    loss_types = {g.record["loss_type"] for g in _parse(GOOD_FILE) if isinstance(g, Accepted)}
     assert loss_types == {
         "auto_collision",
         "auto_theft",
@@ -71,8 +73,8 @@ MALFORMED_REASONS: dict[int, list[str]] = {
 
 def test_malformed_file_rejects_each_bad_line_with_its_number_and_field() -> None:
     results = _parse(MALFORMED_FILE)
-    good = [r for r in results if isinstance(r, GoodLine)]
-    bad = {r.line_no: r.reason for r in results if isinstance(r, BadLine)}
+    good = [r for r in results if isinstance(r, Accepted)]
+    bad = {r.line_no: r.reason for r in results if isinstance(r, Rejected)}
     assert [g.line_no for g in good] == [1]
     assert sorted(bad) == sorted(MALFORMED_REASONS)
     for line_no, words in MALFORMED_REASONS.items():
@@ -81,41 +83,41 @@ def test_malformed_file_rejects_each_bad_line_with_its_number_and_field() -> Non
 
 
 def test_reason_does_not_blame_fields_that_are_fine() -> None:
-    bad = {r.line_no: r.reason for r in _parse(MALFORMED_FILE) if isinstance(r, BadLine)}
+    bad = {r.line_no: r.reason for r in _parse(MALFORMED_FILE) if isinstance(r, Rejected)}
     assert "claim_id" not in bad[4] and "currency" not in bad[6] and "loss_type" not in bad[5]
 
 
 def test_blank_lines_are_skipped_but_still_counted() -> None:
     line = GOOD_FILE.read_text().splitlines()[0]
-    results = list(parse_lines(["", "   ", line, "\n", "{oops"]))
-    assert [(type(r).__name__, r.line_no) for r in results] == [("GoodLine", 3), ("BadLine", 5)]
+    results = list(parse_lines(FNOL, ["", "   ", line, "\n", "{oops"]))
+    assert [(type(r).__name__, r.line_no) for r in results] == [("Accepted", 3), ("Rejected", 5)]
 
 
 def test_str_and_bytes_lines_parse_the_same() -> None:
     line = GOOD_FILE.read_text().splitlines()[0]
-    [as_str] = parse_lines([line])
-    [as_bytes] = parse_lines([line.encode()])
+    [as_str] = parse_lines(FNOL, [line])
+    [as_bytes] = parse_lines(FNOL, [line.encode()])
     assert as_str == as_bytes
 
 
 def test_oversized_line_is_rejected_without_parsing() -> None:
     claim = _raw_claims(GOOD_FILE)[0]
     claim["padding"] = "x" * (256 * 1024)
-    [result] = parse_lines([json.dumps(claim)])
-    assert isinstance(result, BadLine) and "larger than" in result.reason
+    [result] = parse_lines(FNOL, [json.dumps(claim)])
+    assert isinstance(result, Rejected) and "larger than" in result.reason
 
 
 def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
     claim = _raw_claims(GOOD_FILE)[0]
     claim["new_upstream_field"] = {"anything": [1, 2]}
-    [result] = parse_lines([json.dumps(claim)])
-    assert isinstance(result, GoodLine)
+    [result] = parse_lines(FNOL, [json.dumps(claim)])
+    assert isinstance(result, Accepted)
 
 
 def test_not_json_reason_points_at_the_column_where_the_line_breaks() -> None:
     line = '{"claim_id": "CLM-900006", "truncated": \n'
-    [result] = parse_lines([line])
-    assert isinstance(result, BadLine)
+    [result] = parse_lines(FNOL, [line])
+    assert isinstance(result, Rejected)
     # The value is missing just past the last character of the line (newline excluded).
     assert f"column {len(line.rstrip(chr(10))) + 1}" in result.reason
 

@@ -13,17 +13,17 @@ from typing import Any
 
 import pytest
 
-from connectors import pii
-from connectors.sources.fnol import GoodLine, parse_lines
+from processors import pii
+from processors.engine import RunResult, StepContext
 from processors.engine.execute import run_step
+from processors.engine.inputs import Accepted, parse_lines
 from processors.engine.recorder import Recorder
-from processors.engine.workflow import RunResult, StepContext
-from processors.fnol import history, tools
+from processors.fnol import FNOL, history, tools
 from processors.fnol.evaluator import evaluate, parse_verdict, personal_data
 from processors.fnol.retrieval import default_retriever
-from processors.fnol.workflow import FNOL, decision
+from processors.fnol.simulation import FNOL_PROFILES, FNOL_SIMULATION
+from processors.fnol.workflow import decision
 from processors.models import LocalModel, ModelRequest, ModelResponse
-from processors.models.local import FNOL_PROFILES
 from schemas.models import StepCommand, StepResult
 from tests.unit.test_fnol_evaluator import SAMPLES, outputs_of, simulate
 
@@ -31,9 +31,9 @@ RAW = [json.loads(line) for line in SAMPLES]
 
 
 def tokenised(raw: dict[str, Any]) -> dict[str, Any]:
-    good = next(iter(parse_lines([json.dumps(raw)])))
-    assert isinstance(good, GoodLine)
-    data: dict[str, Any] = json.loads(good.record.model_dump_json())
+    good = next(iter(parse_lines(FNOL, [json.dumps(raw)])))
+    assert isinstance(good, Accepted)
+    data: dict[str, Any] = dict(good.record)
     return data
 
 
@@ -50,7 +50,7 @@ def run(handler: Any, report: dict[str, Any], deps: dict[str, Any] | None = None
         attempt=1,
         input=report,
         deps=deps or {},
-        recorder=ctx.pop("recorder", None) or Recorder(models=LocalModel(speed=1000.0)),
+        recorder=ctx.pop("recorder", None) or Recorder(models=LocalModel(speed=1000.0, simulation=FNOL_SIMULATION)),
         **ctx,
     )
     out = handler(context)
@@ -265,7 +265,7 @@ class DoubtfulJudge:
     """The local model, except that the judge fails every decision."""
 
     def __init__(self) -> None:
-        self.inner = LocalModel(speed=1000.0)
+        self.inner = LocalModel(speed=1000.0, simulation=FNOL_SIMULATION)
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         response = await self.inner.complete(request)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import socket
 import threading
 import time
@@ -18,8 +19,6 @@ from typing import Any, TypeVar
 import pytest
 
 from processors.models import (
-    FNOL_PROFILES,
-    SIMULATED_MODEL,
     LocalModel,
     Message,
     ModelBadResponse,
@@ -34,10 +33,13 @@ from processors.models import (
     OpenAICompatibleClient,
     Price,
     PriceTable,
+    PurposeProfile,
+    Simulation,
     UnknownModelPrice,
     client_from_env,
     cost,
 )
+from tests.helpers import claim_prompt
 
 T = TypeVar("T")
 FAST = 10_000.0  # speed factor: a simulated 1.1 s call sleeps 0.11 ms
@@ -45,17 +47,6 @@ FAST = 10_000.0  # speed factor: a simulated 1.1 s call sleeps 0.11 ms
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
-
-
-def claim_prompt() -> str:
-    return json.dumps(
-        {
-            "loss_type": "auto_collision",
-            "description": "Another car hit mine at a junction. The airbag deployed and the frame is bent.",
-            "labels": ["airbag_deployed", "frame_damage"],
-            "estimated_amount": 24000.0,
-        }
-    )
 
 
 # --- the local simulation ---------------------------------------------------------------------------
@@ -78,54 +69,19 @@ def test_local_model_text_changes_with_seed_prompt_and_purpose() -> None:
     assert len({base, other_seed, other_prompt, other_purpose}) == 4
 
 
-def test_local_model_answers_are_json_derived_from_the_prompt() -> None:
-    model = LocalModel(speed=FAST)
+def test_a_workloads_simulation_shapes_its_purposes_and_others_get_generic_answers() -> None:
+    def answer(prompt: str, rng: random.Random) -> dict[str, Any]:
+        return {"echo": prompt.split()[-1], "draw": round(rng.random(), 3)}
 
-    def ask(purpose: str, prompt: str) -> dict[str, Any]:
-        response = run(model.complete(ModelRequest.of(purpose, prompt, seed=7)))
-        parsed: dict[str, Any] = json.loads(response.text)
-        return parsed
-
-    assert ask("severity", claim_prompt())["severity"] == "HIGH"
-    assert ask("severity", '{"loss_type": "auto_glass", "estimated_amount": 450.0}')["severity"] == "LOW"
-    assert ask("plan", '{"loss_type": "property_water"}')["line"] == "property"
-    assert ask("vision", claim_prompt())["labels"] == ["airbag_deployed", "frame_damage"]
-
-    clean = ask("judge", "Decision ROUTED, reserve 4800 within limit 25000, citations: motor_comprehensive 2.1.")
-    assert clean["pass"] is True and 0.7 <= clean["score"] <= 1.0
-    doubtful = ask("judge", "Decision ROUTED but the policy is not in force and the reserve exceeds the limit.")
-    assert doubtful["pass"] is False
-    assert any("not in force" in reason for reason in doubtful["reasons"])
-
-
-def test_fnol_profile_totals_are_near_the_flagship_run() -> None:
-    profiles = [FNOL_PROFILES[p] for p in ("plan", "retrieval", "vision", "fraud", "severity", "judge")]
-    price = PriceTable.from_env({}).price(SIMULATED_MODEL)
-    tokens = sum(p.nominal_tokens for p in profiles)
-    dollars = sum(price.cost(p.nominal_tokens_in, p.output_tokens) for p in profiles)
-    seconds = sum(p.latency_ms for p in profiles) / 1000
-    assert tokens == pytest.approx(2210, rel=0.05)
-    assert dollars == pytest.approx(0.018, rel=0.10)
-    assert seconds == pytest.approx(2.8, rel=0.10)
-    assert FNOL_PROFILES["plan"].latency_ms == pytest.approx(80, rel=0.10)
-    assert FNOL_PROFILES["plan"].nominal_tokens == pytest.approx(192, rel=0.05)
-
-
-def test_a_typical_prompt_is_billed_what_its_profile_says() -> None:
-    model = LocalModel(speed=FAST)
-    tokens = 0
-    dollars = 0.0
-    for purpose, profile in FNOL_PROFILES.items():
-        # A prompt of the size the profile assumes (the "user: " prefix counts too).
-        words = ("claim " * profile.prompt_tokens * 2)[: profile.prompt_tokens * 4 - len("user: ")]
-        response = run(model.complete(ModelRequest.of(purpose, words, seed=3)))
-        assert response.tokens_in == profile.nominal_tokens_in
-        # The generated text is cut at a word boundary, so it can fall a word short of the target.
-        assert response.tokens_out == pytest.approx(profile.output_tokens, rel=0.05), purpose
-        tokens += response.tokens
-        dollars += response.cost_usd
-    assert tokens == pytest.approx(2210, rel=0.05)
-    assert dollars == pytest.approx(0.018, rel=0.10)
+    sim = Simulation(profiles={"triage": PurposeProfile(50.0, 10, 10, 20)}, answers={"triage": answer})
+    model = LocalModel(speed=FAST, simulation=sim)
+    shaped = json.loads(run(model.complete(ModelRequest.of("triage", "look at this", seed=1))).text)
+    assert shaped["echo"] == "this" and "draw" in shaped
+    assert run(model.complete(ModelRequest.of("triage", "x", seed=1))).raw["simulated_latency_ms"] == pytest.approx(50, rel=0.06)
+    generic = json.loads(run(model.complete(ModelRequest.of("other", "apples and pears and apples", seed=1))).text)
+    assert generic["purpose"] == "other" and generic["summary"][0] == "apples"
+    merged = Simulation.merged([None, sim, Simulation(profiles={"triage": PurposeProfile(1.0, 1, 1, 1)})])
+    assert merged.profiles["triage"].latency_ms == 50.0  # the first to name a purpose wins
 
 
 def test_bigger_prompts_cost_more() -> None:
@@ -134,14 +90,6 @@ def test_bigger_prompts_cost_more() -> None:
     large = run(model.complete(ModelRequest.of("severity", "a long claim description " * 400, seed=1)))
     assert large.tokens_in > small.tokens_in + 2000
     assert large.cost_usd > small.cost_usd
-
-
-def test_latency_follows_the_profile_scaled_by_speed() -> None:
-    request = ModelRequest.of("vision", claim_prompt(), seed=5)
-    response = run(LocalModel(speed=FAST).complete(request))
-    simulated = response.raw["simulated_latency_ms"]
-    assert simulated == pytest.approx(FNOL_PROFILES["vision"].latency_ms, rel=0.05)
-    assert response.latency_ms == pytest.approx(simulated / FAST, rel=1e-3)
 
 
 def test_local_model_times_out_when_the_simulated_call_is_longer_than_the_timeout() -> None:

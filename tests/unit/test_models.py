@@ -12,17 +12,13 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from schemas import DecodeError, codec, encode, from_bytes, to_bytes
+from schemas.fnol.models import FNOL_RECORDS, ClaimantTokens, FnolReported, Location, Photo, RoutedDecision, Vehicle
 from schemas.models import (
-    SCHEMA_OF,
+    ENGINE_RECORDS,
     AttemptFailure,
-    ClaimantTokens,
     DeadLetter,
-    FnolReported,
     JournalEvent,
     JournalKind,
-    Location,
-    Photo,
-    RoutedDecision,
     RunControl,
     RunState,
     RunStatus,
@@ -32,8 +28,10 @@ from schemas.models import (
     StepState,
     StepStatus,
     TraceSpan,
-    Vehicle,
 )
+
+# Every record model this repository ships (the engine's and FNOL's), with its Avro name.
+SCHEMA_OF: dict[type[BaseModel], str] = {m: m.avro_name for m in (*ENGINE_RECORDS, *FNOL_RECORDS)}
 
 PRIMITIVES: dict[str, type] = {
     "string": str,
@@ -146,7 +144,8 @@ def test_model_mirrors_its_avro_record(model: type[BaseModel]) -> None:
 
 def test_every_schema_has_a_model() -> None:
     current, _ = codec.catalogue()
-    assert sorted(SCHEMA_OF.values()) == sorted(current)
+    shipped = [name for name in current if name.startswith(("durable.engine.", "durable.fnol."))]
+    assert sorted(SCHEMA_OF.values()) == sorted(shipped)
 
 
 def test_the_mirror_check_notices_a_drift() -> None:

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
+from processors.engine import RetryPolicy, RunFailure, RunResult, Step, StepContext, Workflow
+from processors.engine.errors import NonDeterministicCall
 from processors.engine.execute import run_step
-from processors.engine.recorder import NonDeterministicCall, Recorder
+from processors.engine.recorder import Recorder
 from processors.engine.replay import RecordedRun, compare, diff_outputs, recorded_run, replay_run
 from processors.engine.transition import Event, RunRequested, StepFinished, TimerFired, timers, transition
-from processors.engine.workflow import RetryPolicy, RunFailure, RunResult, Step, StepContext, Workflow
 from processors.models import LocalModel, ModelRequest
 from schemas.models import JournalEvent, RunState, StepCommand
 

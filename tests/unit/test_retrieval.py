@@ -26,7 +26,7 @@ from processors.fnol.retrieval.documents import parse_wording
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = [
-    json.loads(line) for line in (ROOT / "connectors" / "samples" / "fnol.jsonl").read_text().splitlines() if line
+    json.loads(line) for line in (ROOT / "processors" / "fnol" / "samples" / "fnol.jsonl").read_text().splitlines() if line
 ]
 
 
@@ -193,7 +193,7 @@ def test_the_shipped_register_is_what_make_register_generates() -> None:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    generated = module.build([ROOT / "connectors" / "samples" / "fnol.jsonl"])
+    generated = module.build([ROOT / "processors" / "fnol" / "samples" / "fnol.jsonl"])
     shipped = PolicyRegister.load(POLICIES_DIR / "register.json")
     assert shipped.numbers() == tuple(sorted(generated))
     assert all(shipped.get(n) == record for n, record in generated.items())

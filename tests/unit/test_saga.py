@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from processors.engine import RetryPolicy, RunFailure, RunResult, Step, StepFailure, Workflow
 from processors.engine.transition import (
     RedriveRequested,
     RunRequested,
@@ -17,7 +18,6 @@ from processors.engine.transition import (
     timers,
     transition,
 )
-from processors.engine.workflow import RetryPolicy, RunFailure, RunResult, Step, StepFailure, Workflow
 from schemas.models import (
     DeadLetter,
     JournalKind,

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from processors.engine import RetryPolicy, RunFailure, RunResult, Step, Workflow
 from processors.engine.transition import (
     Outgoing,
     RunRequested,
@@ -15,7 +16,6 @@ from processors.engine.transition import (
     output_id,
     transition,
 )
-from processors.engine.workflow import RetryPolicy, RunFailure, RunResult, Step, Workflow
 from schemas.models import (
     JournalEvent,
     JournalKind,

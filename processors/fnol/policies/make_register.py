@@ -1,6 +1,6 @@
 """Regenerate register.json from claims files: ``python processors/fnol/policies/make_register.py [claims.jsonl ...]``.
 
-Default input: connectors/samples/fnol.jsonl. Every policy number in the
+Default input: processors/fnol/samples/fnol.jsonl. Every policy number in the
 claims gets a record by the register rule (``processors.fnol.retrieval.register``):
 product by the claim's line, dates from a hash of the number (numbers ending
 in 0 lapsed before the loss), endorsement LX on numbers ending in 9, and the
@@ -19,7 +19,7 @@ from processors.fnol.retrieval.register import PolicyRecord, PolicyRegister, pro
 from processors.fnol.retrieval.retriever import POLICIES_DIR, PolicyRetriever
 
 ROOT = POLICIES_DIR.parents[2]
-DEFAULT_CLAIMS = ROOT / "connectors" / "samples" / "fnol.jsonl"
+DEFAULT_CLAIMS = ROOT / "processors" / "fnol" / "samples" / "fnol.jsonl"
 
 
 def build(claims_files: list[Path]) -> dict[str, PolicyRecord]:

@@ -31,6 +31,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from schemas.fnol.models import LOSS_TYPES
+
 __all__ = [
     "LOSS_TYPES",
     "PolicyRecord",
@@ -41,15 +43,6 @@ __all__ = [
     "synthesise_record",
 ]
 
-LOSS_TYPES = (
-    "auto_collision",
-    "auto_theft",
-    "auto_glass",
-    "property_water",
-    "property_fire",
-    "property_theft",
-    "liability",
-)
 
 
 class RegisterError(ValueError):

@@ -1,22 +1,24 @@
-"""FNOL intake: validate a raw report (the JSON-line contract), tokenise it, key it by run.
+"""FNOL intake: validate a raw report (the JSON contract) and tokenise its personal data.
 
 This is where personal data stops: what :func:`tokenise` returns is what
-Kafka sees.
+Kafka sees. The FNOL rules of what is personal (the claimant's name, email
+and phone, the vehicle's plate) live here; the tokens and the free-text
+scrubbing are :mod:`processors.pii`'s.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from connectors import pii
-from processors.fnol.workflow import INPUT_TOPIC, run_id_of
-from schemas.models import ClaimantTokens, FnolReported, Location, LossType, Photo, Vehicle
+from processors import pii
+from processors.engine import InputRejected, Intake
+from schemas.fnol.models import ClaimantTokens, FnolReported, Location, LossType, Photo, Vehicle
 
-MAX_LINE_BYTES = 256 * 1024
+SAMPLES = Path(__file__).resolve().parent / "samples" / "fnol.jsonl"
 
 
 class RawClaimant(BaseModel):
@@ -121,21 +123,6 @@ def tokenise(report: FnolReport) -> FnolReported:
     )
 
 
-@dataclass(frozen=True)
-class BadLine:
-    """A line that is not a valid report, and why."""
-
-    line_no: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class GoodLine:
-    line_no: int
-    run_id: str
-    record: FnolReported
-
-
 def _reason(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:3]:
@@ -144,30 +131,16 @@ def _reason(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_lines(lines: Iterable[str | bytes]) -> Iterator[GoodLine | BadLine]:
-    """Validate JSON lines one by one; blank lines are skipped."""
-    for n, raw in enumerate(lines, start=1):
-        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
-        if not text.strip():
-            continue
-        if len(text.encode()) > MAX_LINE_BYTES:
-            yield BadLine(n, f"line is larger than {MAX_LINE_BYTES} bytes")
-            continue
-        try:
-            data = json.loads(text.rstrip("\r\n"))
-        except json.JSONDecodeError as exc:
-            yield BadLine(n, f"not JSON: {exc.msg} at column {exc.colno}")
-            continue
-        if not isinstance(data, dict):
-            yield BadLine(n, f"expected a JSON object, got {type(data).__name__}")
-            continue
-        try:
-            report = FnolReport.model_validate(data)
-        except ValidationError as exc:
-            yield BadLine(n, _reason(exc))
-            continue
-        record = tokenise(report)
-        yield GoodLine(n, run_id_of(record.model_dump()), record)
+def accept(data: Mapping[str, Any]) -> dict[str, Any]:
+    """One raw report -> the FnolReported record Kafka gets, or :class:`InputRejected` saying why."""
+    try:
+        report = FnolReport.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]["loc"] if exc.errors() else ()
+        raise InputRejected(_reason(exc), ".".join(str(x) for x in first) or None) from None
+    return tokenise(report).model_dump()
 
 
-__all__ = ["INPUT_TOPIC", "BadLine", "FnolReport", "GoodLine", "parse_lines", "tokenise"]
+FNOL_INTAKE = Intake(accept=accept, samples=SAMPLES)
+
+__all__ = ["FNOL_INTAKE", "SAMPLES", "FnolReport", "accept", "tokenise"]

@@ -1,4 +1,4 @@
-"""Reading and writing the engine's topics from outside a worker (CLI, tests, sinks)."""
+"""Reading the engine's topics from outside a worker (CLI, tests, the demo): whole topics, or following them."""
 
 from __future__ import annotations
 
@@ -8,46 +8,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import Message, TopicPartition
 
-from schemas import DecodeError, decode, from_bytes, to_bytes
-from schemas.models import FnolReported, JournalEvent
+from schemas import DecodeError, decode
 from streams.config import Settings
-from streams.kafka import consumer, partition_for, producer, read_to_end, reader, take
-from streams.topics import Topics, ensure_topics
-
-
-class ProduceFailed(RuntimeError):
-    """The broker did not acknowledge every record."""
-
-
-def produce_reports(settings: Settings, topic: str, records: list[tuple[str, FnolReported]]) -> int:
-    """Write tokenised reports keyed by run id; returns how many were acknowledged."""
-    ensure_topics(settings, [topic])
-    p = producer(settings)
-    failures: list[str] = []
-
-    def delivered(err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            failures.append(str(err))
-
-    for run_id, record in records:
-        while True:
-            try:
-                p.produce(
-                    topic,
-                    key=run_id,
-                    value=to_bytes(record),
-                    partition=partition_for(run_id, settings.partitions),
-                    on_delivery=delivered,
-                )
-                break
-            except BufferError:
-                p.poll(0.05)
-    p.flush(30)
-    if failures:
-        raise ProduceFailed(f"{len(failures)} of {len(records)} records failed: {failures[0]}")
-    return len(records)
+from streams.kafka import consumer, read_to_end, reader, take
+from streams.topics import ensure_topics
 
 
 @dataclass(frozen=True)
@@ -58,6 +24,8 @@ class Received:
     partition: int
     offset: int
     value: dict[str, Any]
+    key: str | None = None
+    output_id: str | None = None  # the ``id`` header the orchestrator puts on what it writes
 
 
 def follow(
@@ -103,7 +71,15 @@ def follow(
                     _, value = decode(msg.value() or b"")
                 except DecodeError as exc:
                     value = {"undecodable": str(exc)}
-                yield Received(topic, msg.partition() or 0, msg.offset() or 0, value)
+                key = msg.key()
+                yield Received(
+                    topic,
+                    msg.partition() or 0,
+                    msg.offset() or 0,
+                    value,
+                    key.decode(errors="replace") if key is not None else None,
+                    header(msg, "id"),
+                )
                 if group:
                     c.commit(message=msg, asynchronous=True)
             if idle_timeout_s is not None and time.monotonic() - last_new >= idle_timeout_s:
@@ -137,36 +113,17 @@ def read_all(settings: Settings, topic: str) -> list[Message]:
         c.close()
 
 
-def journals(settings: Settings) -> dict[str, list[JournalEvent]]:
-    """Every run's journal in this namespace, by run id, in seq order (each event once)."""
-    runs: dict[str, dict[int, JournalEvent]] = {}
-    for msg in read_all(settings, Topics(settings.namespace).journal):
-        try:
-            event = from_bytes(msg.value() or b"", JournalEvent)
-        except DecodeError:
-            continue
-        runs.setdefault(event.run_id, {})[event.seq] = event
-    return {run_id: [events[s] for s in sorted(events)] for run_id, events in runs.items()}
-
-
-def run_journal(settings: Settings, run_id: str) -> list[JournalEvent]:
-    """Every journal event of one run, in order (read from the run's journal partition)."""
-    topics = Topics(settings.namespace)
-    out: dict[int, JournalEvent] = {}
-    c = reader(settings)
-    try:
-        p = partition_for(run_id, settings.partitions)
-        for msg in read_to_end(c, [TopicPartition(topics.journal, p, 0)]):
-            if (msg.key() or b"").decode() != run_id:
-                continue
-            event = from_bytes(msg.value() or b"", JournalEvent)
-            out[event.seq] = event
-    finally:
-        c.close()
-    return [out[s] for s in sorted(out)]
+def header(msg: Message, name: str) -> str | None:
+    """A record header's value as text (None when absent)."""
+    for pair in msg.headers() or []:
+        key, value = pair[0], pair[1]
+        if key == name and value is not None:
+            return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    return None
 
 
 def dumps(value: dict[str, Any]) -> str:
+    """One record as one compact JSON line (bytes as hex)."""
     return json.dumps(value, separators=(",", ":"), default=_default)
 
 

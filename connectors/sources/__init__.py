@@ -1,1 +1,0 @@
-"""Sources: turn upstream FNOL reports into tokenised Avro records on Kafka."""

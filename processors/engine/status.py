@@ -1,0 +1,31 @@
+"""A run's status as its journal tells it: the one mapping from journal events to run statuses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from schemas.models import JournalEvent, JournalKind, RunStatus
+
+# The run-level events and the status each leaves the run in.
+STATUS_AFTER: dict[JournalKind, RunStatus] = {
+    JournalKind.RUN_STARTED: RunStatus.RUNNING,
+    JournalKind.RUN_REDRIVEN: RunStatus.RUNNING,
+    JournalKind.RUN_COMPENSATING: RunStatus.COMPENSATING,
+    JournalKind.RUN_COMPLETED: RunStatus.COMPLETED,
+    JournalKind.RUN_FAILED: RunStatus.FAILED,
+    JournalKind.RUN_COMPENSATED: RunStatus.COMPENSATED,
+}
+# The events that end a run (until a redrive).
+ENDINGS: dict[JournalKind, RunStatus] = {
+    kind: status
+    for kind, status in STATUS_AFTER.items()
+    if status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.COMPENSATED)
+}
+
+
+def run_status(events: Iterable[JournalEvent]) -> RunStatus | None:
+    """The run's status after its last run-level event (None: no run-level event at all)."""
+    status = None
+    for event in events:
+        status = STATUS_AFTER.get(event.kind, status)
+    return status

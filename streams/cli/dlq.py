@@ -1,0 +1,180 @@
+"""`durable dlq list | show | redrive`: dead letters as operators handle them."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import time
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from processors.engine.status import run_status
+from schemas import DecodeError, decode
+from schemas.models import JournalKind, RunStatus
+from streams import deadletters
+from streams.cli.common import NamespaceOpt, WorkflowOpt, fail, out, settings, workflows
+from streams.journal import run_journal
+from streams.reading import dumps
+
+dlq_app = typer.Typer(help="Dead letters: list them, show one, redrive runs from them.", no_args_is_help=True)
+
+
+def _age(at_ms: int) -> str:
+    seconds = max(0.0, time.time() - at_ms / 1000)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+@dlq_app.command("list")
+def dlq_list(
+    namespace: NamespaceOpt = None,
+    step: Annotated[str | None, typer.Option(help="Only letters of this step.")] = None,
+    open_only: Annotated[bool, typer.Option("--open", help="Hide letters already redriven.")] = False,
+) -> None:
+    """A table of dead letters: id, run, step, error, attempts, age, status."""
+    s = settings(namespace)
+    entries = [
+        e
+        for e in deadletters.letters(s)
+        if (step is None or e.letter.step == step) and not (open_only and e.redrive is not None)
+    ]
+    table = Table(title=f"dead letters in {s.namespace}")
+    for col in ("id", "kind", "run", "step", "error", "attempts", "age", "status"):
+        table.add_column(col, overflow="fold")
+    for e in entries:
+        attempts = len(json.loads(e.letter.attempts_json)) if e.letter.attempts_json else None
+        # Cells are Text, never markup: ids and errors come from whatever was written to the topics.
+        table.add_row(
+            *[
+                _text(v)
+                for v in (
+                    e.letter.dead_letter_id,
+                    e.letter.kind,
+                    e.letter.run_id or "-",
+                    e.letter.step or "-",
+                    e.letter.error_type,
+                    "-" if attempts is None else str(attempts),
+                    _age(e.letter.at_ms),
+                    e.status,
+                )
+            ]
+        )
+    out.print(table)
+    out.print(f"{len(entries)} dead letter(s)", highlight=False)
+
+
+def _text(value: str) -> Text:
+    return Text(value)
+
+
+@dlq_app.command("show")
+def dlq_show(
+    letter_id: Annotated[str, typer.Argument(help="The dead letter's id (see `durable dlq list`).")],
+    namespace: NamespaceOpt = None,
+    workflow: WorkflowOpt = None,
+    input_only: Annotated[
+        bool, typer.Option("--input", help="Print only the step input as JSON (to replay it, or attach to a bug).")
+    ] = False,
+) -> None:
+    """Everything about one dead letter: why, where from, every attempt with its traceback, the input."""
+    s = settings(namespace)
+    entry = deadletters.find(s, letter_id)
+    if entry is None:
+        raise fail(f"no dead letter {letter_id} in namespace {s.namespace}")
+    letter = entry.letter
+    if input_only:
+        if letter.input_json is not None:
+            print(json.dumps(json.loads(letter.input_json), indent=2, sort_keys=True))
+            return
+        workflows(workflow)  # their schemas, to decode the record the letter holds
+        try:
+            _, record = decode(letter.payload)
+        except DecodeError as exc:
+            raise fail(f"{letter_id} holds an undecodable record ({exc}); its raw bytes are in `dlq show`") from None
+        print(dumps(record))
+        return
+    shown = letter.model_dump(mode="json", exclude={"payload", "attempts_json", "input_json"})
+    shown["status"] = entry.status
+    if entry.redrive is not None:
+        shown["redrive"] = entry.redrive.model_dump(mode="json")
+    shown["payload"] = letter.payload[:512].decode("utf-8", errors="backslashreplace") if letter.payload else ""
+    shown["input"] = json.loads(letter.input_json) if letter.input_json else None
+    shown["attempts"] = json.loads(letter.attempts_json) if letter.attempts_json else []
+    print(json.dumps(shown, indent=2, sort_keys=False, default=str))
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    letter_id: Annotated[str | None, typer.Argument(help="The dead letter to redrive.")] = None,
+    namespace: NamespaceOpt = None,
+    all_: Annotated[bool, typer.Option("--all", help="Redrive every open step and compensation letter.")] = False,
+    step: Annotated[str | None, typer.Option(help="With --all: only letters of this step.")] = None,
+    timeout: Annotated[float, typer.Option(help="Wait up to S seconds for the worker to apply each redrive.")] = 30.0,
+) -> None:
+    """Resume runs at their dead-lettered step with a fresh retry budget.
+
+    Idempotent: a letter already redriven is reported and left alone, and the
+    orchestrator ignores a repeated request. Exit 0 when every selected
+    letter is (or already was) redriven, 1 when one was not applied in time
+    or its run has not stopped, 2 when a letter cannot be redriven.
+    """
+    if (letter_id is None) == (not all_):
+        raise fail("give a dead letter id, or --all", 2)
+    s = settings(namespace)
+    entries = deadletters.letters(s)
+    if letter_id is not None:
+        chosen = [e for e in entries if e.letter.dead_letter_id == letter_id]
+        if not chosen:
+            raise fail(f"no dead letter {letter_id} in namespace {s.namespace}")
+    else:
+        chosen = [
+            e
+            for e in entries
+            if e.letter.kind in ("step", "compensation") and (step is None or e.letter.step == step)
+        ]
+    by = getpass.getuser()
+    to_send = []
+    code = 0
+    for e in chosen:
+        letter = e.letter
+        try:
+            control = deadletters.control_for(letter, by)
+        except deadletters.NotRedrivable as exc:
+            raise fail(str(exc), 2) from None
+        events = run_journal(s, control.run_id)
+        if any(
+            ev.kind is JournalKind.RUN_REDRIVEN and letter.dead_letter_id in (ev.detail_json or "") for ev in events
+        ):
+            out.print(f"{letter.dead_letter_id}: already redriven", markup=False, highlight=False)
+            continue
+        state = run_status(events)
+        if state not in (RunStatus.FAILED, RunStatus.COMPENSATED):
+            shown = state.value if state else "UNKNOWN"
+            out.print(
+                f"{letter.dead_letter_id}: run {control.run_id} is {shown}; redrive it once it has stopped",
+                markup=False,
+            )
+            code = 1
+            continue
+        to_send.append(control)
+    deadletters.request_redrives(s, to_send)
+    deadline = time.monotonic() + timeout
+    for control in to_send:
+        while not deadletters.applied(s, control) and time.monotonic() < deadline:
+            time.sleep(0.2)  # polling the run's journal, bounded by --timeout
+        if deadletters.applied(s, control):
+            out.print(
+                f"{control.dead_letter_id}: redriven, run {control.run_id} resumes at {control.step}", markup=False
+            )
+        else:
+            out.print(
+                f"{control.dead_letter_id}: requested, not applied within {timeout:.0f}s (is a worker running?)",
+                markup=False,
+            )
+            code = 1
+    raise typer.Exit(code)

@@ -1,0 +1,66 @@
+"""`durable status RUN_ID` and `durable runs export`: a run as its journal tells it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from processors.engine.replay import RecordedRun, recorded_run
+from processors.engine.status import run_status
+from streams.cli.common import NamespaceOpt, err, fail, out, settings
+from streams.config import Settings
+from streams.journal import run_journal
+
+runs_app = typer.Typer(help="Runs: export what a run captured.", no_args_is_help=True)
+
+
+def status(run_id: str, namespace: NamespaceOpt = None) -> None:
+    """A run's state and step timeline, read from its journal."""
+    s = settings(namespace)
+    events = run_journal(s, run_id)
+    if not events:
+        raise fail(f"no run {run_id} in namespace {s.namespace}")
+    t0 = events[0].at_ms
+    table = Table(title=f"run {run_id}")
+    for col in ("seq", "+ms", "event", "step", "attempt"):
+        table.add_column(col)
+    for e in events:
+        table.add_row(
+            str(e.seq), str(e.at_ms - t0), e.kind.value, e.step or "", "" if e.attempt is None else str(e.attempt)
+        )
+    state = run_status(events)
+    out.print(table)
+    started = datetime.fromtimestamp(t0 / 1000, UTC).isoformat(timespec="milliseconds")
+    out.print(
+        f"state: [bold]{state.value if state else 'UNKNOWN'}[/bold]  started {started}  last event +{events[-1].at_ms - t0} ms"
+    )
+
+
+def recorded(s: Settings, run_id: str) -> RecordedRun:
+    """A run's captured inputs and outcomes, from its journal (exit 2 if there is no such run)."""
+    events = run_journal(s, run_id)
+    if not events:
+        raise fail(f"no run {run_id} in namespace {s.namespace}", 2)
+    return recorded_run(events)
+
+
+@runs_app.command("export")
+def runs_export(
+    run_id: str,
+    namespace: NamespaceOpt = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
+) -> None:
+    """Write what a run captured (inputs, outputs, errors, outside values) as JSON, to attach to a bug.
+
+    `durable replay --file FILE` replays it without a broker.
+    """
+    text = recorded(settings(namespace), run_id).to_json()
+    if output is None:
+        print(text)
+    else:
+        output.write_text(text + "\n")
+        err.print(f"wrote {output}", markup=False)

@@ -1,0 +1,53 @@
+"""`durable broker` and `durable worker`: the processes that run the engine."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from streams import discovery
+from streams.broker import BrokerStartError, EmbeddedBroker
+from streams.cli.common import NamespaceOpt, WorkflowOpt, configure_logging, err, fail, settings, workflows
+from streams.worker import Role, Worker
+
+
+def broker(port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 0) -> None:
+    """Run the embedded broker (Tansu, in memory) in the foreground."""
+    try:
+        b = EmbeddedBroker(port=port).start()
+    except BrokerStartError as exc:
+        raise fail(f"broker did not start: {exc}") from None
+    discovery.record(b)
+    print(f"KAFKA_BOOTSTRAP_SERVERS={b.bootstrap_servers}", flush=True)
+    err.print("embedded broker up (memory storage: a broker restart loses its data). Ctrl-C to stop.")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            if b.exited:
+                raise fail("broker exited")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        discovery.forget(b)
+        b.stop()
+
+
+def worker(
+    namespace: NamespaceOpt = None,
+    name: Annotated[str | None, typer.Option(help="Worker name: its state directory. Unique per host.")] = None,
+    role: Annotated[Role, typer.Option(help="Run the orchestrator, the executor, or both.")] = Role.ALL,
+    workflow: WorkflowOpt = None,
+    state_dir: Annotated[Path | None, typer.Option(help="Where RocksDB state lives.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run one worker until SIGTERM or Ctrl-C. Several may run."""
+    configure_logging(verbose)
+    s = settings(namespace, worker_name=name or "worker", state_dir=state_dir)
+    w = Worker(s, workflows(workflow), role)
+    err.print(f"worker {s.worker_name} ({role.value}) on {s.bootstrap_servers}, namespace {s.namespace}")
+    raise typer.Exit(w.run_forever())

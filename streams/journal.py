@@ -1,0 +1,44 @@
+"""Runs as their journal tells them: every event of one run, or of every run of a namespace."""
+
+from __future__ import annotations
+
+from confluent_kafka import TopicPartition
+
+from schemas import DecodeError, from_bytes
+from schemas.models import JournalEvent
+from streams.config import Settings
+from streams.kafka import partition_for, read_to_end, reader
+from streams.reading import read_all
+from streams.topics import Topics
+
+
+def journals(settings: Settings) -> dict[str, list[JournalEvent]]:
+    """Every run's journal in this namespace, by run id, in seq order (each event once)."""
+    runs: dict[str, dict[int, JournalEvent]] = {}
+    for msg in read_all(settings, Topics(settings.namespace).journal):
+        try:
+            event = from_bytes(msg.value() or b"", JournalEvent)
+        except DecodeError:
+            continue
+        runs.setdefault(event.run_id, {})[event.seq] = event
+    return {run_id: [events[s] for s in sorted(events)] for run_id, events in runs.items()}
+
+
+def run_journal(settings: Settings, run_id: str) -> list[JournalEvent]:
+    """Every journal event of one run, in order (read from the run's journal partition)."""
+    topics = Topics(settings.namespace)
+    out: dict[int, JournalEvent] = {}
+    c = reader(settings)
+    try:
+        p = partition_for(run_id, settings.partitions)
+        for msg in read_to_end(c, [TopicPartition(topics.journal, p, 0)]):
+            if (msg.key() or b"").decode(errors="replace") != run_id:
+                continue
+            try:
+                event = from_bytes(msg.value() or b"", JournalEvent)
+            except DecodeError:
+                continue  # not a journal event: nothing of this run
+            out[event.seq] = event
+    finally:
+        c.close()
+    return [out[s] for s in sorted(out)]
