@@ -83,6 +83,7 @@ class JournalKind(StrEnum):
     RUN_COMPENSATING = "RUN_COMPENSATING"
     RUN_COMPENSATED = "RUN_COMPENSATED"
     RUN_REDRIVEN = "RUN_REDRIVEN"
+    INPUT_CONFLICT = "INPUT_CONFLICT"
 
 
 class JournalEvent(Record):
@@ -225,6 +226,7 @@ class RunState(Record):
     steps: list[StepState]
     generation: int = 0
     failure_json: str | None = None
+    conflicts: list[str] = Field(default_factory=list)
 
 
 ENGINE_RECORDS: tuple[type[Record], ...] = (

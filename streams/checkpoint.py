@@ -69,6 +69,7 @@ class Checkpoint:
 
     writes: list[Write] = field(default_factory=list)
     states: dict[tuple[int, str], RunState] = field(default_factory=dict)
+    encoded: dict[tuple[int, str], bytes] = field(default_factory=dict)  # the states' bytes, encoded once
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     fired_timers: bool = False
 
@@ -123,7 +124,8 @@ class Checkpoint:
         encoded: dict[int, dict[str, bytes]] = defaultdict(dict)
         waiting: dict[int, set[str]] = defaultdict(set)
         for (p, run_id), state in self.states.items():
-            value = encoded[p][run_id] = to_bytes(state)  # one encoding for the changelog and RocksDB
+            value = self.encoded.get((p, run_id)) or to_bytes(state)  # one encoding for the changelog and RocksDB
+            encoded[p][run_id] = value
             if waits(state):
                 waiting[p].add(run_id)
             writer.send(changelog_topic, value, key=run_id, partition=p, on_delivery=delivered)

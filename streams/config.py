@@ -29,6 +29,8 @@ class Settings:
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 1000
     max_batch: int = 500
+    # The largest record the orchestrator writes (value bytes; librdkafka refuses messages over 1,000,000).
+    max_record_bytes: int = 950_000
     executor_concurrency: int = 256
     # Short fetch waits and consume slices: ~9 ms per step over Kafka instead of
     # ~300 ms on the embedded broker, but they make its wedged-group bug easier

@@ -54,6 +54,22 @@ def from_message(
     )
 
 
+def for_event(run_id: str, src: str, reason: str, error_type: str, workflow: str) -> DeadLetter:
+    """A letter for an event that came from no record (a fired timer) and could not be applied."""
+    return DeadLetter(
+        dead_letter_id=f"{run_id}/rejected/{src}",
+        reason=reason[:2000],
+        error_type=error_type,
+        source_topic="",
+        source_partition=-1,
+        source_offset=-1,
+        run_id=run_id,
+        payload=b"",
+        at_ms=int(time.time() * 1000),
+        workflow=workflow,
+    )
+
+
 # ---------------------------------------------------------------- what operators do with them
 
 

@@ -26,11 +26,19 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from processors.engine.status import ENDINGS
-from processors.engine.transition import Event, Outgoing, StepFinished, TimerFired, timers, transition
+from processors.engine.transition import (
+    Event,
+    Outgoing,
+    RecordRejected,
+    StepFinished,
+    TimerFired,
+    timers,
+    transition,
+)
 from processors.engine.workflow import Workflow
 from processors.models import client_from_env
 from schemas import DecodeError, encode, to_bytes
-from schemas.models import DeadLetter, JournalEvent, JournalKind, StepCommand, StepResult
+from schemas.models import DeadLetter, JournalEvent, JournalKind, RunState, StepCommand, StepResult
 from streams import deadletters
 from streams.checkpoint import Checkpoint, Write
 from streams.config import Settings
@@ -48,6 +56,10 @@ from streams.writer import Writer
 log = logging.getLogger(__name__)
 
 POLL_S = 0.1
+
+
+class RecordTooLarge(ValueError):
+    """A transition would write a record larger than the broker takes (``Settings.max_record_bytes``)."""
 
 
 @dataclass
@@ -73,7 +85,7 @@ class Orchestrator:
         self.telemetry = telemetry
         self.topics = Topics(settings.namespace)
         self.workflows = {wf.name: wf for wf in workflows}
-        self.inputs = Inputs(self.topics, self.workflows)
+        self.inputs = Inputs(self.topics, self.workflows, settings.partitions)
         self.output_topic = {wf.name: self.topics.name(wf.output_topic) for wf in workflows}
         self.local = LocalSteps(
             self.workflows, settings.worker_name, client_from_env(simulations=[wf.simulation for wf in workflows])
@@ -190,20 +202,42 @@ class Orchestrator:
             try:
                 inbound = self.inputs.decode(msg)
             except DecodeError as exc:
-                letter = deadletters.from_message(msg, str(exc), type(exc).__name__)
-                report.record_letters += 1
-                log.warning("dead-lettered %s: %s", src, exc)
+                self._dead_letter(checkpoint, report, msg, str(exc), type(exc).__name__)
+                continue
+            if inbound.forward_to is not None:
+                # Written by a producer that partitioned by another rule: its run's owner gets it, once.
                 checkpoint.writes.append(
-                    Write(src, letter.dead_letter_id, self.topics.dead_letters, p, None, to_bytes(letter))
+                    Write(src, f"forward:{src}", topic, inbound.forward_to, inbound.run_id, msg.value() or b"")
                 )
                 continue
-            self._advance(checkpoint, report, src, p, inbound.workflow, inbound.run_id, inbound.event)
+            if inbound.rejected is not None:
+                self._dead_letter(checkpoint, report, msg, inbound.rejected, "MalformedResult", inbound.run_id)
+            self._advance(checkpoint, report, src, p, inbound.workflow, inbound.run_id, inbound.event, msg)
 
         checkpoint.commit(self._writer, self.topics.run_changelog, self._table, self._consumer, self.guard)
         # Timers are armed only once their state is durable; likewise what telemetry reports.
         for (p, run_id), state in checkpoint.states.items():
             self.timers.set_run(p, run_id, timers(state))
         self._report(checkpoint, report)
+
+    def _dead_letter(
+        self,
+        checkpoint: Checkpoint,
+        report: _Report,
+        msg: Message,
+        reason: str,
+        error_type: str,
+        run_id: str | None = None,
+    ) -> str:
+        """Dead-letter an input record (with the reason and where it came from); returns the letter's id."""
+        letter = deadletters.from_message(msg, reason, error_type, run_id=run_id)
+        report.record_letters += 1
+        src = f"{msg.topic()}:{msg.partition()}:{msg.offset()}"
+        log.warning("dead-lettered %s: %s", src, reason)
+        checkpoint.writes.append(
+            Write(src, letter.dead_letter_id, self.topics.dead_letters, msg.partition() or 0, None, to_bytes(letter))
+        )
+        return letter.dead_letter_id
 
     def _advance(
         self,
@@ -214,28 +248,101 @@ class Orchestrator:
         wf: Workflow,
         run_id: str,
         event: Event,
+        msg: Message | None = None,
     ) -> None:
-        """Apply ``event`` (and the results of local steps it schedules) to run ``run_id``."""
+        """Apply ``event`` (and the results of local steps it schedules) to run ``run_id``.
+
+        Nothing a record carries may stop the partition: a transition that raises, or whose records would be
+        larger than the broker takes, is not applied; the record is dead-lettered and its run fails visibly.
+        """
         assert self._table is not None
         queue: deque[Event] = deque([event])
         while queue:
             ev = queue.popleft()
             state = checkpoint.states.get((p, run_id)) or self._table.get(p, run_id)
-            tr = transition(wf, state, ev)
-            if not tr.applied or tr.state is None:
+            try:
+                applied = self._apply(checkpoint, report, src, p, wf, run_id, state, ev)
+            except Exception as exc:  # a bad record, or a workflow that cannot handle it: never the partition's end
+                log.exception("run %s: %s could not be applied", run_id, type(ev).__name__)
+                self._reject(checkpoint, report, src, p, wf, run_id, state, ev, exc, msg)
+                return
+            queue.extend(applied)
+
+    def _apply(
+        self,
+        checkpoint: Checkpoint,
+        report: _Report,
+        src: str,
+        p: int,
+        wf: Workflow,
+        run_id: str,
+        state: RunState | None,
+        ev: Event,
+    ) -> list[Event]:
+        """One transition into the checkpoint (all or nothing); returns the results of the local steps it ran."""
+        tr = transition(wf, state, ev)
+        if not tr.applied or tr.state is None:
+            return []
+        generation = tr.state.generation
+        writes: list[Write] = []
+        journal: list[JournalEvent] = []
+        local: list[StepResult] = []
+        for out in tr.outgoing:
+            if isinstance(out.record, StepCommand) and self.local.is_local(wf, out.record):
+                # Its result is journaled like any other, and re-runs (at least once) if the batch is lost.
+                local.append(self.local.run(out.record))
                 continue
-            checkpoint.states[(p, run_id)] = tr.state
-            generation = tr.state.generation
-            for out in tr.outgoing:
-                if isinstance(out.record, StepCommand) and self.local.is_local(wf, out.record):
-                    # Its result is journaled like any other, and re-runs (at least once) if the batch is lost.
-                    result = self.local.run(out.record)
-                    report.local_results.append((result, generation))
-                    queue.append(StepFinished(result, result.finished_at_ms))
-                    continue
-                if isinstance(out.record, JournalEvent):
-                    report.journal.append(out.record)
-                checkpoint.writes.append(self._to_write(wf, src, p, out, traceparent_of(run_id, generation)))
+            if isinstance(out.record, JournalEvent):
+                journal.append(out.record)
+            writes.append(self._to_write(wf, src, p, out, traceparent_of(run_id, generation)))
+        encoded = to_bytes(tr.state)
+        limit = self.settings.max_record_bytes
+        too_big = [(w.topic, len(w.value)) for w in writes if len(w.value) > limit]
+        if len(encoded) > limit:
+            too_big.append((self.topics.run_changelog, len(encoded)))
+        if too_big:
+            topic, size = too_big[0]
+            raise RecordTooLarge(f"a record for {topic} would be {size:,} bytes, over the limit of {limit:,}")
+        checkpoint.writes.extend(writes)
+        checkpoint.states[(p, run_id)] = tr.state
+        checkpoint.encoded[(p, run_id)] = encoded
+        report.journal.extend(journal)
+        report.local_results.extend((r, generation) for r in local)
+        return [StepFinished(r, r.finished_at_ms) for r in local]
+
+    def _reject(
+        self,
+        checkpoint: Checkpoint,
+        report: _Report,
+        src: str,
+        p: int,
+        wf: Workflow,
+        run_id: str,
+        state: RunState | None,
+        ev: Event,
+        exc: Exception,
+        msg: Message | None,
+    ) -> None:
+        """Dead-letter what could not be applied and fail its run (if it has one), compensating what it did."""
+        reason = f"{type(ev).__name__} of run {run_id} could not be applied: {type(exc).__name__}: {exc}"[:2000]
+        if msg is not None:
+            letter_id = self._dead_letter(checkpoint, report, msg, reason, type(exc).__name__, run_id)
+        else:
+            letter = deadletters.for_event(run_id, src, reason, type(exc).__name__, wf.name)
+            checkpoint.writes.append(
+                Write(src, letter.dead_letter_id, self.topics.dead_letters, p, run_id, to_bytes(letter))
+            )
+            report.record_letters += 1
+            letter_id = letter.dead_letter_id
+        if state is None:
+            return
+        step, attempt = (ev.result.step, ev.result.attempt) if isinstance(ev, StepFinished) else (None, None)
+        rejected = RecordRejected(run_id, reason, type(exc).__name__, letter_id, ev.at_ms, step, attempt)
+        try:
+            self._apply(checkpoint, report, src, p, wf, run_id, state, rejected)
+        except Exception:
+            # Even failing the run cannot be written: the dead letter says why, and the run stays as it was.
+            log.exception("run %s could not be failed after a rejected record; see dead letter %s", run_id, letter_id)
 
     def _to_write(self, wf: Workflow, src: str, p: int, out: Outgoing, traceparent: str) -> Write:
         rec = out.record

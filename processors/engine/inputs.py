@@ -41,7 +41,10 @@ class Rejected:
 def accept(wf: Workflow, data: Mapping[str, Any]) -> Accepted:
     """Validate one input object for ``wf``; returns it accepted (line 0) or raises :class:`InputRejected`."""
     if wf.intake is not None:
-        record = wf.intake.accept(data)
+        try:
+            record = wf.intake.accept(data)
+        except RecursionError:
+            raise InputRejected("nested too deeply") from None
     else:
         record = dict(data)
         try:
@@ -69,6 +72,9 @@ def parse_lines(wf: Workflow, lines: Iterable[str | bytes]) -> Iterator[Accepted
             data = json.loads(text.rstrip("\r\n"))
         except json.JSONDecodeError as exc:
             yield Rejected(n, f"not JSON: {exc.msg} at column {exc.colno}")
+            continue
+        except RecursionError:
+            yield Rejected(n, "JSON nested too deeply")
             continue
         if not isinstance(data, dict):
             yield Rejected(n, f"expected a JSON object, got {type(data).__name__}")

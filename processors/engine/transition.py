@@ -21,6 +21,8 @@ into :class:`TimerFired` events, so a waiting retry survives any restart.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -86,7 +88,24 @@ class RedriveRequested:
     at_ms: int
 
 
-Event = RunRequested | StepFinished | TimerFired | RedriveRequested
+@dataclass(frozen=True)
+class RecordRejected:
+    """A record addressed to the run could not be applied (the runtime dead-lettered it): the run fails, visibly.
+
+    ``step``/``attempt``, when the record was a step's result: only a result for the attempt the run waits
+    for fails it (anything else is stale or stray, and changes nothing).
+    """
+
+    run_id: str
+    reason: str
+    error_type: str
+    dead_letter_id: str
+    at_ms: int
+    step: str | None = None
+    attempt: int | None = None
+
+
+Event = RunRequested | StepFinished | TimerFired | RedriveRequested | RecordRejected
 
 
 @dataclass(frozen=True)
@@ -151,6 +170,7 @@ class _Builder:
         self.started_at_ms = state.started_at_ms
         self.generation = state.generation
         self.failure_json = state.failure_json
+        self.conflicts = list(state.conflicts)
         self.steps = {s.name: s for s in state.steps}
         self.out: list[Outgoing] = []
 
@@ -383,7 +403,20 @@ class _Builder:
     def finish_ok(self) -> None:
         oid = output_id(self.run_id, self.generation)
         run = RunResult(self.run_id, json.loads(self.input_json), self.outputs(), self.at_ms, oid, self.generation)
-        result = self.wf.result(run)
+        try:
+            result = self.wf.result(run)
+        except Exception as exc:  # the workflow cannot build its output from these step outputs: the run fails
+            self.failure_json = canonical_json(
+                {
+                    "step": "",
+                    "error_type": type(exc).__name__,
+                    "error_message": f"the workflow's result failed: {exc}"[:2000],
+                    "attempts": 0,
+                    "dead_letter_id": "",
+                }
+            )
+            self.begin_compensation()
+            return
         self.status = RunStatus.COMPLETED
         self.journal(JournalKind.RUN_COMPLETED, detail=result)
         self.out.append(Outgoing("output", oid, result))
@@ -407,18 +440,25 @@ class _Builder:
             outputs={
                 s.name: json.loads(s.output_json)
                 for s in self.steps.values()
-                if s.output_json is not None and (s.status is StepStatus.SUCCEEDED or s.name in compensated + comp_failed)
+                if s.output_json is not None
+                and (s.status is StepStatus.SUCCEEDED or s.name in compensated + comp_failed)
             },
             dead_letter_id=failure.get("dead_letter_id", ""),
             at_ms=self.at_ms,
             output_id=output_id(self.run_id, self.generation),
             generation=self.generation,
         )
-        result = self.wf.on_failure(info)
+        try:
+            result: dict[str, Any] | None = self.wf.on_failure(info)
+        except Exception as exc:  # no output can be built: the run still ends, visibly, with why
+            result, outcome = None, "FAILED"
+            why = f"{info.reason}; the workflow's on_failure failed too: {type(exc).__name__}: {exc}"[:2000]
+            info = dataclasses.replace(info, error_message=why, outcome="FAILED")
         self.status = RunStatus.COMPENSATED if outcome == "COMPENSATED" else RunStatus.FAILED
         kind = JournalKind.RUN_COMPENSATED if outcome == "COMPENSATED" else JournalKind.RUN_FAILED
         self.journal(kind, detail={"reason": info.reason, "outcome": outcome, "output": result})
-        self.out.append(Outgoing("output", info.output_id, result))
+        if result is not None:
+            self.out.append(Outgoing("output", info.output_id, result))
 
     # -- redrive ---------------------------------------------------------------------------
 
@@ -470,6 +510,7 @@ class _Builder:
             steps=[self.steps[s.name] for s in self.wf.steps],
             generation=self.generation,
             failure_json=self.failure_json,
+            conflicts=self.conflicts,
         )
         return Transition(state, self.out, applied=True, note=note)
 
@@ -497,7 +538,7 @@ def transition(wf: Workflow, state: RunState | None, event: Event) -> Transition
     """Apply ``event`` to the run ``state`` of workflow ``wf``."""
     if isinstance(event, RunRequested):
         if state is not None:
-            return Transition(state, note="duplicate run request ignored")
+            return _resubmitted(wf, state, event)
         return start(wf, event)
     if state is None:
         return Transition(None, note="event for an unknown run ignored")
@@ -505,7 +546,82 @@ def transition(wf: Workflow, state: RunState | None, event: Event) -> Transition
         return _timer(wf, state, event)
     if isinstance(event, RedriveRequested):
         return _redrive(wf, state, event)
+    if isinstance(event, RecordRejected):
+        return _rejected(wf, state, event)
     return _result(wf, state, event)
+
+
+def input_digest(run_input: Any) -> str:
+    """A short digest of a run input (canonical JSON): how a re-submission is compared and named."""
+    return hashlib.sha256(canonical_json(run_input).encode()).hexdigest()[:16]
+
+
+def _resubmitted(wf: Workflow, state: RunState, event: RunRequested) -> Transition:
+    """The same input again is a duplicate (nothing to do); another input for the same run is a conflict.
+
+    A conflict is journaled (INPUT_CONFLICT) and dead-lettered with the input it brought, once per distinct
+    input; the run goes on with the input it started with.
+    """
+    if canonical_json(event.input) == state.input_json:
+        return Transition(state, note="duplicate run request ignored")
+    digest = input_digest(event.input)
+    if digest in state.conflicts:
+        return Transition(state, note="conflicting run request already recorded")
+    b = _Builder(wf, state, event.at_ms)
+    b.conflicts.append(digest)
+    letter_id = f"{state.run_id}/conflict/{digest}"
+    differs = sorted(
+        k
+        for k in set(event.input) | set(json.loads(state.input_json))
+        if event.input.get(k) != json.loads(state.input_json).get(k)
+    )
+    b.journal(JournalKind.INPUT_CONFLICT, detail={"dead_letter_id": letter_id, "digest": digest, "fields": differs})
+    b.out.append(
+        Outgoing(
+            "dead_letter",
+            letter_id,
+            DeadLetter(
+                dead_letter_id=letter_id,
+                reason=f"a second input for run {state.run_id} differs from its first in {', '.join(differs)}: "
+                "not applied (the run goes on with its first input)",
+                error_type="ConflictingInput",
+                source_topic="",
+                source_partition=-1,
+                source_offset=-1,
+                run_id=state.run_id,
+                payload=b"",
+                at_ms=event.at_ms,
+                kind="conflict",
+                workflow=wf.name,
+                input_json=canonical_json(event.input),
+            ),
+        )
+    )
+    return b.build(f"conflicting input {digest} recorded")
+
+
+def _rejected(wf: Workflow, state: RunState, event: RecordRejected) -> Transition:
+    """Fail the run on a record that could not be applied: its steps in flight are awaited, completed ones undone."""
+    if state.status is not RunStatus.RUNNING:
+        return Transition(state, note=f"rejected record for a {state.status.value} run: nothing more to stop")
+    if event.step is not None:
+        current = next((s for s in state.steps if s.name == event.step), None)
+        if current is None or current.status is not StepStatus.SCHEDULED or current.attempt != event.attempt:
+            return Transition(state, note="rejected record for an attempt the run does not wait for ignored")
+    b = _Builder(wf, state, event.at_ms)
+    if event.step is not None:
+        b.update(event.step, status=StepStatus.FAILED)
+    b.failure_json = canonical_json(
+        {
+            "step": event.step or "",
+            "error_type": event.error_type,
+            "error_message": event.reason,
+            "attempts": 0,
+            "dead_letter_id": event.dead_letter_id,
+        }
+    )
+    b.begin_compensation()
+    return b.build(f"run failed on a rejected record: {event.error_type}")
 
 
 def _result(wf: Workflow, state: RunState, event: StepFinished) -> Transition:
@@ -532,9 +648,7 @@ def _timer(wf: Workflow, state: RunState, event: TimerFired) -> Transition:
     if not wf.has_step(event.step):
         return Transition(state, note="timer for an unknown step ignored")
     current = next(s for s in state.steps if s.name == event.step)
-    waits = (
-        current.status is StepStatus.WAITING and current.attempt == event.attempt and event.action == "run"
-    ) or (
+    waits = (current.status is StepStatus.WAITING and current.attempt == event.attempt and event.action == "run") or (
         current.status is StepStatus.COMPENSATION_WAITING
         and current.comp_attempt == event.attempt
         and event.action == "compensate"

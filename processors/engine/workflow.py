@@ -164,7 +164,12 @@ class RunFailure:
 
     @property
     def reason(self) -> str:
-        text = f"step {self.step} failed after {self.attempts} attempt(s): {self.error_type}: {self.error_message}"
+        if self.step and self.attempts:
+            text = f"step {self.step} failed after {self.attempts} attempt(s): {self.error_type}: {self.error_message}"
+        elif self.step:
+            text = f"step {self.step} failed: {self.error_type}: {self.error_message}"
+        else:
+            text = f"run failed: {self.error_type}: {self.error_message}"
         if self.compensated:
             text += f"; compensated: {', '.join(self.compensated)}"
         if self.compensation_failed:

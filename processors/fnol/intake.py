@@ -9,10 +9,21 @@ scrubbing are :mod:`processors.pii`'s.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import pycountry
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from processors import pii
 from processors.engine import InputRejected, Intake
@@ -21,11 +32,88 @@ from schemas.fnol.models import ClaimantTokens, FnolReported, Location, LossType
 SAMPLES = Path(__file__).resolve().parent / "samples" / "fnol.jsonl"
 
 
-class RawClaimant(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+# The contract, field by field: the same rules for a report at the edge and its record on Kafka.
+ClaimId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+TenantId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,64}$")]
+PolicyNumber = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_/.-]{1,64}$")]
+Token = Annotated[str, StringConstraints(pattern=r"^pii_[0-9a-f]{16}$")]
+ShortText = Annotated[str, StringConstraints(max_length=64)]
+Label = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")]
+Amount = Annotated[float, Field(strict=True, ge=0, le=10_000_000, allow_inf_nan=False)]
+Year = Annotated[int, Field(strict=True, ge=1900, le=2100)]
+
+EARLIEST = date(1900, 1, 1)
+LATEST = date(2100, 12, 31)
+# A loss is reported after it happens; a day's grace covers time zones (a report at 00:30 UTC of a loss "today").
+REPORT_GRACE = timedelta(days=1)
+URI_SCHEMES = frozenset({"https", "s3", "gs"})
+# ISO 4217 codes that are not money a claim is paid in: no currency, testing, precious metals, units of account.
+NOT_MONEY = frozenset({"XXX", "XTS", "XAU", "XAG", "XPD", "XPT", "XDR", "XBA", "XBB", "XBC", "XBD", "XSU", "XUA"})
+
+
+def _currency(v: str) -> str:
+    if v in NOT_MONEY or pycountry.currencies.get(alpha_3=v) is None or v != v.upper():
+        raise ValueError(f"not an ISO 4217 currency code: {v!r}")
+    return v
+
+
+def _country(v: str) -> str:
+    if len(v) != 2 or v != v.upper() or pycountry.countries.get(alpha_2=v) is None:
+        raise ValueError(f"not an ISO 3166 country code: {v!r}")
+    return v
+
+
+def _uri(v: str) -> str:
+    scheme, sep, rest = v.partition("://")
+    if not sep or scheme.lower() not in URI_SCHEMES or not rest or any(c.isspace() for c in v):
+        raise ValueError(f"not a photo URI of an allowed scheme ({', '.join(sorted(URI_SCHEMES))})")
+    return v
+
+
+def _day(v: str) -> date:
+    try:
+        day = date.fromisoformat(v)
+    except ValueError:
+        raise ValueError("not an ISO-8601 date (YYYY-MM-DD)") from None
+    if not EARLIEST <= day <= LATEST:
+        raise ValueError(f"outside {EARLIEST.year}..{LATEST.year}")
+    return day
+
+
+def _instant(v: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("not an ISO-8601 date-time") from None
+    if moment.tzinfo is None:
+        raise ValueError("an instant needs a time zone (e.g. Z)")
+    if not EARLIEST.year <= moment.year <= LATEST.year:
+        raise ValueError(f"outside {EARLIEST.year}..{LATEST.year}")
+    return moment
+
+
+Currency = Annotated[str, AfterValidator(_currency)]
+Country = Annotated[str, AfterValidator(_country)]
+PhotoUri = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_uri)]
+LossDate = Annotated[str, AfterValidator(lambda v: _day(v) and v)]
+ReportedAt = Annotated[str, AfterValidator(lambda v: _instant(v) and v)]
+
+
+def _loss_not_after_report(loss_date: str, reported_at: str) -> None:
+    if _day(loss_date) > _instant(reported_at).date() + REPORT_GRACE:
+        raise ValueError(f"loss_date {loss_date} is after the report ({reported_at})")
+
+
+class _Strict(BaseModel):
+    """No coercion: a number is a number, not a string or a boolean."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class RawClaimant(_Strict):
     name: str = Field(min_length=1, max_length=200)
     email: str | None = Field(default=None, max_length=320)
-    phone: str | None = Field(default=None, max_length=40)
+    phone: str | None = Field(default=None, max_length=40, pattern=r"^\+?[0-9 ()-]{6,40}$")
 
     @field_validator("email")
     @classmethod
@@ -35,59 +123,85 @@ class RawClaimant(BaseModel):
         return v
 
 
-class RawVehicle(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class RawVehicle(_Strict):
     plate: str | None = Field(default=None, max_length=16)
-    make: str | None = None
-    model: str | None = None
-    year: int | None = Field(default=None, ge=1900, le=2100)
+    make: ShortText | None = None
+    model: ShortText | None = None
+    year: Year | None = None
 
 
-class RawLocation(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class RawLocation(_Strict):
     postcode: str = Field(min_length=1, max_length=16)
-    country: str = Field(min_length=2, max_length=2)
+    country: Country
 
 
-class RawPhoto(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    uri: str = Field(min_length=1, max_length=2048)
-    labels: list[str] = Field(default_factory=list, max_length=50)
+class RawPhoto(_Strict):
+    uri: PhotoUri
+    labels: list[Label] = Field(default_factory=list, max_length=50)
 
 
-class FnolReport(BaseModel):
-    """A first notice of loss as upstream sends it (one JSON line). Fields may be added."""
+class FnolReport(_Strict):
+    """A first notice of loss as upstream sends it (one JSON object). Fields may be added."""
 
-    model_config = ConfigDict(extra="ignore")
-    claim_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    tenant_id: str = Field(pattern=r"^[a-z0-9_-]{1,64}$")
-    policy_number: str = Field(min_length=1, max_length=64)
-    reported_at: str
-    loss_date: str
+    claim_id: ClaimId
+    tenant_id: TenantId
+    policy_number: PolicyNumber
+    reported_at: ReportedAt
+    loss_date: LossDate
     loss_type: LossType
     description: str = Field(default="", max_length=10_000)
     location: RawLocation
     claimant: RawClaimant
     vehicle: RawVehicle | None = None
     photos: list[RawPhoto] = Field(default_factory=list, max_length=50)
-    estimated_amount: float = Field(ge=0, le=10_000_000)
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    estimated_amount: Amount
+    currency: Currency
 
-    @field_validator("reported_at")
-    @classmethod
-    def _instant(cls, v: str) -> str:
-        from datetime import datetime
+    @model_validator(mode="after")
+    def _dates(self) -> FnolReport:
+        _loss_not_after_report(self.loss_date, self.reported_at)
+        return self
 
-        datetime.fromisoformat(v.replace("Z", "+00:00"))
-        return v
 
-    @field_validator("loss_date")
-    @classmethod
-    def _date(cls, v: str) -> str:
-        from datetime import date
+class _Claimant(_Strict):
+    name_token: Token
+    email_token: Token | None = None
+    phone_token: Token | None = None
 
-        date.fromisoformat(v)
-        return v
+
+class _Vehicle(_Strict):
+    plate_token: Token | None = None
+    make: ShortText | None = None
+    model: ShortText | None = None
+    year: Year | None = None
+
+
+class _Location(_Strict):
+    postcode: str = Field(min_length=1, max_length=16)
+    country: Country
+
+
+class ReportedContract(_Strict):
+    """An FnolReported record as it must be on Kafka, whoever wrote it: the intake's rules, tokens in place of data."""
+
+    claim_id: ClaimId
+    tenant_id: TenantId
+    policy_number: PolicyNumber
+    reported_at: ReportedAt
+    loss_date: LossDate
+    loss_type: LossType
+    description: str = Field(max_length=10_000)
+    location: _Location
+    claimant: _Claimant
+    vehicle: _Vehicle | None = None
+    photos: list[RawPhoto] = Field(max_length=50)
+    estimated_amount: Amount
+    currency: Currency
+
+    @model_validator(mode="after")
+    def _dates(self) -> ReportedContract:
+        _loss_not_after_report(self.loss_date, self.reported_at)
+        return self
 
 
 def tokenise(report: FnolReport) -> FnolReported:
@@ -136,11 +250,23 @@ def accept(data: Mapping[str, Any]) -> dict[str, Any]:
     try:
         report = FnolReport.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]["loc"] if exc.errors() else ()
-        raise InputRejected(_reason(exc), ".".join(str(x) for x in first) or None) from None
+        raise InputRejected(_reason(exc), _field(exc)) from None
     return tokenise(report).model_dump()
 
 
-FNOL_INTAKE = Intake(accept=accept, samples=SAMPLES)
+def check(record: Mapping[str, Any]) -> None:
+    """Whether an FnolReported record on Kafka meets the contract (:class:`InputRejected` if not)."""
+    try:
+        ReportedContract.model_validate(record)
+    except ValidationError as exc:
+        raise InputRejected(_reason(exc), _field(exc)) from None
 
-__all__ = ["FNOL_INTAKE", "SAMPLES", "FnolReport", "accept", "tokenise"]
+
+def _field(exc: ValidationError) -> str | None:
+    first = exc.errors()[0]["loc"] if exc.errors() else ()
+    return ".".join(str(x) for x in first) or None
+
+
+FNOL_INTAKE = Intake(accept=accept, check=check, samples=SAMPLES)
+
+__all__ = ["FNOL_INTAKE", "SAMPLES", "FnolReport", "ReportedContract", "accept", "check", "tokenise"]

@@ -41,8 +41,12 @@ DOCUMENTS_RETRY = RetryPolicy(
 
 
 def run_id_of(report: Mapping[str, Any]) -> str:
-    """One run per claim and tenant: a second report of the same claim is a duplicate."""
-    return f"fnol-{report['tenant_id']}-{report['claim_id']}"
+    """One run per claim and tenant: ``fnol:<tenant>:<claim>``.
+
+    ``:`` is in neither id's alphabet, so no two (tenant, claim) pairs share a run id (``-`` was, until
+    ``acme-x``/``CLM-1`` and ``acme``/``x-CLM-1`` collided).
+    """
+    return f"fnol:{report['tenant_id']}:{report['claim_id']}"
 
 
 def decision(run: RunResult) -> dict[str, Any]:
@@ -72,14 +76,19 @@ def decision(run: RunResult) -> dict[str, Any]:
 
 
 def review_decision(failure: RunFailure) -> dict[str, Any]:
-    """A run that stopped goes to a person, with why; a reserve still held is reported as held."""
+    """A run that stopped goes to a person, with why; a reserve still held is reported as held.
+
+    Built from whatever the severity step left (it may be missing or malformed when the run stopped on a bad record).
+    """
     report = failure.input
-    sev = failure.outputs.get("severity_reserve")
+    sev = failure.outputs.get("severity_reserve") or {}
+    reserve = sev.get("reserve")
+    amount = float(reserve) if isinstance(reserve, int | float) and not isinstance(reserve, bool) else 0.0
     released = "severity_reserve" in failure.compensated
-    held = float(sev["reserve"]) if sev is not None and not released else 0.0
     reasons = [failure.reason]
-    if released and sev is not None:
-        reasons.append(f"reserve of {float(sev['reserve']):,.0f} {report['currency']} released")
+    if released and amount:
+        reasons.append(f"reserve of {amount:,.0f} {report['currency']} released")
+    severity = sev.get("severity")
     return {
         "decision_id": failure.output_id,
         "claim_id": report["claim_id"],
@@ -87,8 +96,8 @@ def review_decision(failure: RunFailure) -> dict[str, Any]:
         "run_id": failure.run_id,
         "status": "REVIEW",
         "queue": "manual_handling",
-        "severity": sev["severity"] if sev is not None else "UNKNOWN",
-        "reserve": held,
+        "severity": severity if isinstance(severity, str) else "UNKNOWN",
+        "reserve": 0.0 if released else amount,
         "currency": report["currency"],
         "documents_requested": [],
         "reasons": reasons,

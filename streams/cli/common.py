@@ -16,7 +16,7 @@ from streams import discovery
 from streams.config import Settings
 from streams.workflows import load_workflows
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages name ids and reasons: never folded mid-word
 # Piped output (scripts, tests) gets whole lines, not a table folded to 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 240)
 

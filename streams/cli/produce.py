@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Annotated
 
 import typer
 
+from processors.engine.canonical import canonical_json
 from processors.engine.inputs import Accepted, Rejected, parse_lines
+from processors.engine.status import run_status
+from schemas.models import JournalEvent, JournalKind
 from streams.cli.common import NamespaceOpt, WorkflowOpt, err, fail, settings, workflow_named, workflows
 from streams.intake import input_topic, produce_inputs
+from streams.journal import runs_of
 from streams.reading import dumps, follow
 from streams.topics import Topics
 
@@ -22,8 +27,11 @@ def produce(
 ) -> None:
     """Validate every line through the workflow's intake (personal data tokenised), produce the good lines.
 
-    Bad lines are reported with their number and reason and are not produced;
-    the exit code is 1 if any line was bad.
+    Bad lines are reported with their number and reason and are not produced.
+    A line for a run that exists already (or for the same run as an earlier
+    line) is a duplicate when its content is the same (acknowledged, not
+    produced again) and a conflict when it is not (reported, not produced).
+    Exit 1 if any line was bad or conflicting.
     """
     wf = workflow_named(workflow_name, workflow)
     stream = sys.stdin if file == "-" else open(file, encoding="utf-8", errors="replace")  # noqa: SIM115
@@ -31,14 +39,42 @@ def produce(
         parsed = list(parse_lines(wf, stream))
     good = [p for p in parsed if isinstance(p, Accepted)]
     bad = [p for p in parsed if isinstance(p, Rejected)]
-    for b in bad:
-        err.print(f"line {b.line_no}: {b.reason}", markup=False, highlight=False)
-    if good:
-        s = settings(namespace)
-        produce_inputs(s, wf, good)
-        err.print(f"produced {len(good)} input(s) to {input_topic(s, wf)}", markup=False, highlight=False)
+    s = settings(namespace) if good else None
+    existing = runs_of(s, {g.run_id for g in good}) if s is not None else {}
+    first: dict[str, Accepted] = {}
+    to_produce: list[Accepted] = []
+    for g in good:
+        earlier = first.setdefault(g.run_id, g)
+        started = existing.get(g.run_id)
+        if started and started[0].kind is JournalKind.RUN_STARTED:
+            was, where = json.loads(started[0].detail_json or "{}"), f"run {g.run_id} ({_status(started)})"
+        elif earlier is not g:
+            was, where = earlier.record, f"line {earlier.line_no} (run {g.run_id})"
+        else:
+            to_produce.append(g)
+            continue
+        if canonical_json(was) == canonical_json(g.record):
+            _say(f"line {g.line_no}: duplicate of {where}: same content, not produced again")
+        else:
+            differs = ", ".join(sorted(k for k in set(was) | set(g.record) if was.get(k) != g.record.get(k)))
+            bad.append(Rejected(g.line_no, f"conflicts with {where}: same run, other content ({differs}); not produced"))
+    for b in sorted(bad, key=lambda b: b.line_no):
+        _say(f"line {b.line_no}: {b.reason}")
+    if to_produce and s is not None:
+        produce_inputs(s, wf, to_produce)
+        _say(f"produced {len(to_produce)} input(s) to {input_topic(s, wf)}")
     if bad:
-        raise fail(f"{len(bad)} bad line(s) not produced")
+        raise fail(f"{len(bad)} line(s) not produced: bad or conflicting")
+
+
+def _say(text: str) -> None:
+    """User data on stderr as plain text: never parsed as markup."""
+    err.print(text, markup=False, highlight=False)
+
+
+def _status(events: list[JournalEvent]) -> str:
+    state = run_status(events)
+    return state.value if state is not None else "UNKNOWN"
 
 
 def consume(

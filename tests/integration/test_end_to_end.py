@@ -70,7 +70,7 @@ def test_every_sample_claim_gets_one_decision(settings: Settings) -> None:
         assert shown.returncode == 0, shown.stderr
         for word in ("RUN_STARTED", "STEP_SCHEDULED", "policy_check", "RUN_COMPLETED", "state: COMPLETED"):
             assert word in shown.stdout
-        assert _cli(settings, "status", "fnol-acme-NOPE").returncode == 1
+        assert _cli(settings, "status", "fnol:acme:NOPE").returncode == 1
     finally:
         worker.stop()
         worker.join(20)

@@ -41,7 +41,7 @@ def test_every_sample_line_is_good() -> None:
     assert [g.line_no for g in good] == list(range(1, len(good) + 1))
     raw = _raw_claims(GOOD_FILE)
     assert [g.record["claim_id"] for g in good] == [c["claim_id"] for c in raw]
-    assert all(g.run_id == f"fnol-{g.record['tenant_id']}-{g.record['claim_id']}" for g in good)
+    assert all(g.run_id == f"fnol:{g.record['tenant_id']}:{g.record['claim_id']}" for g in good)
     assert len({g.run_id for g in good}) == len(good)
 
 
@@ -204,3 +204,83 @@ def test_tokens_depend_on_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
         assert a.vehicle.plate_token != b.vehicle.plate_token
     # Everything that is not personal data is unaffected by the key.
     assert dev.claim_id == other.claim_id and dev.estimated_amount == other.estimated_amount
+
+
+# ---------------------------------------------------------------- the stricter contract (no coercion, sane values)
+
+
+def _one() -> dict[str, Any]:
+    first: dict[str, Any] = _raw_claims(GOOD_FILE)[0]
+    return first
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"estimated_amount": True}, "estimated_amount"),  # a boolean is not an amount
+        ({"estimated_amount": "3200"}, "estimated_amount"),  # nor is a string of digits
+        ({"estimated_amount": float("nan")}, "estimated_amount"),
+        ({"loss_date": "9999-12-31"}, "loss_date"),
+        ({"loss_date": "0001-01-01"}, "loss_date"),
+        ({"reported_at": "2026-11-03T09:01:00"}, "reported_at"),  # an instant needs its time zone
+        ({"loss_date": "2027-11-03"}, None),  # a loss a year after its report
+        ({"currency": "XXX"}, "currency"),  # ISO 4217 says "no currency"
+        ({"currency": "ABC"}, "currency"),
+        ({"location": {"postcode": "EH1 1YZ", "country": "zz"}}, "location.country"),
+        ({"photos": [{"uri": "javascript:alert(1)", "labels": []}]}, "photos.0.uri"),
+        ({"photos": [{"uri": "s3://b/k.jpg", "labels": ["x" * 65]}]}, "photos.0.labels.0"),
+        ({"vehicle": {"plate": "AB12 CDE", "make": "M" * 65}}, "vehicle.make"),
+        ({"vehicle": {"plate": "AB12 CDE", "year": "2019"}}, "vehicle.year"),
+        ({"tenant_id": "x[/bold]"}, "tenant_id"),
+        ({"tenant_id": "acme\nx"}, "tenant_id"),
+        ({"claim_id": "CLM/1"}, "claim_id"),
+        ({"policy_number": "POL 1; DROP"}, "policy_number"),
+    ],
+)
+def test_the_contract_refuses_lax_or_absurd_values(change: dict[str, Any], field: str | None) -> None:
+    from processors.engine import InputRejected
+    from processors.fnol.intake import accept
+
+    with pytest.raises(InputRejected) as caught:
+        accept({**_one(), **change})
+    assert caught.value.field == field, caught.value
+
+
+def test_a_loss_the_day_after_its_report_is_within_the_time_zone_grace() -> None:
+    from processors.fnol.intake import accept
+
+    claim = {**_one(), "reported_at": "2026-11-03T00:30:00Z", "loss_date": "2026-11-04"}
+    assert accept(claim)["loss_date"] == "2026-11-04"
+
+
+def test_the_kafka_form_is_held_to_the_same_contract() -> None:
+    from processors.engine import InputRejected
+    from processors.fnol.intake import accept, check
+
+    record = accept(_one())
+    check(record)  # what the intake produced meets it
+    for bad in (
+        {"claimant": {**record["claimant"], "name_token": "Bilal Garcia"}},  # a raw name where a token belongs
+        {"claimant": {**record["claimant"], "email_token": "bilal@example.com"}},
+        {"tenant_id": "x[/bold]"},
+        {"claim_id": "CLM/1"},
+        {"estimated_amount": -1.0},
+        {"loss_date": "2027-12-01"},
+    ):
+        with pytest.raises(InputRejected):
+            check({**record, **bad})
+
+
+def test_run_ids_do_not_collide_across_tenants() -> None:
+    a = next(iter(parse_lines(FNOL, [json.dumps({**_one(), "tenant_id": "acme-x", "claim_id": "CLM-1"})])))
+    b = next(iter(parse_lines(FNOL, [json.dumps({**_one(), "tenant_id": "acme", "claim_id": "x-CLM-1"})])))
+    assert isinstance(a, Accepted) and isinstance(b, Accepted)
+    assert a.run_id == "fnol:acme-x:CLM-1" and b.run_id == "fnol:acme:x-CLM-1"
+
+
+def test_a_deeply_nested_line_is_reported_not_raised() -> None:
+    deep = "[" * 5000 + "]" * 5000
+    results = list(parse_lines(FNOL, [json.dumps(_one()), deep, '{"a": ' * 3000 + "1" + "}" * 3000]))
+    assert [type(r).__name__ for r in results] == ["Accepted", "Rejected", "Rejected"]
+    assert [r.line_no for r in results] == [1, 2, 3]
+    assert all("nested too deeply" in r.reason for r in results if isinstance(r, Rejected))

@@ -166,7 +166,7 @@ def test_the_mirror_check_notices_a_drift() -> None:
 
 # ---------------------------------------------------------------- to_bytes / from_bytes
 
-RUN = "fnol-acme-CLM-100001"
+RUN = "fnol:acme:CLM-100001"
 
 INSTANCES: list[BaseModel] = [
     FnolReported(
@@ -312,12 +312,12 @@ INSTANCES: list[BaseModel] = [
         failure_json='{"step":"fraud_check"}',
     ),
     RunControl(
-        control_id="redrive:fnol-acme-CLM-100001/fraud_check/run/3",
+        control_id="redrive:fnol:acme:CLM-100001/fraud_check/run/3",
         run_id=RUN,
         workflow="fnol",
         action="redrive",
         step="fraud_check",
-        dead_letter_id="fnol-acme-CLM-100001/fraud_check/run/3",
+        dead_letter_id="fnol:acme:CLM-100001/fraud_check/run/3",
         requested_at_ms=1_794_000_000_000,
         requested_by="ops",
     ),
@@ -330,7 +330,7 @@ INSTANCES: list[BaseModel] = [
         start_unix_nano=1_794_000_000_000_000_000,
         end_unix_nano=1_794_000_002_910_000_000,
         status="OK",
-        attributes_json='{"durable.run_id":"fnol-acme-CLM-100001"}',
+        attributes_json='{"durable.run_id":"fnol:acme:CLM-100001"}',
     ),
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -17,6 +18,7 @@ from processors.engine.transition import (
     transition,
 )
 from schemas.models import (
+    DeadLetter,
     JournalEvent,
     JournalKind,
     RunState,
@@ -180,7 +182,11 @@ def test_fan_out_then_fan_in_waits_for_every_dependency() -> None:
     assert step_of(tc.state, "d").status is StepStatus.PENDING
     # b done -> d, fed both outputs (not a's: d does not depend on a).
     assert [c.step for c in commands(tb)] == ["d"]
-    assert json.loads(commands(tb)[0].input_json) == {"input": INPUT, "deps": {"b": {"z": 3}, "c": {"y": 2}}, **RUN_INFO}
+    assert json.loads(commands(tb)[0].input_json) == {
+        "input": INPUT,
+        "deps": {"b": {"z": 3}, "c": {"y": 2}},
+        **RUN_INFO,
+    }
     # d done -> the run completes with one output built by result().
     assert commands(td) == []
     assert state is not None and state.status is RunStatus.COMPLETED
@@ -201,10 +207,29 @@ def test_each_step_is_commanded_exactly_once_on_the_happy_path() -> None:
 
 def test_duplicate_run_requested_is_ignored() -> None:
     state = started().state
-    again = transition(WF, state, RunRequested(RUN, {"claim": "other"}, at_ms=5000))
+    assert state is not None
+    again = transition(WF, state, RunRequested(RUN, json.loads(state.input_json), at_ms=5000))
     assert again.applied is False
     assert again.outgoing == []
     assert again.state == state
+
+
+def test_a_conflicting_resubmission_is_journaled_and_dead_lettered_once() -> None:
+    state = started().state
+    assert state is not None
+    other = {**json.loads(state.input_json), "claim": "other"}
+    conflict = transition(WF, state, RunRequested(RUN, other, at_ms=5000))
+    assert conflict.applied and conflict.state is not None
+    [event] = [o.record for o in conflict.outgoing if o.kind == "journal"]
+    [letter] = [o.record for o in conflict.outgoing if o.kind == "dead_letter"]
+    assert isinstance(event, JournalEvent) and event.kind is JournalKind.INPUT_CONFLICT
+    assert isinstance(letter, DeadLetter) and letter.kind == "conflict" and "claim" in letter.reason
+    assert json.loads(letter.input_json or "{}") == other
+    assert conflict.state.input_json == state.input_json, "the run goes on with its first input"
+    assert conflict.state.steps == state.steps
+    # The same conflicting input again (redelivered, or sent twice) is recorded once.
+    again = transition(WF, conflict.state, RunRequested(RUN, other, at_ms=6000))
+    assert again.applied is False and again.outgoing == []
 
 
 def test_duplicate_step_finished_is_ignored() -> None:
@@ -387,3 +412,59 @@ def test_input_key_order_does_not_change_the_commands() -> None:
     a = transition(WF, None, RunRequested(RUN, {"claim": "C-1", "amount": 100}, at_ms=1))
     b = transition(WF, None, RunRequested(RUN, {"amount": 100, "claim": "C-1"}, at_ms=1))
     assert a.outgoing == b.outgoing
+
+
+# ---------------------------------------------------------------- records that cannot be applied (hardening)
+
+
+def test_a_rejected_record_fails_the_run_visibly_and_awaits_its_steps_in_flight() -> None:
+    from processors.engine.transition import RecordRejected
+
+    state, _ = drive([RunRequested(RUN, INPUT, at_ms=1000), ok("a")])  # b and c in flight
+    rejected = RecordRejected(RUN, "step output is not JSON", "MalformedResult", "topic:0:7", 3000, "b", 1)
+    t = transition(WF, state, rejected)
+    assert t.applied and t.state is not None and t.state.status is RunStatus.COMPENSATING
+    assert step_of(t.state, "b").status is StepStatus.FAILED
+    assert [e.kind for e in journal(t)] == [JournalKind.RUN_COMPENSATING]
+    assert "MalformedResult" in (journal(t)[0].detail_json or "") and "topic:0:7" in (journal(t)[0].detail_json or "")
+    done = transition(WF, t.state, ok("c", at_ms=4000))  # c was in flight: awaited, then the run ends
+    assert done.state is not None and done.state.status is RunStatus.FAILED
+    [out] = outputs(done)
+    assert isinstance(out.record, dict) and "run failed" not in out.record["reason"]
+    assert "step b failed: MalformedResult: step output is not JSON" in out.record["reason"]
+
+
+def test_a_rejected_record_for_an_attempt_the_run_does_not_wait_for_changes_nothing() -> None:
+    from processors.engine.transition import RecordRejected
+
+    state, _ = drive([RunRequested(RUN, INPUT, at_ms=1000), ok("a")])
+    stale = RecordRejected(RUN, "garbage", "MalformedResult", "t:0:1", 3000, "b", 7)
+    assert transition(WF, state, stale).applied is False
+    assert transition(WF, state, RecordRejected(RUN, "garbage", "X", "t:0:1", 3000, "a", 1)).applied is False
+
+
+def test_a_result_function_that_raises_fails_the_run_through_on_failure() -> None:
+    def broken_result(run: RunResult) -> dict[str, Any]:
+        return {"total": run.outputs["d"]["missing"]}  # KeyError on the output it was given
+
+    wf = dataclasses.replace(WF, result=broken_result)
+    state: RunState | None = None
+    for ev in [RunRequested(RUN, INPUT, at_ms=1000), ok("a"), ok("b"), ok("c"), ok("d", at_ms=5000)]:
+        t = transition(wf, state, ev)
+        state = t.state
+    assert state is not None and state.status is RunStatus.FAILED
+    [out] = outputs(t)
+    assert isinstance(out.record, dict) and "run failed: KeyError" in out.record["reason"]
+
+
+def test_an_on_failure_that_raises_still_ends_the_run_with_why_and_no_output() -> None:
+    def broken_on_failure(failure: RunFailure) -> dict[str, Any]:
+        raise KeyError("reserve")
+
+    wf = dataclasses.replace(WF, on_failure=broken_on_failure)
+    t = transition(wf, None, RunRequested(RUN, INPUT, at_ms=1000))
+    t = transition(wf, t.state, failed("a", retryable=False))
+    assert t.state is not None and t.state.status is RunStatus.FAILED
+    assert outputs(t) == []
+    ended = journal(t)[-1]
+    assert ended.kind is JournalKind.RUN_FAILED and "on_failure failed too: KeyError" in (ended.detail_json or "")
