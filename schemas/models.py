@@ -227,6 +227,7 @@ class RunState(Record):
     generation: int = 0
     failure_json: str | None = None
     conflicts: list[str] = Field(default_factory=list)
+    received_at_ms: int = 0
 
 
 ENGINE_RECORDS: tuple[type[Record], ...] = (

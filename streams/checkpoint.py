@@ -42,7 +42,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from schemas import to_bytes
 from schemas.models import RunState
 from streams import chaos
-from streams.runtable import RunTable, waits
+from streams.runtable import RunTable, is_live, waits
 from streams.writer import Writer
 
 # Headers on every record the orchestrator writes: which input caused it, and its id (what the guard checks).
@@ -123,13 +123,16 @@ class Checkpoint:
 
         encoded: dict[int, dict[str, bytes]] = defaultdict(dict)
         waiting: dict[int, set[str]] = defaultdict(set)
+        live: dict[int, set[str]] = defaultdict(set)
         for (p, run_id), state in self.states.items():
             value = self.encoded.get((p, run_id)) or to_bytes(state)  # one encoding for the changelog and RocksDB
             encoded[p][run_id] = value
             if waits(state):
                 waiting[p].add(run_id)
+            if is_live(state):
+                live[p].add(run_id)
             writer.send(changelog_topic, value, key=run_id, partition=p, on_delivery=delivered)
         writer.flush()
         chaos.point("orchestrator.after_changelog")
         for p, states in encoded.items():
-            table.write(p, states, waiting[p], offsets[p] + 1)
+            table.write(p, states, waiting[p], offsets[p] + 1, live[p])

@@ -29,6 +29,9 @@ class Settings:
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 1000
     max_batch: int = 500
+    # Runs one orchestrator keeps in flight; inputs past it wait, in order, on their partitions (a burst
+    # is decided at the engine's pace instead of every run slowing down together).
+    max_runs_in_flight: int = 100
     # The largest record the orchestrator writes (value bytes; librdkafka refuses messages over 1,000,000).
     max_record_bytes: int = 950_000
     executor_concurrency: int = 256
@@ -43,6 +46,7 @@ class Settings:
             bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", ""),
             namespace=os.environ.get("DURABLE_NAMESPACE", "main"),
             partitions=_env_int("DURABLE_PARTITIONS", 4),
+            max_runs_in_flight=_env_int("DURABLE_MAX_RUNS_IN_FLIGHT", 100),
             state_dir=Path(os.environ.get("DURABLE_STATE_DIR", ".durable/state")),
             low_latency=os.environ.get("DURABLE_LOW_LATENCY", "") == "1",
         )

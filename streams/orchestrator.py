@@ -16,6 +16,7 @@ after a crash recomputes the same records.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -30,6 +31,7 @@ from processors.engine.transition import (
     Event,
     Outgoing,
     RecordRejected,
+    RunRequested,
     StepFinished,
     TimerFired,
     timers,
@@ -47,7 +49,7 @@ from streams.kafka import LOW_LATENCY_SLICE_S, take
 from streams.kafka import consumer as make_consumer
 from streams.local_steps import LocalSteps
 from streams.recovery import TIMER_SRC, take_over
-from streams.runtable import RunTable
+from streams.runtable import RunTable, is_live
 from streams.telemetry import Telemetry, parent_of_run, traceparent_of
 from streams.timers import TimerQueue
 from streams.topics import Topics, ensure_topics, topic_id
@@ -93,6 +95,10 @@ class Orchestrator:
         self.stop = stop
         self.owned: set[int] = set()
         self.guard: dict[int, set[str]] = {}
+        self.live: dict[int, set[str]] = {}  # runs in flight, by partition: what admission counts
+        self.paused: set[tuple[str, int]] = set()  # input partitions waiting for room to admit new runs
+        # When each paused partition was last resumed: inputs written before it were held for admission.
+        self.resumed_at: dict[tuple[str, int], int] = {}
         self.timers = TimerQueue()
         self._consumer: Consumer | None = None
         self._writer: Writer | None = None
@@ -130,6 +136,7 @@ class Orchestrator:
         found = take_over(self.settings, self._table, [*self.output_topics, self.topics.dead_letters], new, committed)
         for p, taken in found.items():
             self.guard[p] = taken.guard
+            self.live[p] = self._table.live(p)
             for state in taken.waiting:
                 self.timers.set_run(p, state.run_id, timers(state))
             log.info(
@@ -146,6 +153,9 @@ class Orchestrator:
         for tp in partitions:
             self.owned.discard(tp.partition)
             self.guard.pop(tp.partition, None)
+            self.live.pop(tp.partition, None)
+            self.paused.discard((tp.topic, tp.partition))
+            self.resumed_at.pop((tp.topic, tp.partition), None)
             self.timers.drop_partition(tp.partition)
 
     # -- main loop --------------------------------------------------------------
@@ -190,6 +200,10 @@ class Orchestrator:
                 continue
             src = f"{TIMER_SRC}{timer.run_id}/{timer.step}/{timer.action}/{timer.attempt}"
             self._advance(checkpoint, report, src, p, self.workflows[state.workflow], timer.run_id, timer)
+        # Admission: at most max_runs_in_flight live runs; the inputs past that wait on their partitions, in order.
+        room = self.settings.max_runs_in_flight - self._in_flight()
+        admitted_at = _now_ms()
+        deferred: dict[tuple[str, int], int] = {}
         for msg in msgs:
             err = msg.error()
             if err is not None:
@@ -197,13 +211,29 @@ class Orchestrator:
                     log.warning("consume error: %s", err)
                 continue
             topic, p, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
-            checkpoint.consumed(topic, p, offset)
+            if (topic, p) in deferred or (topic, p) in self.paused:
+                continue  # not consumed: read again once there is room
             src = f"{topic}:{p}:{offset}"
             try:
                 inbound = self.inputs.decode(msg)
             except DecodeError as exc:
+                checkpoint.consumed(topic, p, offset)
                 self._dead_letter(checkpoint, report, msg, str(exc), type(exc).__name__)
                 continue
+            event = inbound.event
+            if (
+                inbound.forward_to is None
+                and isinstance(event, RunRequested)
+                and self._is_new(checkpoint, p, inbound.run_id)
+            ):
+                if room <= 0:
+                    deferred[(topic, p)] = offset
+                    continue
+                room -= 1
+                if msg.timestamp()[1] < self.resumed_at.get((topic, p), 0):
+                    # Held back by admission: the run starts (and its latency budget runs) now; the wait is traced.
+                    event = dataclasses.replace(event, admitted_at_ms=admitted_at)
+            checkpoint.consumed(topic, p, offset)
             if inbound.forward_to is not None:
                 # Written by a producer that partitioned by another rule: its run's owner gets it, once.
                 checkpoint.writes.append(
@@ -212,13 +242,42 @@ class Orchestrator:
                 continue
             if inbound.rejected is not None:
                 self._dead_letter(checkpoint, report, msg, inbound.rejected, "MalformedResult", inbound.run_id)
-            self._advance(checkpoint, report, src, p, inbound.workflow, inbound.run_id, inbound.event, msg)
+            self._advance(checkpoint, report, src, p, inbound.workflow, inbound.run_id, event, msg)
 
         checkpoint.commit(self._writer, self.topics.run_changelog, self._table, self._consumer, self.guard)
         # Timers are armed only once their state is durable; likewise what telemetry reports.
         for (p, run_id), state in checkpoint.states.items():
             self.timers.set_run(p, run_id, timers(state))
+            if is_live(state):
+                self.live.setdefault(p, set()).add(run_id)
+            else:
+                self.live.get(p, set()).discard(run_id)
+        self._hold(deferred)
         self._report(checkpoint, report)
+
+    def _is_new(self, checkpoint: Checkpoint, p: int, run_id: str) -> bool:
+        assert self._table is not None
+        return (p, run_id) not in checkpoint.states and self._table.get(p, run_id) is None
+
+    def _hold(self, deferred: dict[tuple[str, int], int]) -> None:
+        """Pause the input partitions that met a full house (from their first unadmitted input); resume on room."""
+        assert self._consumer is not None
+        for (topic, p), offset in deferred.items():
+            self._consumer.seek(TopicPartition(topic, p, offset))
+            self._consumer.pause([TopicPartition(topic, p)])
+            self.paused.add((topic, p))
+        if deferred:
+            log.info(
+                "admission: %d runs in flight, new runs wait on %d partition(s)", self._in_flight(), len(self.paused)
+            )
+        elif self.paused and self._in_flight() <= self.settings.max_runs_in_flight * 9 // 10:  # some room, not one slot
+            self._consumer.resume([TopicPartition(t, p) for t, p in self.paused])
+            now = _now_ms()
+            self.resumed_at.update(dict.fromkeys(self.paused, now))
+            self.paused.clear()
+
+    def _in_flight(self) -> int:
+        return sum(len(runs) for runs in self.live.values())
 
     def _dead_letter(
         self,
@@ -386,6 +445,7 @@ class Orchestrator:
                         ENDINGS[kind].value,
                         state.started_at_ms,
                         event.at_ms,
+                        received_at_ms=state.received_at_ms,
                     )
 
 

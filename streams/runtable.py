@@ -17,7 +17,7 @@ from confluent_kafka import TopicPartition
 from rocksdict import Options, Rdict, WriteBatch
 
 from schemas import DecodeError, from_bytes
-from schemas.models import RunState
+from schemas.models import RunState, RunStatus
 from streams.config import Settings
 from streams.kafka import read_to_end, reader
 
@@ -32,6 +32,10 @@ def _waiting_key(partition: int, run_id: str) -> bytes:
     return f"w/{partition:05d}/{run_id}".encode()
 
 
+def _live_key(partition: int, run_id: str) -> bytes:
+    return f"a/{partition:05d}/{run_id}".encode()
+
+
 def _offset_key(partition: int) -> bytes:
     return f"o/{partition:05d}".encode()
 
@@ -42,6 +46,11 @@ _ID_KEY = b"m/changelog-topic-id"
 def waits(state: RunState) -> bool:
     """Whether a run has a retry waiting for its due time (indexed for the timers)."""
     return any(s.due_at_ms is not None for s in state.steps)
+
+
+def is_live(state: RunState) -> bool:
+    """Whether a run is still in flight (indexed: what admission counts)."""
+    return state.status in (RunStatus.RUNNING, RunStatus.COMPENSATING)
 
 
 class StateDirInUse(RuntimeError):
@@ -90,11 +99,14 @@ class RunTable:
         raw = self._db.get(_offset_key(partition))
         return int(raw) if raw is not None else 0
 
-    def write(self, partition: int, states: dict[str, bytes], waiting: set[str], next_offset: int) -> None:
+    def write(
+        self, partition: int, states: dict[str, bytes], waiting: set[str], next_offset: int, live: set[str] | None = None
+    ) -> None:
         """Store encoded states and the changelog position they bring us to, atomically.
 
         The runs in ``waiting`` (a retry waits for its due time: :func:`waits`)
-        are also indexed, so :meth:`waiting` finds them without reading every run.
+        and in ``live`` (still in flight: :func:`is_live`) are also indexed, so
+        :meth:`waiting` and :meth:`live` find them without reading every run.
         """
         batch = WriteBatch(raw_mode=True)
         for run_id, value in states.items():
@@ -103,6 +115,10 @@ class RunTable:
                 batch.put(_waiting_key(partition, run_id), b"")
             else:
                 batch.delete(_waiting_key(partition, run_id))
+            if live is not None and run_id in live:
+                batch.put(_live_key(partition, run_id), b"")
+            else:
+                batch.delete(_live_key(partition, run_id))
         batch.put(_offset_key(partition), str(next_offset).encode())
         self._db.write(batch)
 
@@ -116,6 +132,16 @@ class RunTable:
             state = self.get(partition, key[len(prefix) :].decode())
             if state is not None:
                 found.append(state)
+        return found
+
+    def live(self, partition: int) -> set[str]:
+        """The run ids of ``partition`` still in flight."""
+        prefix = f"a/{partition:05d}/".encode()
+        found = set()
+        for key in self._db.keys(from_key=prefix):
+            if not isinstance(key, bytes) or not key.startswith(prefix):
+                break
+            found.add(key[len(prefix) :].decode())
         return found
 
     def restore(self, settings: Settings, partitions: list[int], timeout_s: float = 120.0) -> dict[int, int]:
@@ -135,6 +161,7 @@ class RunTable:
                 starts.append(TopicPartition(self.changelog_topic, p, position[p]))
             pending: dict[int, dict[str, bytes]] = {p: {} for p in partitions}
             pending_waiting: dict[int, set[str]] = {p: set() for p in partitions}
+            pending_live: dict[int, set[str]] = {p: set() for p in partitions}
             for msg in read_to_end(consumer, starts, timeout_s):
                 p = msg.partition() or 0
                 position[p] = (msg.offset() or 0) + 1
@@ -152,12 +179,14 @@ class RunTable:
                 pending[p][run_id] = value
                 if waits(state):
                     pending_waiting[p].add(run_id)
+                if is_live(state):
+                    pending_live[p].add(run_id)
                 applied[p] += 1
                 if len(pending[p]) >= 1000:
-                    self.write(p, pending[p], pending_waiting[p], position[p])
-                    pending[p], pending_waiting[p] = {}, set()
+                    self.write(p, pending[p], pending_waiting[p], position[p], pending_live[p])
+                    pending[p], pending_waiting[p], pending_live[p] = {}, set(), set()
             for p in partitions:
-                self.write(p, pending[p], pending_waiting[p], position[p])
+                self.write(p, pending[p], pending_waiting[p], position[p], pending_live[p])
                 log.info("restored %s[%d]: %d records, now at %d", self.changelog_topic, p, applied[p], position[p])
             return applied
         finally:

@@ -249,8 +249,15 @@ class Telemetry:
         status: str,
         started_at_ms: int,
         ended_at_ms: int,
+        received_at_ms: int = 0,
     ) -> None:
-        """Record a run that ended as its trace's root span, with the ids its steps already named."""
+        """Record a run that ended as its trace's root span, with the ids its steps already named.
+
+        A run that waited for admission (its input came in a burst) spans from when its input was written,
+        with a child ``orchestrator.queued`` for the wait; ``durable.queued_ms`` says how long it was, and
+        its latency (the budget's) counts from admission.
+        """
+        queued_ms = max(0, started_at_ms - received_at_ms) if received_at_ms else 0
         token = _PRESET.set((trace_id_of(run_id), run_span_id_of(run_id, generation)))
         try:
             span = self.tracer.start_span(
@@ -262,11 +269,20 @@ class Telemetry:
                     "durable.generation": generation,
                     "durable.status": status,
                     "durable.latency_ms": ended_at_ms - started_at_ms,
+                    "durable.queued_ms": queued_ms,
                 },
-                start_time=started_at_ms * 1_000_000,
+                start_time=(started_at_ms - queued_ms) * 1_000_000,
             )
         finally:
             _PRESET.reset(token)
+        if queued_ms:
+            queued = self.tracer.start_span(
+                "orchestrator.queued",
+                context=trace.set_span_in_context(span),
+                attributes={RUN_ID: run_id, "durable.workflow": workflow, "durable.queued_ms": queued_ms},
+                start_time=received_at_ms * 1_000_000,
+            )
+            queued.end(end_time=started_at_ms * 1_000_000)
         span.set_status(Status(StatusCode.OK) if status == "COMPLETED" else Status(StatusCode.ERROR, status))
         span.end(end_time=ended_at_ms * 1_000_000)
         self.runs.add(1, {"workflow": workflow, "outcome": status})

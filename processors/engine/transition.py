@@ -50,11 +50,16 @@ Action = Literal["run", "compensate"]
 
 @dataclass(frozen=True)
 class RunRequested:
-    """A workflow input arrived: start a run unless it exists."""
+    """A workflow input arrived: start a run unless it exists.
+
+    ``at_ms`` is when the input was written; ``admitted_at_ms``, when the orchestrator admitted it (runs wait for
+    admission in a burst). A run starts, and its latency budget runs, from its admission.
+    """
 
     run_id: str
     input: dict[str, Any]
     at_ms: int
+    admitted_at_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,7 @@ class _Builder:
         self.generation = state.generation
         self.failure_json = state.failure_json
         self.conflicts = list(state.conflicts)
+        self.received_at_ms = state.received_at_ms
         self.steps = {s.name: s for s in state.steps}
         self.out: list[Outgoing] = []
 
@@ -511,22 +517,25 @@ class _Builder:
             generation=self.generation,
             failure_json=self.failure_json,
             conflicts=self.conflicts,
+            received_at_ms=self.received_at_ms,
         )
         return Transition(state, self.out, applied=True, note=note)
 
 
 def start(wf: Workflow, event: RunRequested) -> Transition:
+    started = event.admitted_at_ms if event.admitted_at_ms is not None else event.at_ms
     empty = RunState(
         run_id=event.run_id,
         workflow=wf.name,
         status=RunStatus.RUNNING,
         input_json=canonical_json(event.input),
         seq=0,
-        started_at_ms=event.at_ms,
-        updated_at_ms=event.at_ms,
+        started_at_ms=started,
+        updated_at_ms=started,
         steps=[StepState(name=s.name, status=StepStatus.PENDING) for s in wf.steps],
+        received_at_ms=event.at_ms,
     )
-    b = _Builder(wf, empty, event.at_ms)
+    b = _Builder(wf, empty, started)
     b.journal(JournalKind.RUN_STARTED, detail=event.input)
     b.schedule_ready()
     if not wf.steps:

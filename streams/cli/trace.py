@@ -111,8 +111,11 @@ def render(view: RunTrace, describe: Callable[[Mapping[str, Any]], str]) -> tupl
             mark,
         )
     evaluation = view.evaluation
-    run_ms = (root.end_unix_nano - root.start_unix_nano) / 1e6 if root else total_ms
+    queued_ms = float(_attrs(root).get("durable.queued_ms", 0)) if root else 0.0
+    run_ms = ((root.end_unix_nano - root.start_unix_nano) / 1e6 if root else total_ms) - queued_ms
     summary = f"latency {run_ms / 1000:.2f} s"
+    if queued_ms:
+        summary += f" (after {queued_ms / 1000:.2f} s queued for admission)"
     if evaluation is not None and evaluation.latency_budget_ms is not None:
         summary += f" / {evaluation.latency_budget_ms / 1000:.2f} s budget"
     summary += f" · tokens {tokens:,} · cost ${cost:.4f}"

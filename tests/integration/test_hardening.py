@@ -134,6 +134,7 @@ def test_poison_records_are_dead_lettered_their_runs_fail_visibly_and_the_rest_i
     wait_for(
         lambda: {d["run_id"] for d in decisions(settings)} >= {c.run_id for c in later}, 90, "the later claims decided"
     )
+
     def both_ended() -> dict[str, dict[str, Any]] | None:
         found = {x["run_id"]: x for x in outcomes(settings)}
         return found if len(found) == 2 else None
@@ -288,3 +289,44 @@ def test_produce_reports_every_bad_line_as_text_and_never_aborts(settings: Setti
     assert "'^[A-Za-z0-9_-]{1,64}$'" in done.stderr, "bracketed text is printed as text, not eaten as markup"
     assert "produced 1 input(s)" in done.stderr
     assert len(read_topic(settings, Topics(settings.namespace).name(INPUT))) == 1
+
+
+def test_a_burst_is_admitted_in_order_and_never_more_than_the_limit_runs_at_once(
+    settings: Settings, workers: WorkerProcesses
+) -> None:
+    limit = 5
+    workers.start(
+        "a",
+        "--workflow",
+        "tests.workflows:SLOW",
+        env={"TEST_STEP_DELAY_S": "0.2", "DURABLE_MAX_RUNS_IN_FLIGHT": str(limit)},
+    )
+    orders = sample_orders(40, prefix="BURST")
+    produce_orders(settings, orders)  # all at once
+    run_ids = {o.run_id for o in orders}
+    wait_for(lambda: {x["run_id"] for x in outcomes(settings)} >= run_ids, 120, "every order decided")
+    assert_exactly_once(settings, run_ids, "orders.outcomes")
+
+    events = journal(settings)
+    started = {e["run_id"]: e["at_ms"] for e in events if e["kind"] == "RUN_STARTED"}
+    ended = {e["run_id"]: e["at_ms"] for e in events if e["kind"] in ("RUN_COMPLETED", "RUN_FAILED", "RUN_COMPENSATED")}
+    # Live at once: a run counts from its admission up to (not including) the moment it ended.
+    moments = sorted(started.values())
+    most = max(sum(1 for r in run_ids if started[r] <= t < ended[r]) for t in moments)
+    assert most <= limit, f"{most} runs in flight at once, limit {limit}"
+    assert most == limit, "the burst should have filled the house"
+    # In arrival order: within a partition, runs start in the order their inputs were written.
+    by_partition: dict[int, list[tuple[int, str]]] = {}
+    inputs = read_topic(settings, Topics(settings.namespace).name("orders.placed"))
+    for record in inputs:
+        run_id = f"order-{record['order_id']}"
+        by_partition.setdefault(record["_partition"], []).append((record["_offset"], run_id))
+    for arrivals in by_partition.values():
+        order = [started[r] for _, r in sorted(arrivals)]
+        assert order == sorted(order)
+
+    # The wait shows on the trace, apart from the run's own latency.
+    late = max(run_ids, key=lambda r: started[r])
+    spans = read_topic(settings, Topics(settings.namespace).traces)
+    queued = [s for s in spans if s["run_id"] == late and s["name"] == "orchestrator.queued"]
+    assert len(queued) == 1 and json.loads(queued[0]["attributes_json"])["durable.queued_ms"] > 0
