@@ -18,6 +18,7 @@ from confluent_kafka import ConsumerGroupState, ConsumerGroupTopicPartitions, To
 from confluent_kafka.admin import AdminClient
 
 from streams.config import Settings
+from streams.kafka import admin as kafka_admin
 from streams.kafka import read_to_end, reader
 
 ACTIVE_STATES = {
@@ -71,7 +72,7 @@ class PartitionReset:
 
 
 def _admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.bootstrap_servers, "log_level": 3})
+    return kafka_admin(settings)
 
 
 def group_activity(settings: Settings, group: str) -> tuple[str, int]:
