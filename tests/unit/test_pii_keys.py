@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,3 +108,29 @@ def test_production_mode_needs_an_explicit_key(no_key: Path, monkeypatch: pytest
     keyfile.chmod(0o600)
     monkeypatch.setenv(pii.KEY_FILE_ENV, str(keyfile))
     pii.require_explicit_key()
+
+
+def test_the_history_table_finds_every_sample_claimant_under_the_demo_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from processors.fnol import history
+
+    monkeypatch.setenv(pii.KEY_ENV, pii.DEMO_KEY)
+    rows = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines() if line.strip()]
+    claimants = history.table()["claimants"]
+    for raw in rows:
+        assert tokenise(FnolReport.model_validate(raw)).claimant.name_token in claimants, raw["claim_id"]
+    # Under any other key (production's), nobody in the table is found.
+    monkeypatch.setenv(pii.KEY_ENV, "another-key-" + "0" * 32)
+    assert not any(tokenise(FnolReport.model_validate(raw)).claimant.name_token in claimants for raw in rows)
+
+
+@pytest.mark.parametrize("command", [["worker"], ["produce", "fnol", "-"]])
+def test_production_commands_refuse_to_start_without_a_key(command: list[str], tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in (pii.KEY_ENV, pii.KEY_FILE_ENV)}
+    env.update({pii.PRODUCTION_ENV: "production", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"})
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", *command], cwd=tmp_path, env=env, input="", capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "DURABLE_PII_KEY" in done.stderr and "production" in done.stderr
+    assert not list(tmp_path.rglob("pii.key")), "a key was generated in production mode"
