@@ -1,4 +1,7 @@
-"""Kafka client settings and the key -> partition function every writer shares."""
+"""The Kafka client factories (producer, consumer, reader, admin) and the key -> partition function every writer shares.
+
+Every client gets its security settings from :mod:`streams.kafka_config`.
+"""
 
 from __future__ import annotations
 
