@@ -11,6 +11,7 @@ from processors.engine.inputs import Accepted, parse_lines
 from processors.fnol import FNOL
 from streams.config import Settings
 from streams.kafka import LOW_LATENCY_FETCH_WAIT_MS
+from streams.kafka_config import client_config
 
 SAMPLES = (Path(__file__).resolve().parent.parent / "processors/fnol/samples/fnol.jsonl").read_text().splitlines()
 
@@ -36,13 +37,15 @@ def pct(values: list[float], q: float) -> float:
 def decisions_reader(settings: Settings, topic: str) -> Consumer:
     """A consumer assigned to every partition of ``topic`` from the start, with short fetch waits."""
     c = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": f"{settings.namespace}-bench",
-            "log_level": 3,
-            "fetch.wait.max.ms": LOW_LATENCY_FETCH_WAIT_MS,
-            "enable.auto.commit": False,
-        }
+        client_config(
+            settings.bootstrap_servers,
+            **{
+                "group.id": f"{settings.namespace}-bench",
+                "log_level": 3,
+                "fetch.wait.max.ms": LOW_LATENCY_FETCH_WAIT_MS,
+                "enable.auto.commit": False,
+            },
+        )
     )
     c.assign([TopicPartition(topic, p, 0) for p in range(settings.partitions)])
     return c

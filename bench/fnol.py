@@ -42,6 +42,7 @@ from schemas.models import TraceSpan
 from streams.broker import EmbeddedBroker
 from streams.config import Settings
 from streams.kafka import LOW_LATENCY_SLICE_S, partition_for, take
+from streams.kafka_config import client_config
 from streams.reading import read_all
 from streams.topics import Topics, ensure_topics
 
@@ -82,7 +83,7 @@ def run(bootstrap: str, n: int, rate: float, low_latency: bool, burst: bool = Fa
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    prod = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "log_level": 3})
+    prod = Producer(client_config(bootstrap, **{"linger.ms": 1, "log_level": 3}))
     cons = decisions_reader(settings, topics.name("decisions"))
     sent: dict[str, float] = {}
     done: dict[str, float] = {}

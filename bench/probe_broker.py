@@ -16,14 +16,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from streams.broker import EmbeddedBroker
+from streams.kafka import admin_for
+from streams.kafka_config import client_config
 
 
 def read(bs: str, topic: str, part: int, secs: float = 3.0) -> list[bytes]:
     c = Consumer(
-        {"bootstrap.servers": bs, "group.id": uuid.uuid4().hex, "isolation.level": "read_committed", "log_level": 3}
+        client_config(bs, **{"group.id": uuid.uuid4().hex, "isolation.level": "read_committed", "log_level": 3})
     )
     c.assign([TopicPartition(topic, part, 0)])
     got: list[bytes] = []
@@ -39,17 +41,18 @@ def read(bs: str, topic: str, part: int, secs: float = 3.0) -> list[bytes]:
 CRASHING_PRODUCER = """
 import sys, time
 from confluent_kafka import Producer
-p = Producer({"bootstrap.servers": sys.argv[1], "transactional.id": "t2", "log_level": 3})
+from streams.kafka_config import client_config
+p = Producer(client_config(sys.argv[1], **{"transactional.id": "t2", "log_level": 3}))
 p.init_transactions(10); p.begin_transaction(); p.produce("probe", b"CRASHED", partition=1); p.flush()
 print("ready", flush=True); time.sleep(100)
 """
 
 
 def probe(bs: str) -> None:
-    admin = AdminClient({"bootstrap.servers": bs})
+    admin = admin_for(bs)
     for f in admin.create_topics([NewTopic("probe", 4, 1)]).values():
         f.result()
-    p = Producer({"bootstrap.servers": bs, "transactional.id": "t1", "log_level": 3})
+    p = Producer(client_config(bs, **{"transactional.id": "t1", "log_level": 3}))
     p.init_transactions(10)
     p.begin_transaction()
     p.produce("probe", b"c1", partition=0)
@@ -69,15 +72,15 @@ def probe(bs: str) -> None:
     child.kill()
     child.wait()
     print("open transaction of a killed producer, before re-init:", read(bs, "probe", 1))
-    p2 = Producer({"bootstrap.servers": bs, "transactional.id": "t2", "log_level": 3})
+    p2 = Producer(client_config(bs, **{"transactional.id": "t2", "log_level": 3}))
     p2.init_transactions(30)
     print("after init_transactions with the same id:", read(bs, "probe", 1))
 
-    plain = Producer({"bootstrap.servers": bs, "linger.ms": 50, "log_level": 3})
+    plain = Producer(client_config(bs, **{"linger.ms": 50, "log_level": 3}))
     for i in range(5):
         plain.produce("probe", f"r{i}".encode(), partition=2)
     plain.flush()
-    c = Consumer({"bootstrap.servers": bs, "group.id": uuid.uuid4().hex, "log_level": 3})
+    c = Consumer(client_config(bs, **{"group.id": uuid.uuid4().hex, "log_level": 3}))
     print("5 records in one batch; watermarks:", c.get_watermark_offsets(TopicPartition("probe", 2), timeout=10))
     c.close()
 

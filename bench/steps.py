@@ -33,6 +33,7 @@ from schemas import decode, encode
 from streams.broker import EmbeddedBroker
 from streams.config import Settings
 from streams.kafka import LOW_LATENCY_FETCH_WAIT_MS, LOW_LATENCY_SLICE_S, partition_for, take
+from streams.kafka_config import client_config
 from streams.topics import Topics, ensure_topics
 from streams.worker import Worker
 
@@ -86,15 +87,12 @@ def raw_loop(bootstrap: str, n: int, seq: int) -> dict[str, float]:
     topic = f"bench-raw-{uuid.uuid4().hex[:6]}"
     settings = Settings(bootstrap_servers=bootstrap, partitions=1)
     ensure_topics(settings, [topic])
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2, "log_level": 3})
+    p = Producer(client_config(bootstrap, **{"linger.ms": 2, "log_level": 3}))
     c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": topic,
-            "log_level": 3,
-            "fetch.wait.max.ms": LOW_LATENCY_FETCH_WAIT_MS,
-            "enable.auto.commit": False,
-        }
+        client_config(
+            bootstrap,
+            **{"group.id": topic, "log_level": 3, "fetch.wait.max.ms": LOW_LATENCY_FETCH_WAIT_MS, "enable.auto.commit": False},
+        )
     )
     c.assign([TopicPartition(topic, 0, 0)])
     lat = []
@@ -137,7 +135,7 @@ def engine(bootstrap: str, local: bool, low_latency: bool, sequential: int, infl
     topics = Topics(ns)
     ensure_topics(settings, [topics.name("fnol.reported"), topics.name("decisions")])
     worker = Worker(settings, [wf]).start()
-    prod = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "log_level": 3})
+    prod = Producer(client_config(bootstrap, **{"linger.ms": 1, "log_level": 3}))
     cons = decisions_reader(settings, topics.name("decisions"))
 
     def send(batch: list[Accepted]) -> dict[str, float]:

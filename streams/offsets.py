@@ -18,6 +18,7 @@ from confluent_kafka import ConsumerGroupState, ConsumerGroupTopicPartitions, To
 from confluent_kafka.admin import AdminClient
 
 from streams.config import Settings
+from streams.kafka import admin as kafka_admin
 from streams.kafka import read_to_end, reader
 
 ACTIVE_STATES = {
@@ -29,6 +30,43 @@ ACTIVE_STATES = {
 
 class GroupActive(RuntimeError):
     """The group has active members; stop them (or pass force) before moving its offsets."""
+
+
+# The engine's own groups and changelog, in any namespace (streams.topics.Topics names them).
+INTERNAL_GROUPS = {
+    ".orchestrator": (
+        "the orchestrator's progress on the workflow inputs, step results and control records: moving it "
+        "forward skips them (those runs never start or never advance: no output, no dead letter, `status` "
+        "says no run); moving it back re-reads records already applied"
+    ),
+    ".executors": (
+        "the executors' progress on the step commands: moving it forward skips scheduled steps (their runs "
+        "wait forever); moving it back runs steps again (at least once: their side effects repeat)"
+    ),
+}
+CHANGELOG_SUFFIX = ".orchestrator.runs-changelog"
+
+
+def internal_reasons(group: str, topics: list[str]) -> list[str]:
+    """Why resetting ``group`` on ``topics`` touches the engine's internals (empty: it does not)."""
+    reasons = [f"group {group} is {why}" for suffix, why in INTERNAL_GROUPS.items() if group.endswith(suffix)]
+    reasons += [
+        f"topic {t} is the run-state changelog: workers rebuild run state from it, so offsets on it are not "
+        "a consumer's to move"
+        for t in topics
+        if t.endswith(CHANGELOG_SUFFIX)
+    ]
+    return reasons
+
+
+def skipped_and_reread(resets: list[PartitionReset]) -> dict[str, tuple[int, int]]:
+    """Per topic: records the reset skips (never processed) and records it makes the group read again."""
+    out: dict[str, tuple[int, int]] = {}
+    for r in resets:
+        now = r.current if r.current is not None else r.log_start
+        skip, again = out.get(r.topic, (0, 0))
+        out[r.topic] = (skip + max(0, r.new - now), again + max(0, now - r.new))
+    return out
 
 
 class ResetFailed(RuntimeError):
@@ -71,7 +109,7 @@ class PartitionReset:
 
 
 def _admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.bootstrap_servers, "log_level": 3})
+    return kafka_admin(settings)
 
 
 def group_activity(settings: Settings, group: str) -> tuple[str, int]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from confluent_kafka import TopicCollection
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from streams.config import Settings
+from streams.kafka import admin as admin_client
 
 
 class TopicLayoutError(RuntimeError):
@@ -70,7 +71,7 @@ class Topics:
 
 def ensure_topics(settings: Settings, names: list[str], compacted: frozenset[str] = frozenset()) -> None:
     """Create missing topics with ``settings.partitions`` partitions; check existing ones."""
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, "log_level": 3})
+    admin = admin_client(settings)
     existing = admin.list_topics(timeout=10).topics
     missing = [n for n in names if n not in existing]
     if missing:
@@ -100,6 +101,6 @@ def ensure_topics(settings: Settings, names: list[str], compacted: frozenset[str
 
 def topic_id(settings: Settings, name: str) -> str:
     """The broker's id of a topic: differs if the topic (or the whole broker) was re-created."""
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, "log_level": 3})
+    admin = admin_client(settings)
     description = admin.describe_topics(TopicCollection([name]))[name].result(timeout=10)
     return str(description.topic_id)

@@ -20,6 +20,7 @@ import pytest
 from confluent_kafka import TopicPartition
 
 import schemas.fnol  # noqa: F401 - FNOL's records, known to the codec
+from processors import pii
 from schemas import DecodeError, decode, register
 from streams.broker import EmbeddedBroker
 from streams.config import Settings
@@ -35,6 +36,9 @@ register(ROOT / "tests" / "records")  # the generic test workflows' records
 # (notes/broker-facts.md), so budgets are generous here and tested where they are set on purpose.
 os.environ.setdefault("DURABLE_MODEL_SPEED", "50")
 os.environ.setdefault("DURABLE_FNOL_BUDGETS", '{"default": {"latency_s": 120}}')
+# The public test key: the shipped fraud-history table (history.json) is keyed under it, and no test
+# run writes a generated key file into the working tree.
+os.environ["DURABLE_PII_KEY"] = pii.DEMO_KEY
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,12 @@
 Shipped as ``history.json``, a stand-in for an extract of the claims system
 (claims in the last 12 months), regenerated deterministically from the sample
 claims by ``python processors/fnol/make_history.py``. Policies are keyed by
-number; claimants by their name token (``processors.pii.token("name", ...)``)
-under the development key ``processors.pii.DEV_KEY``. Tokens depend on
-``DURABLE_PII_KEY``: under another key no claimant matches and only the
-policy history counts (regenerate the table under that key to match again).
+number; claimants by their per-tenant name token
+(``processors.pii.token("name", name, tenant)``) under the public demo and
+test key ``processors.pii.DEMO_KEY``, which ``durable demo`` and the tests
+set. Tokens depend on ``DURABLE_PII_KEY``: under another key (as in
+production) no claimant matches and only the policy history counts; a real
+deployment loads its own extract, tokenised under its own key.
 """
 
 from __future__ import annotations

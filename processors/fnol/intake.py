@@ -205,7 +205,8 @@ class ReportedContract(_Strict):
 
 
 def tokenise(report: FnolReport) -> FnolReported:
-    """The Kafka form of a report: claimant and plate as tokens, free text scrubbed."""
+    """The Kafka form of a report: claimant and plate as tokens of its tenant, free text scrubbed."""
+    tenant = report.tenant_id  # tokens are per tenant: one person is not linkable across tenants
     c = report.claimant
     known = {"name": c.name, "email": c.email or "", "phone": c.phone or ""}
     if report.vehicle and report.vehicle.plate:
@@ -214,7 +215,7 @@ def tokenise(report: FnolReport) -> FnolReported:
     if report.vehicle is not None:
         v = report.vehicle
         vehicle = Vehicle(
-            plate_token=pii.token("plate", v.plate) if v.plate else None, make=v.make, model=v.model, year=v.year
+            plate_token=pii.token("plate", v.plate, tenant) if v.plate else None, make=v.make, model=v.model, year=v.year
         )
     return FnolReported(
         claim_id=report.claim_id,
@@ -223,12 +224,12 @@ def tokenise(report: FnolReport) -> FnolReported:
         reported_at=report.reported_at,
         loss_date=report.loss_date,
         loss_type=report.loss_type,
-        description=pii.scrub(report.description, known),
+        description=pii.scrub(report.description, known, tenant),
         location=Location(postcode=report.location.postcode, country=report.location.country),
         claimant=ClaimantTokens(
-            name_token=pii.token("name", c.name),
-            email_token=pii.token("email", c.email) if c.email else None,
-            phone_token=pii.token("phone", c.phone) if c.phone else None,
+            name_token=pii.token("name", c.name, tenant),
+            email_token=pii.token("email", c.email, tenant) if c.email else None,
+            phone_token=pii.token("phone", c.phone, tenant) if c.phone else None,
         ),
         vehicle=vehicle,
         photos=[Photo(uri=p.uri, labels=list(p.labels)) for p in report.photos],

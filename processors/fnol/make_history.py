@@ -3,9 +3,10 @@
 Default input: processors/fnol/samples/fnol.jsonl. Each policy number and each
 claimant of the claims gets a count of prior claims drawn from a hash of the
 number or name (most have none, a few are frequent claimants), claimants
-keyed by their name token under the development PII key whatever
-``DURABLE_PII_KEY`` says. Deterministic: the file changes only when the
-claims or this rule do.
+keyed by their per-tenant name token under the public demo and test key
+``processors.pii.DEMO_KEY``, whatever ``DURABLE_PII_KEY`` says. The demo and
+the tests set that key; under any other key no claimant matches.
+Deterministic: the file changes only when the claims or this rule do.
 """
 
 from __future__ import annotations
@@ -29,19 +30,22 @@ def _count(*parts: str) -> int:
 
 
 def build(claims: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
-    """The table for these raw claims (claimant names are tokenised with the development key)."""
+    """The table for these raw claims (claimant names are tokenised per tenant under the demo key)."""
     from processors import pii
 
-    saved = os.environ.pop("DURABLE_PII_KEY", None)
+    saved = os.environ.get(pii.KEY_ENV)
+    os.environ[pii.KEY_ENV] = pii.DEMO_KEY
     try:
         policies: dict[str, int] = {}
         claimants: dict[str, int] = {}
         for claim in claims:
             policies[claim["policy_number"]] = _count("policy", claim["policy_number"])
-            claimants[pii.token("name", claim["claimant"]["name"])] = _count("claimant", claim["claimant"]["name"])
+            claimants[pii.token("name", claim["claimant"]["name"], claim["tenant_id"])] = _count("claimant", claim["claimant"]["name"])
     finally:
-        if saved is not None:
-            os.environ["DURABLE_PII_KEY"] = saved
+        if saved is None:
+            os.environ.pop(pii.KEY_ENV, None)
+        else:
+            os.environ[pii.KEY_ENV] = saved
     return {"policies": dict(sorted(policies.items())), "claimants": dict(sorted(claimants.items()))}
 
 

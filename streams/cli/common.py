@@ -14,6 +14,7 @@ from rich.markup import escape
 from processors.engine.workflow import Workflow
 from streams import discovery
 from streams.config import Settings
+from streams.kafka_config import KafkaConfigError, security_config
 from streams.workflows import load_workflows
 
 err = Console(stderr=True, soft_wrap=True)  # messages name ids and reasons: never folded mid-word
@@ -44,6 +45,10 @@ def settings(namespace: str | None, **extra: object) -> Settings:
         bootstrap = discovery.bootstrap_servers()
     except discovery.NoBroker as exc:
         raise fail(str(exc), 2) from None
+    try:
+        security_config()  # checked here so a bad client file is one clear line, not a librdkafka trace
+    except KafkaConfigError as exc:
+        raise fail(f"Kafka client settings: {exc}", 2) from None
     return Settings.from_env(namespace=namespace, bootstrap_servers=bootstrap, **extra)
 
 

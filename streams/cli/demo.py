@@ -18,6 +18,7 @@ from typing import Annotated
 
 import typer
 
+from processors import pii
 from processors.engine.inputs import Accepted, parse_lines
 from processors.engine.status import run_status
 from processors.engine.workflow import Workflow
@@ -52,6 +53,9 @@ def demo(
 ) -> None:
     """Start a broker and a worker, run the samples, print every output, one trace, the retries and sagas."""
     configure_logging(verbose)
+    # The demo's own throwaway key (public, never a production key): no key file is generated, and the
+    # shipped fraud-history table, keyed under it, finds the sample claimants.
+    os.environ[pii.KEY_ENV] = pii.DEMO_KEY
     t0 = time.monotonic()
     [wf] = load_workflows([workflow])
     samples = file or (wf.intake.samples if wf.intake is not None else None)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from processors import pii
 from processors.engine.canonical import canonical_json
 from processors.engine.inputs import Accepted, Rejected, parse_lines
 from processors.engine.status import run_status
@@ -34,6 +35,10 @@ def produce(
     Exit 1 if any line was bad or conflicting.
     """
     wf = workflow_named(workflow_name, workflow)
+    try:
+        pii.require_explicit_key()  # tokenising happens here, so production mode needs its key here too
+    except pii.PiiKeyError as exc:
+        raise fail(f"refusing to produce: {exc}", 2) from None
     stream = sys.stdin if file == "-" else open(file, encoding="utf-8", errors="replace")  # noqa: SIM115
     with stream:
         parsed = list(parse_lines(wf, stream))

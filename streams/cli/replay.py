@@ -32,7 +32,7 @@ from streams.cli.common import (
 )
 from streams.cli.runs import recorded
 from streams.reading import dumps
-from streams.sandbox import SandboxIsProduction, replay_window
+from streams.sandbox import SandboxRefused, replay_window
 
 VERDICT_STYLE = {"same": "green", "failure reproduced": "yellow", "different": "red", "new failure": "red"}
 
@@ -162,8 +162,8 @@ def _replay_window(
     box = sandbox or f"{s.namespace}-replay-{int(time.time())}"
     try:
         result = replay_window(s, wf, start, end, box, ignore=wf.diff_ignores, timeout_s=timeout)
-    except SandboxIsProduction as exc:
-        raise fail(str(exc), 2) from None
+    except SandboxRefused as exc:
+        raise fail(f"replay refused: {exc}", 2) from None
     out.print(
         f"window {from_} .. {to}: {result.inputs} input record(s), {result.runs} run(s), replayed in namespace "
         f"{result.sandbox} in {result.elapsed_s:.1f}s",

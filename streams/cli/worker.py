@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from processors import pii
 from streams import discovery
 from streams.broker import BrokerStartError, EmbeddedBroker
 from streams.cli.common import NamespaceOpt, WorkflowOpt, configure_logging, err, fail, settings, workflows
@@ -47,6 +48,10 @@ def worker(
 ) -> None:
     """Run one worker until SIGTERM or Ctrl-C. Several may run."""
     configure_logging(verbose)
+    try:
+        pii.require_explicit_key()  # DURABLE_ENV=production: no generated or demo PII key
+    except pii.PiiKeyError as exc:
+        raise fail(f"refusing to start: {exc}", 2) from None
     s = settings(namespace, worker_name=name or "worker", state_dir=state_dir)
     w = Worker(s, workflows(workflow), role)
     err.print(f"worker {s.worker_name} ({role.value}) on {s.bootstrap_servers}, namespace {s.namespace}")

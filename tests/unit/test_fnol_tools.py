@@ -120,7 +120,7 @@ def test_fraud_signals_come_from_the_report_the_history_table_and_the_register()
     assert "description_contradicts_photos" in tools.fraud_signals(contradicted)[0]
     # The history table: a claimant with 4 prior claims, a theft on a policy with 2.
     frequent = next(t for t, n in history.table()["claimants"].items() if n >= tools.FREQUENT_CLAIMANT)
-    raw = next(r for r in RAW if pii.token("name", r["claimant"]["name"]) == frequent)
+    raw = next(r for r in RAW if pii.token("name", r["claimant"]["name"], r["tenant_id"]) == frequent)
     assert "frequent_claimant" in tools.fraud_signals(tokenised(raw))[0]
     repeat = next(p for p, n in history.table()["policies"].items() if n >= tools.REPEAT_THEFT)
     theft = sample("CLM-100001", policy_number=repeat)
