@@ -91,6 +91,7 @@ def measure(bootstrap: str, runs: int, backoff_s: float, low_latency: bool) -> d
         state_dir=Path(f".durable/bench/{ns}"),
         worker_name="bench",
         low_latency=low_latency,
+        max_runs_in_flight=runs,  # every run waits out its backoff at once: none held back by admission
     )
     topics = Topics(ns)
     wf = workflow(backoff_s)

@@ -130,6 +130,7 @@ def engine(bootstrap: str, local: bool, low_latency: bool, sequential: int, infl
         state_dir=Path(f".durable/bench/{ns}"),
         worker_name="bench",
         low_latency=low_latency,
+        max_runs_in_flight=max(inflight, sequential),  # this bench's shape: all its runs in flight at once
     )
     wf = saga(local)
     topics = Topics(ns)
