@@ -453,7 +453,8 @@ def test_a_forged_result_for_another_tenants_run_is_dead_lettered_and_the_decisi
         forger.close()
 
     assert forger.answered and forger.answered[0] == f"{claim.run_id}/plan/1", forger.answered
-    assert (decision["queue"], decision["reserve"]) != ("fast_track", 950_000.0), decision
+    shown = f"{decision['status']} {decision['queue']} reserve {decision['reserve']:,.0f} {decision['currency']}"
+    assert (decision["queue"], decision["reserve"]) != ("fast_track", 950_000.0), f"the forgery decided: {shown}"
     # The decision is the real one: the reserve the executor's severity step set, not the forger's.
     genuine = [
         r
