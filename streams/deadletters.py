@@ -98,11 +98,12 @@ def redrives(settings: Settings) -> dict[str, RunControl]:
     """Every authenticated redrive ever requested in this namespace, by dead letter id (the first one wins)."""
     found: dict[str, RunControl] = {}
     topic = Topics(settings.namespace).control
+    accepted = authentication.verifying_secrets()
     for msg in read_all(settings, topic):
         value = msg.value() or b""
         try:
             control = from_bytes(value, RunControl)
-            authentication.verify(topic, control.control_id, value, msg.headers())
+            authentication.verify(topic, control.control_id, value, msg.headers(), accepted)
         except (DecodeError, authentication.Unauthenticated):
             continue  # the orchestrator dead-letters it; it is no redrive
         if control.action == "redrive" and control.dead_letter_id and control.dead_letter_id not in found:
