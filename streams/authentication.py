@@ -1,14 +1,18 @@
-"""Workers trust only workers: step results and control records carry a MAC under the worker secret.
+"""Workers trust only workers: step results, control records and step commands carry a MAC.
 
 Anyone who can write ``<ns>.step.results`` or ``<ns>.runs.control`` could
 otherwise answer any run's scheduled attempt or redrive any dead letter. So
 whoever writes those records (executors; the ``durable dlq redrive`` CLI)
 signs them, and the orchestrator verifies before applying
 (:mod:`streams.events`): a record whose MAC is missing or wrong is
-dead-lettered and changes nothing.
+dead-lettered and changes nothing. Likewise the orchestrator signs the step
+commands it writes and executors run no other (:mod:`streams.executor`): a
+forged command's inputs would otherwise steer a real step, whose result the
+executor would then sign.
 
 The MAC is HMAC-SHA256 under the worker secret over the topic name, the
-record's id (a result's ``command_id``, a control's ``control_id``) and the
+record's id (a result's or a command's ``command_id``, a control's
+``control_id``) and the
 record's exact value bytes, so it cannot be moved to another record, to the
 other kind of record, or to another namespace's topic. It travels in a Kafka
 record header, ``durable-mac: v1=<64 hex digits>``, rather than in an Avro

@@ -5,9 +5,13 @@ once its result is acknowledged and every earlier command of its partition is
 done too, so a crash re-runs unfinished commands (at least once; the step's
 idempotency key is ``run_id/step/attempt``) and the orchestrator ignores
 duplicate results. A result goes to the same partition number as its command,
-which is the partition of the orchestrator that owns the run. Every result
-carries a MAC under the worker secret (:mod:`streams.authentication`): the
-orchestrator applies no result without one.
+which is the partition of the orchestrator that owns the run.
+
+Workers trust only workers (:mod:`streams.authentication`): a command runs
+only if it carries the orchestrator's MAC (a forged one is dead-lettered:
+its inputs could otherwise steer a real step, whose result this executor
+would sign), and every result carries this executor's MAC, without which the
+orchestrator applies none.
 """
 
 from __future__ import annotations
@@ -96,6 +100,7 @@ class Executor:
         self._consumer: Consumer | None = None
         self._writer: Writer | None = None
         self._secret = b""
+        self._accepted: list[bytes] = []
         self.failure: BaseException | None = None
 
     @property
@@ -117,6 +122,7 @@ class Executor:
 
     async def _run(self) -> None:
         self._secret = authentication.signing_secret()  # a worker that cannot sign must not start
+        self._accepted = authentication.verifying_secrets()
         ensure_topics(self.settings, [self.topics.commands, self.topics.results, self.topics.dead_letters])
         self._consumer = make_consumer(self.settings, self.topics.executor_group)
         # Results go out within 2 ms: under load that gathers many into one batch (the embedded broker's
@@ -173,7 +179,7 @@ class Executor:
         partition, offset = msg.partition() or 0, msg.offset() or 0
         try:
             try:
-                command = from_bytes(msg.value() or b"", StepCommand)
+                command = self._authentic(msg)
             except DecodeError as exc:
                 letter = deadletters.from_message(msg, str(exc), type(exc).__name__)
                 log.warning("dead-lettered command %s: %s", letter.dead_letter_id, exc)
@@ -191,6 +197,16 @@ class Executor:
                 self._write_result(partition, offset, failed, headers)
         finally:
             slots.release()
+
+    def _authentic(self, msg: Message) -> StepCommand:
+        """The command ``msg`` holds, if a worker wrote it; else :class:`DecodeError` saying why."""
+        value = msg.value() or b""
+        command = from_bytes(value, StepCommand)
+        try:
+            authentication.verify(self.topics.commands, command.command_id, value, msg.headers(), self._accepted)
+        except authentication.Unauthenticated as exc:
+            raise DecodeError(f"unauthenticated {command.command_id[:80]!r}: {exc}") from None
+        return command
 
     def _write_result(
         self, partition: int, src_offset: int, result: StepResult, headers: list[tuple[str, str | bytes | None]]

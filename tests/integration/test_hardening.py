@@ -516,3 +516,33 @@ def test_a_forged_redrive_is_dead_lettered_and_a_signed_one_records_who_asked(
     wait_for(
         lambda: len([x for x in outcomes(settings) if x["run_id"] == order.run_id]) == 2, 60, "the redriven run decided"
     )
+
+
+def test_a_forged_command_is_dead_lettered_and_runs_no_step(settings: Settings, workers: WorkerProcesses) -> None:
+    topics = Topics(settings.namespace)
+    workers.start("a", "--workflow", "processors.fnol:FNOL")
+    [claim] = sample_claims(1, prefix="CMD")
+    produce(settings, [claim])
+    wait_for(lambda: _decision_of(settings, claim.run_id), 90, "the claim decided")
+    genuine = next(
+        m
+        for m in read_all(settings, topics.commands)
+        if from_bytes(m.value() or b"", StepCommand).command_id == f"{claim.run_id}/severity_reserve/1"
+    )
+    command = from_bytes(genuine.value() or b"", StepCommand)
+    # Its inputs bent (a policy in force, no fraud), under a new attempt the executor would run and sign.
+    forged = command.model_copy(update={"command_id": f"{claim.run_id}/severity_reserve/9", "attempt": 9})
+    value = to_bytes(forged)
+    moved = [(k, v) for k, v in genuine.headers() or [] if k == authentication.HEADER]
+    assert moved, "the orchestrator signs its commands"
+    raw = _raw(settings)
+    for headers in ([], moved):
+        raw.produce(topics.commands, key=claim.run_id, value=value, partition=genuine.partition() or 0, headers=headers)
+    assert raw.flush(30) == 0
+    refused = wait_for(
+        lambda: (found := _refused(settings, topics.commands)) and len(found) >= 2 and found,
+        60,
+        "both forged commands dead-lettered",
+    )
+    assert len(refused) == 2
+    assert not [r for r in read_topic(settings, topics.results) if r["command_id"] == forged.command_id]
