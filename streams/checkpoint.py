@@ -61,6 +61,7 @@ class Write:
     key: str | None
     value: bytes
     traceparent: str | None = None
+    mac: tuple[str, bytes] | None = None  # the worker MAC header of a step command (streams.authentication)
 
 
 @dataclass
@@ -108,6 +109,8 @@ class Checkpoint:
             ]
             if w.traceparent is not None:
                 headers.append(("traceparent", w.traceparent.encode()))
+            if w.mac is not None:
+                headers.append(w.mac)
             writer.send(w.topic, w.value, key=w.key, partition=w.partition, headers=headers)
         writer.flush()
 

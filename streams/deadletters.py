@@ -8,6 +8,10 @@ compensations whose retry budget ran out (``kind`` ``step`` or
 :class:`RunControl` record on the run's control partition; the orchestrator
 that owns the run applies it (a fresh budget for the dead-lettered step) or
 ignores it if the run has moved on, so redriving twice is the same as once.
+A redrive request carries a MAC under the worker secret
+(:mod:`streams.authentication`): only a process holding the secret can
+redrive, and the ``requested_by`` it records is as good as that secret's
+custody.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from confluent_kafka import Message
 
 from schemas import DecodeError, from_bytes, to_bytes
 from schemas.models import DeadLetter, JournalKind, RunControl
+from streams import authentication
 from streams.config import Settings
 from streams.journal import run_journal
 from streams.kafka import partition_for
@@ -90,12 +95,16 @@ class Letter:
 
 
 def redrives(settings: Settings) -> dict[str, RunControl]:
-    """Every redrive ever requested in this namespace, by dead letter id (the first one wins)."""
+    """Every authenticated redrive ever requested in this namespace, by dead letter id (the first one wins)."""
     found: dict[str, RunControl] = {}
-    for msg in read_all(settings, Topics(settings.namespace).control):
+    topic = Topics(settings.namespace).control
+    accepted = authentication.verifying_secrets()
+    for msg in read_all(settings, topic):
+        value = msg.value() or b""
         try:
-            control = from_bytes(msg.value() or b"", RunControl)
-        except DecodeError:
+            control = from_bytes(value, RunControl)
+            authentication.verify(topic, control.control_id, value, msg.headers(), accepted)
+        except (DecodeError, authentication.Unauthenticated):
             continue  # the orchestrator dead-letters it; it is no redrive
         if control.action == "redrive" and control.dead_letter_id and control.dead_letter_id not in found:
             found[control.dead_letter_id] = control
@@ -121,7 +130,11 @@ def find(settings: Settings, letter_id: str) -> Letter | None:
 
 
 def control_for(letter: DeadLetter, requested_by: str) -> RunControl:
-    """The redrive request for ``letter``: its id depends only on the letter, so a repeat is recognisable."""
+    """The redrive request for ``letter``: its id depends only on the letter, so a repeat is recognisable.
+
+    ``requested_by`` is recorded by the orchestrator only because the request is signed with the worker
+    secret (:func:`request_redrives`); the CLI sets it to the OS user running it.
+    """
     if letter.kind not in ("step", "compensation") or not letter.run_id or not letter.workflow:
         raise NotRedrivable(
             f"{letter.dead_letter_id} is an unprocessable {letter.kind} ({letter.error_type}): "
@@ -140,14 +153,20 @@ def control_for(letter: DeadLetter, requested_by: str) -> RunControl:
 
 
 def request_redrives(settings: Settings, controls: list[RunControl]) -> None:
-    """Write redrive requests to the runs' control partitions and wait for the broker's acks."""
+    """Write redrive requests, each with its MAC, to the runs' control partitions and wait for the broker's acks."""
     topic = Topics(settings.namespace).control
+    secret = authentication.signing_secret()  # no secret, no redrive: raises before anything is written
     ensure_topics(settings, [topic])
     writer = Writer(settings)
     try:
         for control in controls:
+            value = to_bytes(control)
             writer.send(
-                topic, to_bytes(control), key=control.run_id, partition=partition_for(control.run_id, settings.partitions)
+                topic,
+                value,
+                key=control.run_id,
+                partition=partition_for(control.run_id, settings.partitions),
+                headers=[authentication.header(topic, control.control_id, value, secret)],
             )
         writer.flush(30)
     finally:

@@ -10,6 +10,11 @@ becomes an event:
   intake allows and pass the intake's ``check`` (ids, token shapes, dates);
   one that arrived on another partition than its run's is *forwarded* there
   (whatever partitioner its producer used, a run has one owner);
+- a result or a control record must carry a MAC under the worker secret
+  (:mod:`streams.authentication`) over its value and its id (``command_id``,
+  ``control_id``): only workers answer attempts, only holders of the secret
+  redrive. One without a valid MAC changes nothing; its run goes on waiting
+  for the real result;
 - a result must name its attempt consistently (``command_id`` is
   ``run/step/attempt[/compensate]``) and carry a JSON object as output and a
   JSON list as recorded values; a result with a malformed output still
@@ -23,6 +28,7 @@ with the reason; the orchestrator dead-letters it and goes on.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import Message
@@ -33,6 +39,7 @@ from processors.engine.transition import Event, RedriveRequested, RunRequested, 
 from processors.engine.workflow import Workflow
 from schemas import DecodeError, decode, from_bytes
 from schemas.models import RunControl, StepError, StepResult
+from streams import authentication
 from streams.kafka import partition_for
 from streams.topics import Topics
 
@@ -57,10 +64,18 @@ class Inbound:
 class Inputs:
     """The orchestrator's input topics in one namespace, and how each one's records become events."""
 
-    def __init__(self, topics: Topics, workflows: dict[str, Workflow], partitions: int) -> None:
+    def __init__(
+        self,
+        topics: Topics,
+        workflows: dict[str, Workflow],
+        partitions: int,
+        secrets: Sequence[bytes] | None = None,
+    ) -> None:
         self.topics = topics
         self.workflows = workflows
         self.partitions = partitions
+        # Loaded once: an orchestrator with no worker secret (production, unset) does not start.
+        self.secrets = list(secrets) if secrets is not None else authentication.verifying_secrets()
         self.by_topic = {topics.name(wf.input_topic): wf for wf in workflows.values()}
 
     @property
@@ -74,14 +89,23 @@ class Inputs:
             raise DecodeError("empty record value")
         at_ms = msg.timestamp()[1]
         if topic == self.topics.results:
-            return self._result(from_bytes(value, StepResult), at_ms)
+            result = from_bytes(value, StepResult)
+            self._authenticate(msg, result.command_id, value)
+            return self._result(result, at_ms)
         if topic == self.topics.control:
             control = from_bytes(value, RunControl)
+            self._authenticate(msg, control.control_id, value)
             _check_id("run_id", control.run_id)
             return Inbound(
                 self._workflow(control.workflow, "control"), control.run_id, RedriveRequested(control, at_ms)
             )
         return self._input(self.by_topic[topic], value, msg.partition() or 0, at_ms)
+
+    def _authenticate(self, msg: Message, record_id: str, value: bytes) -> None:
+        try:
+            authentication.verify(msg.topic() or "", record_id, value, msg.headers(), self.secrets)
+        except authentication.Unauthenticated as exc:
+            raise DecodeError(f"unauthenticated {record_id[:80]!r}: {exc}") from None
 
     def _input(self, wf: Workflow, value: bytes, partition: int, at_ms: int) -> Inbound:
         limit = wf.intake.max_bytes if wf.intake is not None else MAX_INPUT_BYTES

@@ -6,6 +6,12 @@ done too, so a crash re-runs unfinished commands (at least once; the step's
 idempotency key is ``run_id/step/attempt``) and the orchestrator ignores
 duplicate results. A result goes to the same partition number as its command,
 which is the partition of the orchestrator that owns the run.
+
+Workers trust only workers (:mod:`streams.authentication`): a command runs
+only if it carries the orchestrator's MAC (a forged one is dead-lettered:
+its inputs could otherwise steer a real step, whose result this executor
+would sign), and every result carries this executor's MAC, without which the
+orchestrator applies none.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from processors.engine.workflow import Workflow
 from processors.models import client_from_env
 from schemas import DecodeError, from_bytes, to_bytes
 from schemas.models import StepCommand, StepError, StepResult
-from streams import chaos, deadletters
+from streams import authentication, chaos, deadletters
 from streams.config import Settings
 from streams.kafka import LOW_LATENCY_SLICE_S, take
 from streams.kafka import consumer as make_consumer
@@ -93,6 +99,8 @@ class Executor:
         self.tracker = OffsetTracker()
         self._consumer: Consumer | None = None
         self._writer: Writer | None = None
+        self._secret = b""
+        self._accepted: list[bytes] = []
         self.failure: BaseException | None = None
 
     @property
@@ -113,6 +121,8 @@ class Executor:
         asyncio.run(self._run())
 
     async def _run(self) -> None:
+        self._secret = authentication.signing_secret()  # a worker that cannot sign must not start
+        self._accepted = authentication.verifying_secrets()
         ensure_topics(self.settings, [self.topics.commands, self.topics.results, self.topics.dead_letters])
         self._consumer = make_consumer(self.settings, self.topics.executor_group)
         # Results go out within 2 ms: under load that gathers many into one batch (the embedded broker's
@@ -169,7 +179,7 @@ class Executor:
         partition, offset = msg.partition() or 0, msg.offset() or 0
         try:
             try:
-                command = from_bytes(msg.value() or b"", StepCommand)
+                command = self._authentic(msg)
             except DecodeError as exc:
                 letter = deadletters.from_message(msg, str(exc), type(exc).__name__)
                 log.warning("dead-lettered command %s: %s", letter.dead_letter_id, exc)
@@ -179,14 +189,32 @@ class Executor:
             result = await run_step(self.workflows, command, self.settings.worker_name, models=self.models)
             headers = self._trace(msg, command, result)
             try:
-                self._write(self.topics.results, partition, command.run_id, to_bytes(result), offset, headers)
+                self._write_result(partition, offset, result, headers)
             except KafkaException as exc:
                 # The result itself cannot be written (e.g. too large): the attempt fails, visibly.
                 error = StepError(type="ResultNotWritable", message=str(exc), traceback="", retryable=False)
                 failed = result.model_copy(update={"output_json": None, "error": error})
-                self._write(self.topics.results, partition, command.run_id, to_bytes(failed), offset, headers)
+                self._write_result(partition, offset, failed, headers)
         finally:
             slots.release()
+
+    def _authentic(self, msg: Message) -> StepCommand:
+        """The command ``msg`` holds, if a worker wrote it; else :class:`DecodeError` saying why."""
+        value = msg.value() or b""
+        command = from_bytes(value, StepCommand)
+        try:
+            authentication.verify(self.topics.commands, command.command_id, value, msg.headers(), self._accepted)
+        except authentication.Unauthenticated as exc:
+            raise DecodeError(f"unauthenticated {command.command_id[:80]!r}: {exc}") from None
+        return command
+
+    def _write_result(
+        self, partition: int, src_offset: int, result: StepResult, headers: list[tuple[str, str | bytes | None]]
+    ) -> None:
+        """Write ``result`` with its MAC (over its bytes and command id), which the orchestrator checks."""
+        value = to_bytes(result)
+        signed = authentication.header(self.topics.results, result.command_id, value, self._secret)
+        self._write(self.topics.results, partition, result.run_id, value, src_offset, [*headers, signed])
 
     def _trace(self, msg: Message, command: StepCommand, result: StepResult) -> list[tuple[str, str | bytes | None]]:
         """The attempt's span, under the run span named by the command's traceparent; its header for the result."""

@@ -3,6 +3,11 @@
 Like Temporal's local activities: for short steps. The result is journaled
 like any other and made durable by the orchestrator's checkpoint; a crash
 before the checkpoint runs the step again (at least once, same idempotency key).
+
+Its result carries no MAC (:mod:`streams.authentication`), and needs none: it
+never crosses Kafka as a result record, it goes from this process's step
+straight into its own transition. Only results read from the results topic
+are verified, and a record there answering a local step is held to that too.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ from processors.engine.workflow import Workflow
 from processors.models import client_from_env
 from schemas import DecodeError, encode, to_bytes
 from schemas.models import DeadLetter, JournalEvent, JournalKind, RunState, StepCommand, StepResult
-from streams import deadletters
+from streams import authentication, deadletters
 from streams.checkpoint import Checkpoint, Write
 from streams.config import Settings
 from streams.events import Inputs
@@ -88,6 +88,7 @@ class Orchestrator:
         self.topics = Topics(settings.namespace)
         self.workflows = {wf.name: wf for wf in workflows}
         self.inputs = Inputs(self.topics, self.workflows, settings.partitions)
+        self._secret = authentication.signing_secret()  # signs the step commands it writes
         self.output_topic = {wf.name: self.topics.name(wf.output_topic) for wf in workflows}
         self.local = LocalSteps(
             self.workflows, settings.worker_name, client_from_env(simulations=[wf.simulation for wf in workflows])
@@ -406,7 +407,11 @@ class Orchestrator:
     def _to_write(self, wf: Workflow, src: str, p: int, out: Outgoing, traceparent: str) -> Write:
         rec = out.record
         if isinstance(rec, StepCommand):
-            return Write(src, out.message_id, self.topics.commands, p, rec.run_id, to_bytes(rec), traceparent)
+            # Signed: executors run only commands a worker wrote (else a forged command's inputs would steer
+            # a real step, and the executor would sign its result).
+            value = to_bytes(rec)
+            mac = authentication.header(self.topics.commands, rec.command_id, value, self._secret)
+            return Write(src, out.message_id, self.topics.commands, p, rec.run_id, value, traceparent, mac)
         if isinstance(rec, JournalEvent):
             return Write(src, out.message_id, self.topics.journal, p, rec.run_id, to_bytes(rec))
         if isinstance(rec, DeadLetter):

@@ -39,6 +39,9 @@ os.environ.setdefault("DURABLE_FNOL_BUDGETS", '{"default": {"latency_s": 120}}')
 # The public test key: the shipped fraud-history table (history.json) is keyed under it, and no test
 # run writes a generated key file into the working tree.
 os.environ["DURABLE_PII_KEY"] = pii.DEMO_KEY
+# One worker secret for every worker and CLI a test starts (each has its own state directory, so
+# generated secrets would differ), and no generated secret file in the working tree.
+os.environ["DURABLE_WORKER_SECRET"] = TEST_WORKER_SECRET = "durable-tests-worker-secret-not-secret-0123456789"
 
 
 @pytest.fixture(scope="session")

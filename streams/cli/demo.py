@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ from processors.engine.status import run_status
 from processors.engine.workflow import Workflow
 from schemas import encode
 from schemas.models import JournalEvent, JournalKind, RunStatus
-from streams import deadletters, discovery, traces
+from streams import authentication, deadletters, discovery, traces
 from streams.broker import EmbeddedBroker
 from streams.cli.common import configure_logging, err, fail, out
 from streams.cli.trace import render
@@ -56,6 +57,8 @@ def demo(
     # The demo's own throwaway key (public, never a production key): no key file is generated, and the
     # shipped fraud-history table, keyed under it, finds the sample claimants.
     os.environ[pii.KEY_ENV] = pii.DEMO_KEY
+    # One process signs and verifies: a throwaway worker secret, unless one is set; no secret file is generated.
+    os.environ.setdefault(authentication.SECRET_ENV, secrets.token_hex(32))
     t0 = time.monotonic()
     [wf] = load_workflows([workflow])
     samples = file or (wf.intake.samples if wf.intake is not None else None)

@@ -14,12 +14,20 @@ from rich.text import Text
 from processors.engine.status import run_status
 from schemas import DecodeError, decode
 from schemas.models import JournalKind, RunStatus
-from streams import deadletters
+from streams import authentication, deadletters
 from streams.cli.common import NamespaceOpt, WorkflowOpt, fail, out, settings, workflows
 from streams.journal import run_journal
 from streams.reading import dumps
 
 dlq_app = typer.Typer(help="Dead letters: list them, show one, redrive runs from them.", no_args_is_help=True)
+
+
+def _hold_secret() -> None:
+    """Redrives are signed, and a letter's status counts only signed ones: every dlq command needs the secret."""
+    try:
+        authentication.verifying_secrets()
+    except authentication.WorkerSecretError as exc:
+        raise fail(str(exc), 2) from None
 
 
 def _age(at_ms: int) -> str:
@@ -38,6 +46,7 @@ def dlq_list(
 ) -> None:
     """A table of dead letters: id, run, step, error, attempts, age, status."""
     s = settings(namespace)
+    _hold_secret()
     entries = [
         e
         for e in deadletters.letters(s)
@@ -83,6 +92,7 @@ def dlq_show(
 ) -> None:
     """Everything about one dead letter: why, where from, every attempt with its traceback, the input."""
     s = settings(namespace)
+    _hold_secret()
     entry = deadletters.find(s, letter_id)
     if entry is None:
         raise fail(f"no dead letter {letter_id} in namespace {s.namespace}")
@@ -121,11 +131,14 @@ def dlq_redrive(
     Idempotent: a letter already redriven is reported and left alone, and the
     orchestrator ignores a repeated request. Exit 0 when every selected
     letter is (or already was) redriven, 1 when one was not applied in time
-    or its run has not stopped, 2 when a letter cannot be redriven.
+    or its run has not stopped, 2 when a letter cannot be redriven or the
+    worker secret is missing. The request is signed with the worker secret
+    and records the OS user running this command as ``requested_by``.
     """
     if (letter_id is None) == (not all_):
         raise fail("give a dead letter id, or --all", 2)
     s = settings(namespace)
+    _hold_secret()
     entries = deadletters.letters(s)
     if letter_id is not None:
         chosen = [e for e in entries if e.letter.dead_letter_id == letter_id]

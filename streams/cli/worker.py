@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from processors import pii
-from streams import discovery
+from streams import authentication, discovery
 from streams.broker import BrokerStartError, EmbeddedBroker
 from streams.cli.common import NamespaceOpt, WorkflowOpt, configure_logging, err, fail, settings, workflows
 from streams.worker import Role, Worker
@@ -50,7 +50,8 @@ def worker(
     configure_logging(verbose)
     try:
         pii.require_explicit_key()  # DURABLE_ENV=production: no generated or demo PII key
-    except pii.PiiKeyError as exc:
+        authentication.require_explicit_secret()  # nor a generated worker secret
+    except (pii.PiiKeyError, authentication.WorkerSecretError) as exc:
         raise fail(f"refusing to start: {exc}", 2) from None
     s = settings(namespace, worker_name=name or "worker", state_dir=state_dir)
     w = Worker(s, workflows(workflow), role)

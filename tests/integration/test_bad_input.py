@@ -10,6 +10,7 @@ from confluent_kafka import Producer
 
 from schemas import to_bytes
 from schemas.models import StepCommand
+from streams import authentication
 from streams.config import Settings
 from streams.topics import Topics
 from streams.worker import Worker
@@ -48,7 +49,8 @@ def test_undecodable_and_unknown_records_are_dead_lettered(settings: Settings) -
         raw.produce(topics.results, key=b"k", value=b"\xc3\x01garbage", partition=2)
         raw.produce(topics.commands, key=b"k", value=b"{json: no}", partition=3)
         raw.produce(topics.name("fnol.reported"), key=b"k", value=b"x" * 200_000, partition=0)
-        raw.produce(topics.commands, key=b"r", value=to_bytes(command), partition=3)  # unknown step: an error result
+        signed = [authentication.header(topics.commands, command.command_id, to_bytes(command))]  # as a worker would
+        raw.produce(topics.commands, key=b"r", value=to_bytes(command), partition=3, headers=signed)  # an error result
         raw.flush(10)
         later = sample_claims(5, prefix="AFTER-")
         produce(settings, later)

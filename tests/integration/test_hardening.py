@@ -6,6 +6,8 @@ careless upstream or a hostile client would, against a worker process.
 
 from __future__ import annotations
 
+import asyncio
+import getpass
 import json
 import os
 import signal
@@ -17,12 +19,16 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from processors.engine.execute import run_step
 from processors.fnol import FNOL
-from schemas import encode, to_bytes
-from schemas.models import StepResult
-from streams import offsets
+from processors.models import client_from_env
+from schemas import encode, from_bytes, to_bytes
+from schemas.models import StepCommand, StepResult
+from streams import authentication, offsets
+from streams import deadletters as dlq
 from streams.config import Settings
 from streams.kafka import partition_for
+from streams.reading import read_all
 from streams.topics import Topics
 from tests.conftest import ROOT, WorkerProcesses, read_topic, wait_for
 from tests.helpers import (
@@ -67,6 +73,7 @@ def _command_of(settings: Settings, run_id: str, step: str) -> dict[str, Any] | 
 
 
 def _forged(command: dict[str, Any], output_json: str) -> bytes:
+    """A result for ``command`` that no executor wrote (see :func:`_signed` to give it a valid MAC)."""
     return to_bytes(
         StepResult(
             command_id=command["command_id"],
@@ -80,6 +87,11 @@ def _forged(command: dict[str, Any], output_json: str) -> bytes:
             worker="forger",
         )
     )
+
+
+def _signed(topic: str, record_id: str, value: bytes) -> list[tuple[str, str | bytes | None]]:
+    """Headers with a valid MAC, as a process holding the worker secret (the tests' one) writes them."""
+    return [authentication.header(topic, record_id, value)]
 
 
 def test_poison_records_are_dead_lettered_their_runs_fail_visibly_and_the_rest_is_decided(
@@ -96,15 +108,25 @@ def test_poison_records_are_dead_lettered_their_runs_fail_visibly_and_the_rest_i
     produce_orders(settings, [garbled, huge])
     cmd_garbled = wait_for(lambda: _command_of(settings, garbled.run_id, "a"), 30, "the first command")
     cmd_huge = wait_for(lambda: _command_of(settings, huge.run_id, "a"), 30, "the second command")
+    # Both carry a valid MAC (a buggy worker, not a forger): they get past authentication and fail their attempt.
     raw = _raw(settings)
+    garbled_value = _forged(cmd_garbled, "this is not json")
     raw.produce(
         topics.results,
         key=garbled.run_id,
-        value=_forged(cmd_garbled, "this is not json"),
+        value=garbled_value,
         partition=cmd_garbled["_partition"],
+        headers=_signed(topics.results, cmd_garbled["command_id"], garbled_value),
     )
     big_output = json.dumps({"blob": "x" * 980_000})  # the broker takes it; a run state holding it is over the limit
-    raw.produce(topics.results, key=huge.run_id, value=_forged(cmd_huge, big_output), partition=cmd_huge["_partition"])
+    huge_value = _forged(cmd_huge, big_output)
+    raw.produce(
+        topics.results,
+        key=huge.run_id,
+        value=huge_value,
+        partition=cmd_huge["_partition"],
+        headers=_signed(topics.results, cmd_huge["command_id"], huge_value),
+    )
 
     # Inputs that break the FNOL contract, each on its run's own partition.
     good = sample_claims(1, prefix="BAD")[0].record
@@ -330,3 +352,197 @@ def test_a_burst_is_admitted_in_order_and_never_more_than_the_limit_runs_at_once
     spans = read_topic(settings, Topics(settings.namespace).traces)
     queued = [s for s in spans if s["run_id"] == late and s["name"] == "orchestrator.queued"]
     assert len(queued) == 1 and json.loads(queued[0]["attributes_json"])["durable.queued_ms"] > 0
+
+
+# ---------------------------------------------------------------- workers trust only workers (issue 17, item 2)
+
+WRONG_SECRET = b"a-secret-the-forger-guessed-0123456789abcdef"
+
+
+def _tampered(result: StepResult) -> StepResult:
+    """What the forger answers: the real step's output, bent to route the claim fast_track with a 950,000 reserve."""
+    output = json.loads(result.output_json or "{}")
+    if result.step == "policy_check":
+        output.update(found=True, in_force=True, covered=True)
+    elif result.step == "fraud_check":
+        output.update(refer_to_siu=False)
+    elif result.step == "severity_reserve":
+        output.update(severity="LOW", reserve=950_000)
+    elif result.step == "evaluator":
+        output["gates"] = [{**g, "passed": True} for g in output.get("gates", [])]
+    return result.model_copy(update={"output_json": json.dumps(output), "error": None, "worker": "forger"})
+
+
+class _Forger:
+    """A client that reads ``<ns>.step.commands`` and answers every attempt of one run with a forged result.
+
+    It runs the real step itself (so every output has the shape the next steps expect), bends it
+    (:func:`_tampered`), and writes it with no MAC, or with one under a guessed secret, in turn.
+    """
+
+    def __init__(self, settings: Settings, run_id: str) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.namespace)
+        self.run_id = run_id
+        self.answered: list[str] = []
+        self._models = client_from_env(simulations=[FNOL.simulation])
+        self._loop = asyncio.new_event_loop()
+        self._raw = _raw(settings)
+
+    def forge(self) -> None:
+        for msg in read_all(self.settings, self.topics.commands):
+            value = msg.value() or b""
+            command = from_bytes(value, StepCommand)
+            if command.run_id != self.run_id or command.command_id in self.answered:
+                continue
+            real = self._loop.run_until_complete(run_step({FNOL.name: FNOL}, command, "forger", models=self._models))
+            forged = to_bytes(_tampered(real))
+            headers = (
+                [authentication.header(self.topics.results, command.command_id, forged, WRONG_SECRET)]
+                if len(self.answered) % 2
+                else []
+            )
+            self._raw.produce(
+                self.topics.results, key=self.run_id, value=forged, partition=msg.partition() or 0, headers=headers
+            )
+            self.answered.append(command.command_id)
+        assert self._raw.flush(30) == 0
+
+    def close(self) -> None:
+        self._loop.close()
+
+
+def _decision_of(settings: Settings, run_id: str) -> dict[str, Any] | None:
+    return next((d for d in decisions(settings) if d["run_id"] == run_id), None)
+
+
+def _refused(settings: Settings, topic: str) -> list[dict[str, Any]]:
+    """The dead letters of records of ``topic`` refused for their MAC."""
+    return [
+        d
+        for d in read_topic(settings, Topics(settings.namespace).dead_letters)
+        if d["source_topic"] == topic and "unauthenticated" in d["reason"]
+    ]
+
+
+def test_a_forged_result_for_another_tenants_run_is_dead_lettered_and_the_decision_is_the_real_one(
+    settings: Settings, workers: WorkerProcesses
+) -> None:
+    topics = Topics(settings.namespace)
+    fnol = ("--workflow", "processors.fnol:FNOL")
+    # No executor yet: whatever answers the run's first attempt is the forger, first.
+    workers.start("orchestrator", "--role", "orchestrator", *fnol)
+    claim = next(c for c in sample_claims(30, prefix="GLX") if c.record["tenant_id"] == "globex")
+    produce(settings, [claim])
+    forger = _Forger(settings, claim.run_id)
+    try:
+
+        def forged_answer_taken_or_refused() -> bool:
+            forger.forge()
+            return bool(_decision_of(settings, claim.run_id) or _refused(settings, topics.results))
+
+        wait_for(forged_answer_taken_or_refused, 60, "the forged answer taken or refused")
+        workers.start("executor", "--role", "executor", *fnol)
+
+        def decided() -> dict[str, Any] | None:
+            forger.forge()  # it goes on answering every new attempt, racing the executor
+            return _decision_of(settings, claim.run_id)
+
+        decision = wait_for(decided, 120, "the claim decided")
+    finally:
+        forger.close()
+
+    assert forger.answered and forger.answered[0] == f"{claim.run_id}/plan/1", forger.answered
+    shown = f"{decision['status']} {decision['queue']} reserve {decision['reserve']:,.0f} {decision['currency']}"
+    assert (decision["queue"], decision["reserve"]) != ("fast_track", 950_000.0), f"the forgery decided: {shown}"
+    # The decision is the real one: the reserve the executor's severity step set, not the forger's.
+    genuine = [
+        r
+        for r in read_topic(settings, topics.results)
+        if r["run_id"] == claim.run_id and r["step"] == "severity_reserve" and r["worker"] != "forger"
+    ]
+    assert genuine, "the executor answered the severity step"
+    assert decision["reserve"] == float(json.loads(genuine[-1]["output_json"])["reserve"])
+    assert Counter(d["run_id"] for d in decisions(settings))[claim.run_id] == 1
+    # Every forged record was dead-lettered, with the reason.
+    refused = wait_for(
+        lambda: (found := _refused(settings, topics.results)) and len(found) >= len(forger.answered) and found,
+        60,
+        "every forged result dead-lettered",
+    )
+    assert len(refused) == len(forger.answered)
+    assert any("no durable-mac header" in d["reason"] for d in refused)
+    assert any("does not verify" in d["reason"] for d in refused)
+
+
+def test_a_forged_redrive_is_dead_lettered_and_a_signed_one_records_who_asked(
+    settings: Settings, workers: WorkerProcesses, tmp_path: Path
+) -> None:
+    topics = Topics(settings.namespace)
+    fixed = tmp_path / "notification-service-fixed"
+    workers.start("a", "--workflow", "tests.workflows:SAGA", env={"TEST_FIXED_FILE": str(fixed)})
+    [order] = sample_orders(1, prefix="RD")
+    produce_orders(settings, [order])
+    wait_for(lambda: [x for x in outcomes(settings) if x["run_id"] == order.run_id], 90, "the order compensated")
+    letter_id = f"{order.run_id}/notify/run/3"
+    entry = wait_for(lambda: dlq.find(settings, letter_id), 30, "its dead letter")
+    fixed.touch()  # a redrive would now complete the run: only an authenticated one may
+
+    # Forged: no MAC; a MAC under a guessed secret; a valid MAC moved from another record.
+    control = dlq.control_for(entry.letter, "root")  # requested_by: whatever the forger likes
+    value = to_bytes(control)
+    other = to_bytes(control.model_copy(update={"control_id": "redrive:another"}))
+    p = partition_for(order.run_id, settings.partitions)
+    raw = _raw(settings)
+    for headers in (
+        [],
+        [authentication.header(topics.control, control.control_id, value, WRONG_SECRET)],
+        _signed(topics.control, "redrive:another", other),
+    ):
+        raw.produce(topics.control, key=order.run_id, value=value, partition=p, headers=headers)
+    assert raw.flush(30) == 0
+    wait_for(lambda: _consumed_to_end(settings, topics.control, p), 60, "the forged redrives consumed")
+    assert len(_refused(settings, topics.control)) == 3
+    assert not [e for e in journal(settings) if e["run_id"] == order.run_id and e["kind"] == "RUN_REDRIVEN"]
+    assert len([x for x in outcomes(settings) if x["run_id"] == order.run_id]) == 1
+    still = dlq.find(settings, letter_id)
+    assert still is not None and still.status == "open", "a forged redrive is no redrive in `dlq list` either"
+
+    # `durable dlq redrive`, holding the worker secret: applied, recording the OS user who asked.
+    redriven = _cli(settings, "dlq", "redrive", letter_id)
+    assert redriven.returncode == 0 and "redriven" in redriven.stdout, redriven.stdout + redriven.stderr
+    [event] = [e for e in journal(settings) if e["run_id"] == order.run_id and e["kind"] == "RUN_REDRIVEN"]
+    assert json.loads(event["detail_json"])["requested_by"] == getpass.getuser()
+    wait_for(
+        lambda: len([x for x in outcomes(settings) if x["run_id"] == order.run_id]) == 2, 60, "the redriven run decided"
+    )
+
+
+def test_a_forged_command_is_dead_lettered_and_runs_no_step(settings: Settings, workers: WorkerProcesses) -> None:
+    topics = Topics(settings.namespace)
+    workers.start("a", "--workflow", "processors.fnol:FNOL")
+    [claim] = sample_claims(1, prefix="CMD")
+    produce(settings, [claim])
+    wait_for(lambda: _decision_of(settings, claim.run_id), 90, "the claim decided")
+    genuine = next(
+        m
+        for m in read_all(settings, topics.commands)
+        if from_bytes(m.value() or b"", StepCommand).command_id == f"{claim.run_id}/severity_reserve/1"
+    )
+    command = from_bytes(genuine.value() or b"", StepCommand)
+    # Its inputs bent (a policy in force, no fraud), under a new attempt the executor would run and sign.
+    forged = command.model_copy(update={"command_id": f"{claim.run_id}/severity_reserve/9", "attempt": 9})
+    value = to_bytes(forged)
+    moved = [(k, v) for k, v in genuine.headers() or [] if k == authentication.HEADER]
+    assert moved, "the orchestrator signs its commands"
+    raw = _raw(settings)
+    for headers in ([], moved):
+        raw.produce(topics.commands, key=claim.run_id, value=value, partition=genuine.partition() or 0, headers=headers)
+    assert raw.flush(30) == 0
+    refused = wait_for(
+        lambda: (found := _refused(settings, topics.commands)) and len(found) >= 2 and found,
+        60,
+        "both forged commands dead-lettered",
+    )
+    assert len(refused) == 2
+    assert not [r for r in read_topic(settings, topics.results) if r["command_id"] == forged.command_id]
