@@ -97,9 +97,9 @@ class Orchestrator:
         self.owned: set[int] = set()
         self.guard: dict[int, set[str]] = {}
         self.live: dict[int, set[str]] = {}  # runs in flight, by partition: what admission counts
-        self.paused: set[tuple[str, int]] = set()  # input partitions waiting for room to admit new runs
-        # When each paused partition was last resumed: inputs written before it were held for admission.
-        self.resumed_at: dict[tuple[str, int], int] = {}
+        # Inputs fetched while the house was full, in order, by partition: admitted first once there is room.
+        # Their partitions are paused meanwhile (nothing more is fetched, nothing is fetched twice).
+        self.held: dict[tuple[str, int], deque[Message]] = {}
         self.timers = TimerQueue()
         self._consumer: Consumer | None = None
         self._writer: Writer | None = None
@@ -155,8 +155,7 @@ class Orchestrator:
             self.owned.discard(tp.partition)
             self.guard.pop(tp.partition, None)
             self.live.pop(tp.partition, None)
-            self.paused.discard((tp.topic, tp.partition))
-            self.resumed_at.pop((tp.topic, tp.partition), None)
+            self.held.pop((tp.topic, tp.partition), None)  # not committed: their new owner reads them
             self.timers.drop_partition(tp.partition)
 
     # -- main loop --------------------------------------------------------------
@@ -176,7 +175,7 @@ class Orchestrator:
             while not self.stop.is_set():
                 msgs = take(self._consumer, self.settings.max_batch, self._poll_timeout(), self._slice)
                 due = self.timers.pop_due(_now_ms())
-                if msgs or due:
+                if msgs or due or (self.held and self._in_flight() < self.settings.max_runs_in_flight):
                     self._process(msgs, due)
         finally:
             self._consumer.close()
@@ -201,19 +200,22 @@ class Orchestrator:
                 continue
             src = f"{TIMER_SRC}{timer.run_id}/{timer.step}/{timer.action}/{timer.attempt}"
             self._advance(checkpoint, report, src, p, self.workflows[state.workflow], timer.run_id, timer)
-        # Admission: at most max_runs_in_flight live runs; the inputs past that wait on their partitions, in order.
+        # Admission: at most max_runs_in_flight live runs; inputs past that are held, in order, by partition.
         room = self.settings.max_runs_in_flight - self._in_flight()
         admitted_at = _now_ms()
-        deferred: dict[tuple[str, int], int] = {}
-        for msg in msgs:
+        waiting = [m for queue in self.held.values() for m in queue]
+        self.held = {}
+        was_held = {(m.topic(), m.partition(), m.offset()) for m in waiting}
+        for msg in [*waiting, *msgs]:
             err = msg.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error: %s", err)
                 continue
             topic, p, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
-            if (topic, p) in deferred or (topic, p) in self.paused:
-                continue  # not consumed: read again once there is room
+            if (topic, p) in self.held:
+                self.held[(topic, p)].append(msg)  # behind an input that waits: waits too, in order
+                continue
             src = f"{topic}:{p}:{offset}"
             try:
                 inbound = self.inputs.decode(msg)
@@ -228,10 +230,10 @@ class Orchestrator:
                 and self._is_new(checkpoint, p, inbound.run_id)
             ):
                 if room <= 0:
-                    deferred[(topic, p)] = offset
+                    self.held[(topic, p)] = deque([msg])
                     continue
                 room -= 1
-                if msg.timestamp()[1] < self.resumed_at.get((topic, p), 0):
+                if (topic, p, offset) in was_held:
                     # Held back by admission: the run starts (and its latency budget runs) now; the wait is traced.
                     event = dataclasses.replace(event, admitted_at_ms=admitted_at)
             checkpoint.consumed(topic, p, offset)
@@ -253,29 +255,23 @@ class Orchestrator:
                 self.live.setdefault(p, set()).add(run_id)
             else:
                 self.live.get(p, set()).discard(run_id)
-        self._hold(deferred)
+        self._pause_held(waiting)
         self._report(checkpoint, report)
 
     def _is_new(self, checkpoint: Checkpoint, p: int, run_id: str) -> bool:
         assert self._table is not None
         return (p, run_id) not in checkpoint.states and self._table.get(p, run_id) is None
 
-    def _hold(self, deferred: dict[tuple[str, int], int]) -> None:
-        """Pause the input partitions that met a full house (from their first unadmitted input); resume on room."""
+    def _pause_held(self, waiting: list[Message]) -> None:
+        """Fetch nothing more for partitions with held inputs; fetch again for those whose held inputs all went in."""
         assert self._consumer is not None
-        for (topic, p), offset in deferred.items():
-            self._consumer.seek(TopicPartition(topic, p, offset))
-            self._consumer.pause([TopicPartition(topic, p)])
-            self.paused.add((topic, p))
-        if deferred:
-            log.info(
-                "admission: %d runs in flight, new runs wait on %d partition(s)", self._in_flight(), len(self.paused)
-            )
-        elif self.paused and self._in_flight() <= self.settings.max_runs_in_flight * 9 // 10:  # some room, not one slot
-            self._consumer.resume([TopicPartition(t, p) for t, p in self.paused])
-            now = _now_ms()
-            self.resumed_at.update(dict.fromkeys(self.paused, now))
-            self.paused.clear()
+        before = {(m.topic() or "", m.partition() or 0) for m in waiting}
+        now_held = set(self.held)
+        if now_held - before:
+            self._consumer.pause([TopicPartition(t, p) for t, p in now_held - before])
+            log.info("admission: %d runs in flight, new runs wait on %d partition(s)", self._in_flight(), len(now_held))
+        if before - now_held:
+            self._consumer.resume([TopicPartition(t, p) for t, p in before - now_held])
 
     def _in_flight(self) -> int:
         return sum(len(runs) for runs in self.live.values())
