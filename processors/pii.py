@@ -28,9 +28,9 @@ import hmac
 import logging
 import os
 import re
-import secrets
-import stat
 from pathlib import Path
+
+from processors import keyfiles
 
 log = logging.getLogger(__name__)
 
@@ -64,41 +64,15 @@ def key_file() -> Path:
     explicit = os.environ.get(KEY_FILE_ENV, "").strip()
     if explicit:
         return Path(explicit)
-    state = Path(os.environ.get("DURABLE_STATE_DIR", ".durable/state"))
-    return state.parent / "pii.key"
+    return keyfiles.state_root_file("pii.key")
 
 
 def _read(path: Path) -> bytes:
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise PiiKeyError(f"PII key file {path} is readable by others (mode {stat.S_IMODE(mode):o}): chmod 600 it")
-    key = path.read_text(encoding="utf-8").strip()
-    if len(key) < 32:
-        raise PiiKeyError(f"PII key file {path} holds {len(key)} characters; 32 or more are needed")
-    return key.encode()
+    return keyfiles.read(path, "PII key", 32, PiiKeyError)
 
 
 def _generate(path: Path) -> None:
-    """Write a fresh key to ``path`` unless one is there; safe when two processes race."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(secrets.token_hex(32) + "\n")
-        # link() fails if the name exists: the first writer wins and nobody reads a half-written key.
-        os.link(tmp, path)
-        log.warning(
-            "no %s set: generated a random PII key in %s (owner-only). Every process that tokenises "
-            "must share it; set %s in production",
-            KEY_ENV,
-            path,
-            KEY_ENV,
-        )
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink(missing_ok=True)
+    keyfiles.generate(path, "PII key", KEY_ENV, "Every process that tokenises")
 
 
 def _key() -> bytes:

@@ -47,11 +47,10 @@ import hashlib
 import hmac
 import logging
 import os
-import secrets
-import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from processors import keyfiles
 from processors.pii import production
 
 log = logging.getLogger(__name__)
@@ -82,42 +81,15 @@ def secret_file() -> Path:
     explicit = os.environ.get(SECRET_FILE_ENV, "").strip()
     if explicit:
         return Path(explicit)
-    state = Path(os.environ.get("DURABLE_STATE_DIR", ".durable/state"))
-    return state.parent / "worker.key"
+    return keyfiles.state_root_file("worker.key")
 
 
 def _read(path: Path) -> bytes:
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise WorkerSecretError(
-            f"worker secret file {path} is readable by others (mode {stat.S_IMODE(mode):o}): chmod 600 it"
-        )
-    secret = path.read_text(encoding="utf-8").strip()
-    if len(secret) < MIN_CHARS:
-        raise WorkerSecretError(f"worker secret file {path} holds {len(secret)} characters; {MIN_CHARS}+ are needed")
-    return secret.encode()
+    return keyfiles.read(path, "worker secret", MIN_CHARS, WorkerSecretError)
 
 
 def _generate(path: Path) -> None:
-    """Write a fresh secret to ``path`` unless one is there; safe when two processes race."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(secrets.token_hex(32) + "\n")
-        os.link(tmp, path)  # fails if the name exists: the first writer wins, nobody reads half a secret
-        log.warning(
-            "no %s set: generated a random worker secret in %s (owner-only). Every worker and every CLI "
-            "that redrives must share it; set %s in production",
-            SECRET_ENV,
-            path,
-            SECRET_ENV,
-        )
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink(missing_ok=True)
+    keyfiles.generate(path, "worker secret", SECRET_ENV, "Every worker and every CLI that redrives")
 
 
 def signing_secret() -> bytes:
