@@ -42,6 +42,7 @@ from processors.models import client_from_env
 from schemas import DecodeError, encode, to_bytes
 from schemas.models import DeadLetter, JournalEvent, JournalKind, RunState, StepCommand, StepResult
 from streams import authentication, deadletters
+from streams.admission import Admission
 from streams.checkpoint import Checkpoint, Write
 from streams.config import Settings
 from streams.events import Inputs
@@ -96,10 +97,7 @@ class Orchestrator:
         self.stop = stop
         self.owned: set[int] = set()
         self.guard: dict[int, set[str]] = {}
-        self.live: dict[int, set[str]] = {}  # runs in flight, by partition: what admission counts
-        # Inputs fetched while the house was full, in order, by partition: admitted first once there is room.
-        # Their partitions are paused meanwhile (nothing more is fetched, nothing is fetched twice).
-        self.held: dict[tuple[str, int], deque[Message]] = {}
+        self.admission = Admission(settings.max_runs_in_flight)
         self.timers = TimerQueue()
         self._consumer: Consumer | None = None
         self._writer: Writer | None = None
@@ -137,7 +135,7 @@ class Orchestrator:
         found = take_over(self.settings, self._table, [*self.output_topics, self.topics.dead_letters], new, committed)
         for p, taken in found.items():
             self.guard[p] = taken.guard
-            self.live[p] = self._table.live(p)
+            self.admission.take_over(p, self._table.live(p))
             for state in taken.waiting:
                 self.timers.set_run(p, state.run_id, timers(state))
             log.info(
@@ -154,8 +152,7 @@ class Orchestrator:
         for tp in partitions:
             self.owned.discard(tp.partition)
             self.guard.pop(tp.partition, None)
-            self.live.pop(tp.partition, None)
-            self.held.pop((tp.topic, tp.partition), None)  # not committed: their new owner reads them
+            self.admission.drop(tp.topic, tp.partition)
             self.timers.drop_partition(tp.partition)
 
     # -- main loop --------------------------------------------------------------
@@ -175,7 +172,7 @@ class Orchestrator:
             while not self.stop.is_set():
                 msgs = take(self._consumer, self.settings.max_batch, self._poll_timeout(), self._slice)
                 due = self.timers.pop_due(_now_ms())
-                if msgs or due or (self.held and self._in_flight() < self.settings.max_runs_in_flight):
+                if msgs or due or self.admission.waiting():
                     self._process(msgs, due)
         finally:
             self._consumer.close()
@@ -200,21 +197,15 @@ class Orchestrator:
                 continue
             src = f"{TIMER_SRC}{timer.run_id}/{timer.step}/{timer.action}/{timer.attempt}"
             self._advance(checkpoint, report, src, p, self.workflows[state.workflow], timer.run_id, timer)
-        # Admission: at most max_runs_in_flight live runs; inputs past that are held, in order, by partition.
-        room = self.settings.max_runs_in_flight - self._in_flight()
         admitted_at = _now_ms()
-        waiting = [m for queue in self.held.values() for m in queue]
-        self.held = {}
-        was_held = {(m.topic(), m.partition(), m.offset()) for m in waiting}
-        for msg in [*waiting, *msgs]:
+        for msg in self.admission.batch(msgs):  # inputs held for room first, in order (streams/admission.py)
             err = msg.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error: %s", err)
                 continue
             topic, p, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
-            if (topic, p) in self.held:
-                self.held[(topic, p)].append(msg)  # behind an input that waits: waits too, in order
+            if self.admission.behind_held(msg):
                 continue
             src = f"{topic}:{p}:{offset}"
             try:
@@ -229,11 +220,10 @@ class Orchestrator:
                 and isinstance(event, RunRequested)
                 and self._is_new(checkpoint, p, inbound.run_id)
             ):
-                if room <= 0:
-                    self.held[(topic, p)] = deque([msg])
-                    continue
-                room -= 1
-                if (topic, p, offset) in was_held:
+                was_held = self.admission.admit(msg)
+                if was_held is None:
+                    continue  # no room: held, with the rest of its partition
+                if was_held:
                     # Held back by admission: the run starts (and its latency budget runs) now; the wait is traced.
                     event = dataclasses.replace(event, admitted_at_ms=admitted_at)
             checkpoint.consumed(topic, p, offset)
@@ -251,30 +241,14 @@ class Orchestrator:
         # Timers are armed only once their state is durable; likewise what telemetry reports.
         for (p, run_id), state in checkpoint.states.items():
             self.timers.set_run(p, run_id, timers(state))
-            if is_live(state):
-                self.live.setdefault(p, set()).add(run_id)
-            else:
-                self.live.get(p, set()).discard(run_id)
-        self._pause_held(waiting)
+            self.admission.settled(p, run_id, is_live(state))
+        if self.admission.pause_or_resume(self._consumer):
+            log.info("admission: %d runs in flight, new runs wait", self.admission.in_flight)
         self._report(checkpoint, report)
 
     def _is_new(self, checkpoint: Checkpoint, p: int, run_id: str) -> bool:
         assert self._table is not None
         return (p, run_id) not in checkpoint.states and self._table.get(p, run_id) is None
-
-    def _pause_held(self, waiting: list[Message]) -> None:
-        """Fetch nothing more for partitions with held inputs; fetch again for those whose held inputs all went in."""
-        assert self._consumer is not None
-        before = {(m.topic() or "", m.partition() or 0) for m in waiting}
-        now_held = set(self.held)
-        if now_held - before:
-            self._consumer.pause([TopicPartition(t, p) for t, p in now_held - before])
-            log.info("admission: %d runs in flight, new runs wait on %d partition(s)", self._in_flight(), len(now_held))
-        if before - now_held:
-            self._consumer.resume([TopicPartition(t, p) for t, p in before - now_held])
-
-    def _in_flight(self) -> int:
-        return sum(len(runs) for runs in self.live.values())
 
     def _dead_letter(
         self,
