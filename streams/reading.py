@@ -12,7 +12,7 @@ from confluent_kafka import Message, TopicPartition
 
 from schemas import DecodeError, decode
 from streams.config import Settings
-from streams.kafka import consumer, read_to_end, reader, take
+from streams.kafka import consumer, partition_for, read_to_end, reader, take
 from streams.topics import ensure_topics
 
 
@@ -109,6 +109,28 @@ def read_all(settings: Settings, topic: str) -> list[Message]:
     try:
         meta = c.list_topics(topic, timeout=10).topics[topic]
         return list(read_to_end(c, [TopicPartition(topic, p, 0) for p in sorted(meta.partitions)]))
+    finally:
+        c.close()
+
+
+def keyed(settings: Settings, topic: str, keys: set[str]) -> list[Message]:
+    """Every record of ``topic`` whose key is one of ``keys``, in partition order.
+
+    Reads only the partitions those keys live on (run-keyed topics are partitioned by ``partition_for``);
+    nothing when the topic does not exist (all topics are listed: naming one would create it).
+    """
+    partitions = sorted({partition_for(k, settings.partitions) for k in keys})
+    if not partitions:
+        return []
+    c = reader(settings)
+    try:
+        if c.list_topics(timeout=10).topics.get(topic) is None:
+            return []
+        return [
+            msg
+            for msg in read_to_end(c, [TopicPartition(topic, p, 0) for p in partitions])
+            if (msg.key() or b"").decode(errors="replace") in keys
+        ]
     finally:
         c.close()
 

@@ -12,14 +12,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import TopicPartition
-
 from processors.engine.evaluation import Evaluation
 from processors.engine.workflow import Workflow
 from schemas import DecodeError, decode, from_bytes
 from schemas.models import JournalEvent, JournalKind, TraceSpan
 from streams.config import Settings
-from streams.kafka import partition_for, read_to_end, reader
+from streams.reading import keyed
 from streams.topics import Topics
 
 
@@ -34,19 +32,7 @@ class RunTrace:
 
 
 def _partition_records(settings: Settings, topic: str, run_id: str) -> list[bytes]:
-    c = reader(settings)
-    try:
-        p = partition_for(run_id, settings.partitions)
-        meta = c.list_topics(timeout=10).topics.get(topic)
-        if meta is None:
-            return []
-        return [
-            msg.value() or b""
-            for msg in read_to_end(c, [TopicPartition(topic, p, 0)])
-            if (msg.key() or b"").decode(errors="replace") == run_id
-        ]
-    finally:
-        c.close()
+    return [msg.value() or b"" for msg in keyed(settings, topic, {run_id})]
 
 
 def workflow_of(settings: Settings, run_id: str) -> str | None:

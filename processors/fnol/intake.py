@@ -176,11 +176,6 @@ class _Vehicle(_Strict):
     year: Year | None = None
 
 
-class _Location(_Strict):
-    postcode: str = Field(min_length=1, max_length=16)
-    country: Country
-
-
 class ReportedContract(_Strict):
     """An FnolReported record as it must be on Kafka, whoever wrote it: the intake's rules, tokens in place of data."""
 
@@ -191,7 +186,7 @@ class ReportedContract(_Strict):
     loss_date: LossDate
     loss_type: LossType
     description: str = Field(max_length=10_000)
-    location: _Location
+    location: RawLocation
     claimant: _Claimant
     vehicle: _Vehicle | None = None
     photos: list[RawPhoto] = Field(max_length=50)
