@@ -49,3 +49,27 @@ def decisions_reader(settings: Settings, topic: str) -> Consumer:
     )
     c.assign([TopicPartition(topic, p, 0) for p in range(settings.partitions)])
     return c
+
+
+def batch_table(bootstrap: str, topics: list[str], partitions: int, runs: int) -> list[str]:
+    """Lines of a table: records, record batches, records per batch and batches per run, for each topic.
+
+    Counted exactly by :class:`streams.batches.BatchCounter` over every partition, so it needs the
+    embedded broker's plaintext listener.
+    """
+    from streams.batches import BatchCounter
+
+    counter = BatchCounter(bootstrap)
+    lines = [f"{'topic':<34} {'records':>8} {'batches':>8} {'rec/batch':>9} {'batches/run':>11} {'max/partition':>13}"]
+    try:
+        for topic in topics:
+            counts = [counter.count(topic, p, max_fetches=100_000) for p in range(partitions)]
+            records = sum(c.records for c in counts)
+            batches = sum(c.batches for c in counts)
+            lines.append(
+                f"{topic.split('.', 1)[1]:<34} {records:>8} {batches:>8} {records / max(1, batches):>9.1f}"
+                f" {batches / max(1, runs):>11.2f} {max(c.batches for c in counts):>13}"
+            )
+    finally:
+        counter.close()
+    return lines

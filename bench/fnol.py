@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from confluent_kafka import Producer
 
-from bench.common import claims, decisions_reader, pct
+from bench.common import batch_table, claims, decisions_reader, pct
 from processors.engine import Workflow
 from processors.engine.inputs import Accepted
 from processors.fnol import FNOL
@@ -57,7 +57,9 @@ def critical_path_ms(wf: Workflow, durations: dict[str, float]) -> float:
     return max(finish.values(), default=0.0)
 
 
-def run(bootstrap: str, n: int, rate: float, low_latency: bool, burst: bool = False) -> dict[str, float]:
+def run(
+    bootstrap: str, n: int, rate: float, low_latency: bool, burst: bool = False, batches: bool = False
+) -> dict[str, float]:
     ns = f"fnolbench{uuid.uuid4().hex[:6]}"
     state = tempfile.TemporaryDirectory(prefix="durable-bench-")
     settings = Settings(
@@ -148,6 +150,12 @@ def run(bootstrap: str, n: int, rate: float, low_latency: bool, burst: bool = Fa
         step = attrs.get("durable.step")
         if step and span.status != "ERROR" and attrs.get("durable.action") == "run":
             spans.setdefault(span.run_id, {})[step] = (span.end_unix_nano - span.start_unix_nano) / 1e6
+    if batches:
+        shape = f"burst of {n}" if burst else f"{n} at {rate:g}/s"
+        print(f"record batches written for {n} runs (+4 warm-up), {shape}, {settings.partitions} partitions:")
+        names = [topics.name("fnol.reported"), topics.commands, topics.results, topics.journal]
+        names += [topics.run_changelog, topics.name("decisions"), topics.traces, topics.dead_letters]
+        print("\n".join(batch_table(bootstrap, names, settings.partitions, n + 4)))
     e2e = {r: (done[r] - sent[r]) * 1000 for r in done}
     work = {r: critical_path_ms(FNOL, spans.get(r, {})) for r in e2e}
     engine = {r: max(0.0, e2e[r] - work[r]) for r in e2e}
@@ -174,6 +182,8 @@ def main() -> None:
     parser.add_argument("--claims", type=int, default=500)
     parser.add_argument("--rate", type=float, default=50.0, help="claims per second")
     parser.add_argument("--burst", action="store_true", help="produce every claim at once (low latency mode only)")
+    parser.add_argument("--batches", action="store_true", help="count record batches per topic afterwards")
+    parser.add_argument("--default-only", action="store_true", help="skip the low latency run")
     args = parser.parse_args()
     os.environ.setdefault("DURABLE_MODEL_SPEED", "1")
     os.environ.setdefault("DURABLE_FNOL_FRAUD_FAILURE_RATE", "0")
@@ -181,8 +191,8 @@ def main() -> None:
     broker = None if external else EmbeddedBroker().start()
     bootstrap = external or (broker.bootstrap_servers if broker else "")
     try:
-        for low_latency in (True,) if args.burst else (True, False):
-            r = run(bootstrap, args.claims, args.rate, low_latency, args.burst)
+        for low_latency in (True,) if args.burst else (False,) if args.default_only else (True, False):
+            r = run(bootstrap, args.claims, args.rate, low_latency, args.burst, args.batches)
             label = "low latency" if low_latency else "default"
             if args.burst:
                 print(

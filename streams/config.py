@@ -39,6 +39,8 @@ class Settings:
     # ~300 ms on the embedded broker, but they make its wedged-group bug easier
     # to hit (notes/broker-facts.md). Off by default; bench/steps.py measures both.
     low_latency: bool = False
+    # How often a worker re-measures the embedded broker's partitions against its wall (streams.wall).
+    wall_probe_s: float = 30.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -49,6 +51,7 @@ class Settings:
             max_runs_in_flight=_env_int("DURABLE_MAX_RUNS_IN_FLIGHT", 100),
             state_dir=Path(os.environ.get("DURABLE_STATE_DIR", ".durable/state")),
             low_latency=os.environ.get("DURABLE_LOW_LATENCY", "") == "1",
+            wall_probe_s=float(os.environ.get("DURABLE_WALL_PROBE_S") or 30.0),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(base, **clean)  # type: ignore[arg-type]

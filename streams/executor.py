@@ -40,7 +40,8 @@ from streams.writer import Writer
 log = logging.getLogger(__name__)
 
 COMMIT_EVERY_S = 0.2
-RESULT_LINGER_MS = 2
+RESULT_LINGER_MS = 2  # with Settings.low_latency
+RESULT_LINGER_DEFAULT_MS = 20
 
 
 class OffsetTracker:
@@ -104,6 +105,11 @@ class Executor:
         self.failure: BaseException | None = None
 
     @property
+    def reads(self) -> list[str]:
+        """The topics this executor's group consumer reads."""
+        return [self.topics.commands]
+
+    @property
     def assigned(self) -> bool:
         return bool(self._partitions)
 
@@ -124,10 +130,11 @@ class Executor:
         self._secret = authentication.signing_secret()  # a worker that cannot sign must not start
         self._accepted = authentication.verifying_secrets()
         ensure_topics(self.settings, [self.topics.commands, self.topics.results, self.topics.dead_letters])
-        self._consumer = make_consumer(self.settings, self.topics.executor_group)
-        # Results go out within 2 ms: under load that gathers many into one batch (the embedded broker's
-        # reads slow down with the number of batches in a partition), at a cost of at most 2 ms a step.
-        self._writer = Writer(self.settings, **{"linger.ms": RESULT_LINGER_MS})
+        self._consumer = make_consumer(self.settings, self.topics.executor_group, self.reads)
+        # Results linger to share batches (the embedded broker's reads slow down with the number of batches
+        # in a partition, streams.wall): 2 ms when hops are fast, 20 ms when each hop waits ~250 ms anyway.
+        linger = RESULT_LINGER_MS if self.settings.low_latency else RESULT_LINGER_DEFAULT_MS
+        self._writer = Writer(self.settings, **{"linger.ms": linger})
         self._consumer.subscribe(
             [self.topics.commands], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
         )

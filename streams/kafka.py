@@ -6,18 +6,20 @@ Every client gets its security settings from :mod:`streams.kafka_config`.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from streams import wall
 from streams.config import Settings
 from streams.kafka_config import client_config
 
 # Tansu answers an empty fetch only when this wait is over (notes/broker-facts.md).
 FETCH_WAIT_MS = 10  # readers without a group
 LOW_LATENCY_FETCH_WAIT_MS = 2  # group consumers with Settings.low_latency
+DEFAULT_FETCH_WAIT_MS = 500  # librdkafka's own default, which the other group consumers keep
 LOW_LATENCY_SLICE_S = 0.002
 
 
@@ -90,13 +92,14 @@ def producer(settings: Settings, **extra: Any) -> Producer:
     )
 
 
-def consumer(settings: Settings, group: str, **extra: Any) -> Consumer:
+def consumer(settings: Settings, group: str, reads: Collection[str] | None = None, **extra: Any) -> Consumer:
     """A group consumer that commits only what the caller tells it to.
 
     The session and heartbeat settings join a new group in about half the
     session timeout on the embedded broker and keep members stable under load
     (see notes/broker-facts.md). ``range`` assignment gives partition ``p`` of
-    every co-partitioned topic to the same member.
+    every co-partitioned topic to the same member. ``reads`` names the topics it
+    will read: on the embedded broker their size sets its fetch wait (:mod:`streams.wall`).
     """
     return Consumer(
         client_config(
@@ -110,11 +113,15 @@ def consumer(settings: Settings, group: str, **extra: Any) -> Consumer:
                 "max.poll.interval.ms": 300_000,
                 "partition.assignment.strategy": "range",
                 "log_level": 3,
-                **({"fetch.wait.max.ms": LOW_LATENCY_FETCH_WAIT_MS} if settings.low_latency else {}),
+                **({"fetch.wait.max.ms": _low_latency_wait(settings, reads)} if settings.low_latency else {}),
                 **extra,
             },
         )
     )
+
+
+def _low_latency_wait(settings: Settings, reads: Collection[str] | None) -> int:
+    return wall.fetch_wait_ms(settings, LOW_LATENCY_FETCH_WAIT_MS, reads)
 
 
 def reader(settings: Settings, **extra: Any) -> Consumer:
@@ -126,7 +133,7 @@ def reader(settings: Settings, **extra: Any) -> Consumer:
                 "group.id": f"{settings.namespace}.reader",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
-                "fetch.wait.max.ms": FETCH_WAIT_MS,
+                "fetch.wait.max.ms": wall.fetch_wait_ms(settings, FETCH_WAIT_MS),
                 "log_level": 3,
                 **extra,
             },

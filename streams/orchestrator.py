@@ -111,6 +111,11 @@ class Orchestrator:
         return self.inputs.names
 
     @property
+    def reads(self) -> list[str]:
+        """The topics this orchestrator's group consumer reads: its inputs, step results and controls."""
+        return self.input_topics
+
+    @property
     def output_topics(self) -> list[str]:
         return [self.topics.commands, self.topics.journal, *sorted(set(self.output_topic.values()))]
 
@@ -164,7 +169,7 @@ class Orchestrator:
         if self._table.bind(topic_id(self.settings, self.topics.run_changelog)):
             log.warning("state in %s was built from another changelog: emptied, restoring from the log", state_path)
         self._writer = Writer(self.settings)
-        self._consumer = make_consumer(self.settings, self.topics.orchestrator_group)
+        self._consumer = make_consumer(self.settings, self.topics.orchestrator_group, self.reads)
         self._consumer.subscribe(
             self.input_topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
         )

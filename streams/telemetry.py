@@ -187,7 +187,7 @@ class Telemetry:
             readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
         self.meters = MeterProvider(resource=resource, metric_readers=readers)
         self.tracer = self.provider.get_tracer("durable")
-        meter = self.meters.get_meter("durable")
+        meter = self.meter = self.meters.get_meter("durable")
         self.step_latency = meter.create_histogram("durable.step.latency", unit="ms", description="step attempt latency")
         self.retries = meter.create_counter("durable.step.retries", description="failed attempts waiting to retry")
         self.dead_letters = meter.create_counter("durable.dead_letters", description="records and steps dead-lettered")

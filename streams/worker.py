@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from processors.engine.workflow import Workflow
+from streams import wall
 from streams.config import Settings
 from streams.executor import Executor
+from streams.kafka import DEFAULT_FETCH_WAIT_MS, LOW_LATENCY_FETCH_WAIT_MS
 from streams.orchestrator import Orchestrator
 from streams.telemetry import Telemetry
 
@@ -39,6 +41,8 @@ class Worker:
     role: Role = Role.ALL
     stop_event: threading.Event = field(default_factory=threading.Event)
     telemetry: Telemetry | None = None
+    wall_watch: wall.WallWatch | None = None
+    resize_for_wall: bool = False  # set when the wall watch asks for consumers with a longer fetch wait
     _parts: list[Orchestrator | Executor] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
     _errors: list[BaseException] = field(default_factory=list)
@@ -51,6 +55,25 @@ class Worker:
         if self.role in (Role.ALL, Role.EXECUTOR):
             parts.append(Executor(self.settings, self.workflows, self.stop_event, self.telemetry))
         self._parts = parts
+        if wall.is_embedded(self.settings):
+            # The waits our group consumers get (streams.wall.fetch_wait_ms caches what it chose for them).
+            waits: dict[str, float] = {}
+            for part in parts:
+                wait = (
+                    wall.fetch_wait_ms(self.settings, LOW_LATENCY_FETCH_WAIT_MS, part.reads)
+                    if self.settings.low_latency
+                    else DEFAULT_FETCH_WAIT_MS
+                )
+                waits.update(dict.fromkeys(part.reads, wait))
+            self.wall_watch = wall.WallWatch(
+                self.settings,
+                lambda topic: waits.get(topic, DEFAULT_FETCH_WAIT_MS),
+                self.stop_event,
+                reads=set(waits),
+                interval_s=self.settings.wall_probe_s,
+                meter=self.telemetry.meter,
+                on_critical=self._wall_critical if self.settings.low_latency else None,
+            ).start()
         for part in parts:
             thread = threading.Thread(target=self._guard, args=(part,), name=type(part).__name__, daemon=True)
             thread.start()
@@ -68,6 +91,12 @@ class Worker:
     def stop(self) -> None:
         self.stop_event.set()
 
+    def _wall_critical(self) -> None:
+        # Only new consumers get a longer fetch wait: stop these cleanly; run_forever starts new ones.
+        if not self.resize_for_wall:
+            self.resize_for_wall = True
+            self.stop_event.set()
+
     @property
     def ready(self) -> bool:
         """Whether every role of this worker has been given partitions (its groups have formed)."""
@@ -76,6 +105,8 @@ class Worker:
     def join(self, timeout: float | None = None) -> None:
         for thread in self._threads:
             thread.join(timeout)
+        if self.wall_watch is not None:
+            self.wall_watch.join(timeout)
         if self.telemetry is not None and not any(t.is_alive() for t in self._threads):
             self.telemetry.shutdown()  # exports the spans still queued
             self.telemetry = None
@@ -85,16 +116,30 @@ class Worker:
         return self._errors[0] if self._errors else None
 
     def run_forever(self) -> int:
-        """Run until SIGTERM/SIGINT; returns an exit code."""
+        """Run until SIGTERM/SIGINT; returns an exit code.
+
+        When the wall watch finds a partition at the critical fraction of its
+        consumers' fetch wait, the roles are stopped cleanly (offsets committed)
+        and started again: their new consumers get a wait that fits.
+        """
+        signalled = threading.Event()
 
         def on_signal(signum: int, _frame: object) -> None:
             log.info("signal %d: stopping", signum)
+            signalled.set()
             self.stop()
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        self.start()
-        while not self.stop_event.wait(0.5):
-            pass
-        self.join(30)
-        return 1 if self.failed else 0
+        while True:
+            self.start()
+            while not self.stop_event.wait(0.5):
+                pass
+            self.join(30)
+            if self.failed or not self.resize_for_wall or signalled.is_set():
+                return 1 if self.failed else 0
+            log.warning("embedded broker wall: restarting this worker's consumers with a longer fetch wait")
+            wall.forget(self.settings)
+            self.stop_event.clear()
+            self.resize_for_wall = False
+            self._parts, self._threads = [], []

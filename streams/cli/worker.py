@@ -8,16 +8,30 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
 from processors import pii
-from streams import authentication, discovery
+from streams import authentication, discovery, wall
 from streams.broker import BrokerStartError, EmbeddedBroker
 from streams.cli.common import NamespaceOpt, WorkflowOpt, configure_logging, err, fail, settings, workflows
+from streams.kafka import DEFAULT_FETCH_WAIT_MS, LOW_LATENCY_FETCH_WAIT_MS
 from streams.worker import Role, Worker
 
 
-def broker(port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 0) -> None:
-    """Run the embedded broker (Tansu, in memory) in the foreground."""
+def broker(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 0,
+    status: Annotated[
+        bool,
+        typer.Option("--status", help="Do not start one: show how far the running broker's topics are from its wall."),
+    ] = False,
+    namespace: NamespaceOpt = None,
+) -> None:
+    """Run the embedded broker (Tansu, in memory) in the foreground, or show a running one's --status."""
+    if status:
+        wall_status(namespace)
+        return
     try:
         b = EmbeddedBroker(port=port).start()
     except BrokerStartError as exc:
@@ -36,6 +50,38 @@ def broker(port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free 
     finally:
         discovery.forget(b)
         b.stop()
+
+
+def wall_status(namespace: str | None) -> None:
+    """Print each topic's largest partition against the batch counts at which consumers stop (see streams.wall)."""
+    s = settings(namespace)
+    if not wall.is_embedded(s):
+        err.print(f"{s.bootstrap_servers} is not the embedded broker: it has no batch wall to report")
+        return
+    low, default = LOW_LATENCY_FETCH_WAIT_MS, DEFAULT_FETCH_WAIT_MS
+    table = Table(title=f"embedded broker {s.bootstrap_servers}, namespace {s.namespace}: distance to the wall")
+    for column in ("topic", "partition", "end offset", "batches", f"of wall at {low} ms", f"of wall at {default} ms"):
+        table.add_column(column, justify="left" if column == "topic" else "right")
+    table.add_column("state")
+    largest: dict[str, wall.PartitionSize] = {}
+    for x in wall.measure(s):
+        largest.setdefault(x.topic, x)  # measure() lists the largest first
+    for x in sorted(largest.values(), key=lambda x: x.topic):
+        table.add_row(
+            escape(x.topic),
+            str(x.partition),
+            f"{x.end_offset:,}",
+            f"{x.batches:,}",
+            f"{x.fraction(low):.0%}",
+            f"{x.fraction(default):.1%}",
+            wall.severity(x.fraction(low)),
+        )
+    Console().print(table)
+    err.print(
+        f"Consumers stop receiving from a partition of about {wall.wall_batches(low):,} batches when they wait {low} ms"
+        f" per fetch (DURABLE_LOW_LATENCY=1), {wall.wall_batches(default):,} when they wait {default} ms; workers warn"
+        f" at {wall.WARN_FRACTION:.0%} of that and size new consumers' fetch wait to fit."
+    )
 
 
 def worker(

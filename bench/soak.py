@@ -1,0 +1,166 @@
+"""Soak: many FNOL runs against the embedded broker, to see whether throughput and latency stay flat.
+
+Usage: ``python bench/soak.py --claims 50000 --rate 40 [--burst 2000 --every 60] [--speed 50]``
+
+A `durable worker` process (low latency, as `DURABLE_LOW_LATENCY=1`) runs the FNOL
+workflow with the simulated model ``--speed`` times faster than its real latency
+profile. Claims are produced at ``--rate`` per second, plus, with ``--burst``, that
+many at once every ``--every`` seconds. Every ``--window`` seconds it prints the
+decisions per second in that window, end-to-end p50/p99 of the claims decided in
+it, the largest partition (in record batches) of the topics the worker reads
+(how near the broker's wall they are, see streams.wall) and the wall warnings the worker has
+logged so far. At the end: record batches per topic (bench.common.batch_table).
+Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from confluent_kafka import Producer
+
+from bench.common import batch_table, claims, decisions_reader, pct
+from processors.fnol import FNOL
+from schemas import decode, encode
+from streams import wall
+from streams.broker import EmbeddedBroker
+from streams.config import Settings
+from streams.kafka import LOW_LATENCY_SLICE_S, partition_for, take
+from streams.kafka_config import client_config
+from streams.topics import Topics, ensure_topics
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def soak(bootstrap: str, args: argparse.Namespace) -> None:
+    ns = f"soak{uuid.uuid4().hex[:6]}"
+    state = tempfile.TemporaryDirectory(prefix="durable-soak-")
+    settings = Settings(bootstrap_servers=bootstrap, namespace=ns, state_dir=Path(state.name), low_latency=True)
+    topics = Topics(ns)
+    inputs, decisions = topics.name("fnol.reported"), topics.name("decisions")
+    ensure_topics(settings, [inputs, decisions])
+    log_path = Path(state.name) / "worker.log"
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "DURABLE_NAMESPACE": ns,
+        "DURABLE_STATE_DIR": state.name,
+        "DURABLE_LOW_LATENCY": "1",
+        "DURABLE_MODEL_SPEED": str(args.speed),
+        "DURABLE_FNOL_FRAUD_FAILURE_RATE": "0",
+        "DURABLE_WALL_PROBE_S": str(args.window),
+    }
+    with log_path.open("ab") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--name", "soak"], cwd=ROOT, env=env, stdout=log, stderr=log
+        )
+    prod = Producer(client_config(bootstrap, **{"linger.ms": 5, "log_level": 3}))
+    cons = decisions_reader(settings, decisions)
+    hot = [inputs, topics.results, topics.control, topics.commands]
+    pending = claims(args.claims, f"S{ns}")
+    sent: dict[str, float] = {}
+    done: dict[str, float] = {}
+    print(
+        f"soak: {args.claims} claims at {args.rate:g}/s"
+        + (f" + bursts of {args.burst} every {args.every:g} s" if args.burst else "")
+        + f", model {args.speed:g}x faster, namespace {ns}",
+        flush=True,
+    )
+    print(f"{'t s':>6} {'decided':>8} {'per s':>6} {'e2e p50':>8} {'p99':>7} {'largest hot partition':>28} {'warnings':>8}")
+
+    def produce(n: int) -> None:
+        for _ in range(min(n, len(pending))):
+            g = pending.pop()
+            sent[g.run_id] = time.perf_counter()
+            prod.produce(
+                inputs, key=g.run_id, value=encode(FNOL.input_schema, g.record), partition=partition_for(g.run_id, 4)
+            )
+        prod.poll(0)
+
+    t0 = time.perf_counter()
+    window_start, window_done = t0, 0
+    last_burst = t0
+    by_bursts = 0  # claims sent in bursts, not counted against the steady rate
+    window_e2e: list[float] = []
+    try:
+        while (pending or len(done) < len(sent)) and worker.poll() is None:
+            now = time.perf_counter()
+            due = int((now - t0) * args.rate) - (len(sent) - by_bursts)
+            if due > 0:
+                produce(due)
+            if args.burst and now - last_burst >= args.every:
+                before = len(sent)
+                produce(args.burst)
+                by_bursts += len(sent) - before
+                last_burst = now
+            for m in take(cons, 1000, 0.01, LOW_LATENCY_SLICE_S):
+                if m.error():
+                    continue
+                _, d = decode(m.value() or b"")
+                run_id = str(d["run_id"])
+                if run_id in sent and run_id not in done:
+                    done[run_id] = time.perf_counter()
+                    window_e2e.append((done[run_id] - sent[run_id]) * 1000)
+            if now - window_start >= args.window:
+                largest = max(wall.measure(settings, hot), key=lambda x: x.batches, default=None)
+                where = (
+                    f"{largest.topic.split('.', 1)[1]}[{largest.partition}] {largest.batches:,} batches"
+                    if largest
+                    else "-"
+                )
+                warnings = log_path.read_text(errors="replace").count("embedded broker wall")
+                rate = (len(done) - window_done) / (now - window_start)
+                print(
+                    f"{now - t0:>6.0f} {len(done):>8} {rate:>6.1f} {pct(window_e2e, 0.5):>6.0f}ms"
+                    f" {pct(window_e2e, 0.99):>5.0f}ms {where:>28} {warnings:>8}",
+                    flush=True,
+                )
+                window_start, window_done, window_e2e = now, len(done), []
+            if now - t0 > args.max_s:
+                print(f"stopped after {args.max_s:.0f} s with {len(sent) - len(done)} claims undecided")
+                break
+    finally:
+        prod.flush(30)
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(60)
+        cons.close()
+    elapsed = max(done.values(), default=t0) - t0
+    print(f"{len(done)}/{len(sent)} decided in {elapsed:.0f} s ({len(done) / max(elapsed, 1e-9):.1f}/s)")
+    restarts = log_path.read_text(errors="replace").count("restarting this worker's consumers")
+    print(f"worker restarts for the wall: {restarts}; worker exit code {worker.returncode}")
+    names = [inputs, topics.commands, topics.results, topics.journal, topics.run_changelog, decisions, topics.traces]
+    print("\n".join(batch_table(bootstrap, names, settings.partitions, len(sent))))
+    state.cleanup()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--claims", type=int, default=50_000)
+    ap.add_argument("--rate", type=float, default=40.0, help="steady claims per second")
+    ap.add_argument("--burst", type=int, default=0, help="claims sent at once every --every seconds")
+    ap.add_argument("--every", type=float, default=60.0)
+    ap.add_argument("--speed", type=float, default=50.0, help="how much faster than real the simulated model is")
+    ap.add_argument("--window", type=float, default=30.0, help="seconds per printed line")
+    ap.add_argument("--max-s", type=float, default=3600.0, help="give up after this long")
+    args = ap.parse_args()
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    broker = None if external else EmbeddedBroker().start()
+    try:
+        soak(external or (broker.bootstrap_servers if broker else ""), args)
+    finally:
+        if broker:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()
