@@ -16,7 +16,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from processors.engine.replay import RecordedAttempt, RecordedRun, RunReplay, replay_attempt, replay_run
+from processors.engine.replay import (
+    RecordedAttempt,
+    RecordedRun,
+    RunReplay,
+    replay_attempt,
+    replay_run,
+    setting_differences,
+)
 from processors.engine.workflow import Workflow
 from processors.models import ModelClient, client_from_env
 from streams.cli.common import (
@@ -39,6 +46,33 @@ VERDICT_STYLE = {"same": "green", "failure reproduced": "yellow", "different": "
 
 def _models(wf: Workflow) -> ModelClient:
     return client_from_env(simulations=[wf.simulation])
+
+
+def _print_settings(run: RecordedRun, wf: Workflow, live: bool) -> None:
+    """Before replaying: which recorded settings differ from this machine's, and which ones the replay uses."""
+    if not run.settings_recorded:
+        out.print(
+            "settings: none recorded with this run (journaled before settings capture); it replays under this "
+            "machine's settings",
+            highlight=False,
+        )
+        return
+    found = setting_differences(run, wf)
+    if not found:
+        out.print("settings: as recorded", highlight=False)
+        return
+    served = [d for d in found if not d.identity]
+    code = [d for d in found if d.identity]
+    if served:
+        out.print("settings: recorded values differ from this machine's; the replay uses the recorded ones:", highlight=False)
+        for d in served:
+            out.print(f"  {escape(d.describe())}", highlight=False, soft_wrap=True)
+        if live and any(d.name.startswith("model.") for d in served):
+            out.print("  (--live: model calls go to this machine's model client)", highlight=False)
+    if code:
+        out.print("code: the workflow differs from the recorded one; the replay runs this machine's:", highlight=False)
+        for d in code:
+            out.print(f"  {escape(d.describe())}", highlight=False, soft_wrap=True)
 
 
 def _print_run_replay(replayed: RunReplay, live: bool) -> None:
@@ -109,6 +143,7 @@ def replay(
         assert run_id is not None
         run_export = recorded(settings(namespace), run_id)
     wf = workflow_named(run_export.workflow, workflow)
+    _print_settings(run_export, wf, live)
     replayed = asyncio.run(replay_run(run_export, wf, live=live, models=_models(wf)))
     _print_run_replay(replayed, live)
     raise typer.Exit(replayed.exit_code)
@@ -127,18 +162,20 @@ def _replay_step(
         raise fail("the input must be a JSON object with 'input' (and 'deps'), as `dlq show --input` prints", 2)
     step_input.setdefault("deps", {})
     recorded_calls: list[dict[str, object]] | None = None
+    recorded_settings: dict[str, object] | None = None
     run_id = run or "replay"
     if run is not None:
         run_export = recorded(settings(namespace), run)
         wf = workflow_named(run_export.workflow, workflow)
         attempts = [a for a in run_export.attempts if a.step == step and a.action == "run" and a.finished]
         recorded_calls = attempts[-1].recorded if attempts and not live else None
+        recorded_settings = attempts[-1].settings if attempts else None
     else:
         wfs = workflows(workflow)
         wf = next((w for w in wfs if w.has_step(step)), wfs[0])
     if not wf.has_step(step):
         raise fail(f"workflow {wf.name} has no step {step!r}", 2)
-    attempt = RecordedAttempt(step, "run", 1, step_input, recorded=recorded_calls or [])
+    attempt = RecordedAttempt(step, "run", 1, step_input, recorded=recorded_calls or [], settings=recorded_settings)
     replayed = asyncio.run(
         replay_attempt(wf, run_id, attempt, live=recorded_calls is None, models=_models(wf))
     )
