@@ -120,6 +120,9 @@ def replay(
     to: Annotated[str | None, typer.Option(help="Window end (ISO-8601, exclusive).")] = None,
     sandbox: Annotated[str | None, typer.Option(help="Sandbox namespace for a window replay (default: <ns>-replay-<time>).")] = None,
     timeout: Annotated[float, typer.Option(help="Window replay: give up waiting for outputs after S seconds.")] = 120.0,
+    export_spans: Annotated[
+        bool, typer.Option(help="Window replay: also send the sandbox's spans to the OTLP exporter (off: replays stay out of production telemetry).")
+    ] = False,
 ) -> None:
     """Re-execute with the current code and compare with what was recorded; writes nothing to production topics.
 
@@ -132,7 +135,7 @@ def replay(
     if sum(modes) != 1:
         raise fail("give a RUN_ID (or --file), or --step with --input, or --from with --to", 2)
     if from_ is not None:
-        _replay_window(namespace, workflow, from_, to, sandbox, timeout)
+        _replay_window(namespace, workflow, from_, to, sandbox, timeout, export_spans)
         return
     if step is not None:
         _replay_step(namespace, workflow, step, input_file, run, live)
@@ -189,7 +192,13 @@ def _replay_step(
 
 
 def _replay_window(
-    namespace: str | None, workflow: list[str] | None, from_: str, to: str | None, sandbox: str | None, timeout: float
+    namespace: str | None,
+    workflow: list[str] | None,
+    from_: str,
+    to: str | None,
+    sandbox: str | None,
+    timeout: float,
+    export_spans: bool,
 ) -> None:
     if to is None:
         raise fail("--from needs --to", 2)
@@ -198,7 +207,9 @@ def _replay_window(
     wf = workflows(workflow)[0]
     box = sandbox or f"{s.namespace}-replay-{int(time.time())}"
     try:
-        result = replay_window(s, wf, start, end, box, ignore=wf.diff_ignores, timeout_s=timeout)
+        result = replay_window(
+            s, wf, start, end, box, ignore=wf.diff_ignores, timeout_s=timeout, export_spans=export_spans
+        )
     except SandboxRefused as exc:
         raise fail(f"replay refused: {exc}", 2) from None
     out.print(
