@@ -12,6 +12,8 @@ from typing import Any, ClassVar
 
 import pytest
 from confluent_kafka import TopicPartition
+from google.protobuf.json_format import MessageToDict
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -211,10 +213,26 @@ def test_a_full_span_queue_makes_the_ending_thread_wait_and_drops_no_span(settin
     assert spans.written == 2_000 and spans.failed == 0
 
 
-def test_every_finished_step_and_run_of_a_burst_has_its_span_on_the_traces_topic(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+def _exported(received: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
+    """The spans an OTLP/HTTP collector received, as attribute dicts with their ``name``."""
+    spans = []
+    for path, body in received:
+        if path != "/v1/traces":
+            continue
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource in request.resource_spans:
+            for scope in resource.scope_spans:
+                for span in scope.spans:
+                    attrs = {a.key: MessageToDict(a.value) for a in span.attributes}
+                    spans.append({k: next(iter(v.values()), None) for k, v in attrs.items()} | {"name": span.name})
+    return spans
+
+
+def test_every_finished_step_and_run_of_a_burst_has_its_span_on_the_traces_topic_and_at_the_exporter(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, collector: str
 ) -> None:
     monkeypatch.setenv("TEST_STEP_DELAY_S", "0")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector)
     n = 400  # four steps each: 2,000 spans ended within seconds, beyond the old 2,048-span queue under load
     orders = sample_orders(n, prefix="B")
     worker = Worker(settings, load_workflows(["tests.workflows:SLOW"])).start()
@@ -239,6 +257,14 @@ def test_every_finished_step_and_run_of_a_burst_has_its_span_on_the_traces_topic
             step_spans.add((span.run_id, attrs["durable.step"], attrs["durable.attempt"], attrs["durable.action"]))
     assert not finished - step_spans, f"{len(finished - step_spans)} finished attempts without a span"
     assert not ended - run_spans, f"{len(ended - run_spans)} ended runs without a span"
+    exported = _exported(_Collector.received)
+    at_exporter = {
+        (e[RUN_ID], e["durable.step"], int(e["durable.attempt"]), e["durable.action"])
+        for e in exported
+        if "durable.step" in e
+    }
+    assert not finished - at_exporter, f"{len(finished - at_exporter)} finished attempts never reached the exporter"
+    assert not ended - {e[RUN_ID] for e in exported if e["name"] == "orchestrator.run"}
 
 
 def test_a_window_replay_sends_no_span_to_the_otlp_exporter_unless_asked(
