@@ -63,6 +63,7 @@ class StepResult(Record):
     worker: str = ""
     action: str = "run"
     recorded_json: str | None = None
+    settings_json: str | None = None
 
 
 class JournalKind(StrEnum):
@@ -102,6 +103,7 @@ class JournalEvent(Record):
     attempt: int | None = None
     detail_json: str | None = None
     recorded_json: str | None = None
+    settings_json: str | None = None
 
 
 class DeadLetter(Record):

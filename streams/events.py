@@ -141,7 +141,9 @@ class Inputs:
             return Inbound(wf, result.run_id, StepFinished(result, at_ms))
         # The attempt it answers failed: the run learns it (and stops, compensating), the record is dead-lettered.
         error = StepError(type="MalformedResult", message=problem, traceback="", retryable=False)
-        failed = result.model_copy(update={"output_json": None, "recorded_json": None, "error": error})
+        failed = result.model_copy(
+            update={"output_json": None, "recorded_json": None, "settings_json": None, "error": error}
+        )
         return Inbound(wf, result.run_id, StepFinished(failed, at_ms), rejected=problem)
 
     def _workflow(self, name: str, what: str) -> Workflow:
@@ -174,4 +176,11 @@ def _malformed(result: StepResult) -> str | None:
             return f"recorded values are not JSON: {exc}"[:500]
         if not isinstance(recorded, list):
             return "recorded values are not a JSON list"
+    if result.settings_json is not None:
+        try:
+            settings = json.loads(result.settings_json)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            return f"recorded settings are not JSON: {exc}"[:500]
+        if not isinstance(settings, dict):
+            return "recorded settings are not a JSON object"
     return None

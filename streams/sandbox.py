@@ -35,6 +35,7 @@ from streams.config import Settings
 from streams.kafka import admin, read_to_end, reader
 from streams.offsets import bounds, offset_for_time, partitions_of
 from streams.reading import read_all
+from streams.telemetry import Telemetry
 from streams.topics import Topics, ensure_topics
 from streams.worker import Worker
 from streams.writer import Writer
@@ -163,8 +164,13 @@ def replay_window(
     *,
     ignore: frozenset[str] = frozenset(),
     timeout_s: float = 120.0,
+    export_spans: bool = False,
 ) -> WindowReplay:
-    """Re-run the window's inputs of ``workflow`` in namespace ``sandbox`` and diff the outputs by run."""
+    """Re-run the window's inputs of ``workflow`` in namespace ``sandbox`` and diff the outputs by run.
+
+    The sandbox's spans go to its own traces topic; to the OTLP exporter only with ``export_spans`` (a
+    replay must not inflate production telemetry unless asked).
+    """
     claim_sandbox(settings, sandbox)  # before anything is written: only a namespace made for this replay
     started = time.monotonic()
     prod, box = Topics(settings.namespace), Topics(sandbox)
@@ -181,7 +187,8 @@ def replay_window(
     with tempfile.TemporaryDirectory(prefix="durable-sandbox-") as state_dir:
         box_settings = replace(settings, namespace=sandbox, state_dir=Path(state_dir), worker_name="sandbox")
         ensure_topics(box_settings, [box.name(workflow.input_topic), box.name(workflow.output_topic)])
-        worker = Worker(box_settings, [workflow]).start()
+        telemetry = Telemetry(box_settings, otlp=export_spans)
+        worker = Worker(box_settings, [workflow], telemetry=telemetry).start()
         try:
             _copy(box_settings, box.name(workflow.input_topic), inputs)
             deadline = time.monotonic() + timeout_s

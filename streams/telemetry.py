@@ -14,6 +14,19 @@ what ``durable trace`` reads), and to an OTLP/HTTP collector when
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) is set. Metrics
 (step latency, retries, dead letters, runs by outcome) go to OTLP when an
 endpoint is set, or to any reader passed in (tests).
+
+No span of a run is dropped on its way to the traces topic: the
+:class:`KafkaSpanWriter` hands spans to a writer thread through a bounded
+queue and, when the queue is full, the thread that ended the span waits for
+room (back-pressure on the orchestrator or executor) instead of dropping it,
+as OpenTelemetry's ``BatchSpanProcessor`` does ("Queue full, dropping
+Span."). Spans the broker does not acknowledge are counted and logged. The
+OTLP exporter, an outside service that may be slow or away, keeps a batch
+processor (it must not stall the engine) with a queue sized for bursts
+(:data:`OTLP_MAX_QUEUE`): it drops only when the collector falls behind for
+that long. A sandbox replay sends nothing to OTLP unless asked
+(``otlp=False``; ``durable replay --from ... --export-spans``), so replays do
+not inflate production telemetry.
 """
 
 from __future__ import annotations
@@ -23,6 +36,8 @@ import hashlib
 import json
 import logging
 import os
+import queue
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,8 +46,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -43,11 +58,17 @@ from schemas.models import StepResult, TraceSpan
 from streams.config import Settings
 from streams.kafka import partition_for
 from streams.topics import Topics, ensure_topics
-from streams.writer import DeliveryFailed, Writer
+from streams.writer import Writer
 
 log = logging.getLogger(__name__)
 
 RUN_ID = "durable.run_id"
+# Spans waiting for the traces topic: a 1,000-run burst of 5-step sagas ends ~6,000 at once; past this
+# many, the thread ending a span waits for the writer (back-pressure), it never drops one.
+SPAN_QUEUE = 50_000
+SPAN_BATCH = 5_000  # spans per acknowledged write (one flush): few, large batches for the broker
+OTLP_MAX_QUEUE = 65_536  # the OTLP batch processor's queue (default 2,048 overflowed under bench/steps.py)
+OTLP_MAX_BATCH = 2_048
 _PROPAGATOR = TraceContextTextMapPropagator()
 _PRESET: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("durable_span_ids", default=None)
 
@@ -94,35 +115,83 @@ class _Ids(IdGenerator):
         return preset[0] if preset else self._random.generate_trace_id()
 
 
-class KafkaSpanExporter(SpanExporter):
-    """Writes finished spans of runs to the namespace's traces topic, keyed by run id."""
+class KafkaSpanWriter(SpanProcessor):
+    """Writes every finished span of a run to the namespace's traces topic, keyed by run id; drops none.
 
-    def __init__(self, settings: Settings) -> None:
+    ``on_end`` queues the span (waiting for room when ``max_queued`` are
+    already waiting); a thread writes them in batches of up to ``batch``, one
+    acknowledged flush per batch. ``written`` and ``failed`` count spans the
+    broker acknowledged or refused; a refusal is logged with its reason.
+    """
+
+    def __init__(self, settings: Settings, max_queued: int = SPAN_QUEUE, batch: int = SPAN_BATCH) -> None:
         self.settings = settings
         self.topic = Topics(settings.namespace).traces
         ensure_topics(settings, [self.topic])
-        self._writer: Writer | None = Writer(settings)
+        self._writer = Writer(settings)
+        self._batch = batch
+        self._queue: queue.Queue[ReadableSpan | None] = queue.Queue(maxsize=max_queued)
+        self._closed = False
+        self.written = 0
+        self.failed = 0
+        self._thread = threading.Thread(target=self._run, name="span-writer", daemon=True)
+        self._thread.start()
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if self._writer is None:
-            return SpanExportResult.FAILURE
-        for span in spans:
-            record = to_record(span)
-            if record is None:
-                continue
-            partition = partition_for(record.run_id, self.settings.partitions)
-            self._writer.send(self.topic, to_bytes(record), key=record.run_id, partition=partition)
+    def on_start(self, span: Any, parent_context: Context | None = None) -> None:
+        """Nothing: spans are written when they end."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Queue a run's finished span for the traces topic (waits for room rather than dropping it)."""
+        if self._closed or not isinstance((span.attributes or {}).get(RUN_ID), str):
+            return
+        self._queue.put(span)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self._batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            spans = [s for s in batch if s is not None]
+            try:
+                self._write(spans)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+            if len(spans) < len(batch):  # the shutdown marker: everything before it is written
+                return
+
+    def _write(self, spans: list[ReadableSpan]) -> None:
+        sent = 0
         try:
-            self._writer.flush(10)
-        except DeliveryFailed as exc:
-            log.warning("spans not written to %s: %s", self.topic, exc)
-            return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
+            for span in spans:
+                record = to_record(span)
+                if record is None:
+                    continue
+                partition = partition_for(record.run_id, self.settings.partitions)
+                self._writer.send(self.topic, to_bytes(record), key=record.run_id, partition=partition)
+                sent += 1
+            self._writer.flush(30)
+            self.written += sent
+        except Exception as exc:  # a span we cannot write must not stop the next ones: count it, say so
+            self.failed += sent
+            log.error("%d span(s) not written to %s: %s", sent, self.topic, exc)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Wait until every span queued so far is written (or refused); False if ``timeout_millis`` passed first."""
+        with self._queue.all_tasks_done:
+            return self._queue.all_tasks_done.wait_for(lambda: self._queue.unfinished_tasks == 0, timeout_millis / 1000)
 
     def shutdown(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        """Write what is queued, then stop the thread and close the writer."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join(60)
+        self._writer.close()
 
 
 def to_record(span: ReadableSpan) -> TraceSpan | None:
@@ -171,17 +240,28 @@ def usage_of(result: StepResult) -> dict[str, Any]:
 class Telemetry:
     """A worker's tracer and meters, bound to one namespace."""
 
-    def __init__(self, settings: Settings, metric_readers: Sequence[MetricReader] = (), kafka: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metric_readers: Sequence[MetricReader] = (),
+        kafka: bool = True,
+        otlp: bool = True,
+    ) -> None:
+        """``kafka``: write spans to the traces topic; ``otlp``: also export to OTLP when an endpoint is set."""
         resource = Resource.create({"service.name": "durable", "durable.namespace": settings.namespace})
         self.provider = TracerProvider(resource=resource, id_generator=_Ids())
+        self.spans: KafkaSpanWriter | None = None
         if kafka:
-            self.provider.add_span_processor(BatchSpanProcessor(KafkaSpanExporter(settings), schedule_delay_millis=200))
+            self.spans = KafkaSpanWriter(settings)
+            self.provider.add_span_processor(self.spans)
         readers = list(metric_readers)
-        if _otlp_configured("TRACES"):
+        if otlp and _otlp_configured("TRACES"):
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-            self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        if _otlp_configured("METRICS"):
+            self.provider.add_span_processor(
+                BatchSpanProcessor(OTLPSpanExporter(), max_queue_size=OTLP_MAX_QUEUE, max_export_batch_size=OTLP_MAX_BATCH)
+            )
+        if otlp and _otlp_configured("METRICS"):
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
             readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))

@@ -3,11 +3,18 @@
 Several workers may run; Kafka's group protocol spreads partitions between
 them. A worker stops cleanly on SIGTERM or Ctrl-C (committing what it has
 done) and loses nothing on SIGKILL.
+
+A worker also watches its broker (:mod:`streams.brokerwatch`): through an
+outage it waits and resumes; if the broker comes back without the log its
+state was built from (restarted empty, topics re-created), it stops and
+:meth:`Worker.run_forever` returns ``EXIT_BROKER_LOST`` (75), so that it is
+restarted against the new log with its old local state discarded.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -15,11 +22,13 @@ from enum import StrEnum
 
 from processors.engine.workflow import Workflow
 from streams import wall
+from streams.brokerwatch import EXIT_BROKER_LOST, BrokerLost, BrokerWatch
 from streams.config import Settings
 from streams.executor import Executor
 from streams.kafka import DEFAULT_FETCH_WAIT_MS, LOW_LATENCY_FETCH_WAIT_MS
 from streams.orchestrator import Orchestrator
 from streams.telemetry import Telemetry
+from streams.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +52,8 @@ class Worker:
     telemetry: Telemetry | None = None
     wall_watch: wall.WallWatch | None = None
     resize_for_wall: bool = False  # set when the wall watch asks for consumers with a longer fetch wait
+    watch_interval_s: float = 1.0
+    _exit_on_broker_loss: bool = False
     _parts: list[Orchestrator | Executor] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
     _errors: list[BaseException] = field(default_factory=list)
@@ -78,7 +89,35 @@ class Worker:
             thread = threading.Thread(target=self._guard, args=(part,), name=type(part).__name__, daemon=True)
             thread.start()
             self._threads.append(thread)
+        topics = Topics(self.settings.namespace)
+        watched = (topics.commands, topics.run_changelog) if self.role != Role.EXECUTOR else (topics.commands,)
+        watch = BrokerWatch(self.settings, watched, self.watch_interval_s)
+        thread = threading.Thread(target=self._watch, args=(watch,), name="BrokerWatch", daemon=True)
+        thread.start()
+        self._threads.append(thread)
         return self
+
+    def _watch(self, watch: BrokerWatch) -> None:
+        try:
+            reason = watch.run(self.stop_event)
+        except Exception:  # the watch failing is no reason to stop the work it watches: say so, carry on
+            log.exception("the broker watch stopped; a broker restart will not be noticed")
+            return
+        if reason is not None:
+            log.critical(
+                "BROKER LOST ITS LOG: %s. This worker's local state was built from the old log and must not be "
+                "mixed with the new one: stopping (exit %d); restarted, it discards that state and starts from "
+                "the broker as it now is. Runs in flight on the old broker are gone with it.",
+                reason,
+                EXIT_BROKER_LOST,
+            )
+            self._errors.append(BrokerLost(reason))
+            if self._exit_on_broker_loss:
+                # Now, without the clean stop: that would commit the old log's offsets, checkpoint and spans
+                # into the new broker's groups and topics. Nothing of the old state may reach the new log.
+                logging.shutdown()
+                os._exit(EXIT_BROKER_LOST)
+            self.stop_event.set()
 
     def _guard(self, part: Orchestrator | Executor) -> None:
         try:
@@ -131,11 +170,14 @@ class Worker:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        self._exit_on_broker_loss = True  # this process is the worker: a lost broker ends it at once
         while True:
             self.start()
             while not self.stop_event.wait(0.5):
                 pass
             self.join(30)
+            if any(isinstance(e, BrokerLost) for e in self._errors):
+                return EXIT_BROKER_LOST
             if self.failed or not self.resize_for_wall or signalled.is_set():
                 return 1 if self.failed else 0
             log.warning("embedded broker wall: restarting this worker's consumers with a longer fetch wait")

@@ -7,7 +7,9 @@ Nothing here knows about insurance, Kafka or RocksDB. What a user needs::
 plus :class:`RunResult` / :class:`RunFailure` (what a workflow's ``result`` and
 ``on_failure`` receive), :class:`Intake` / :class:`InputRejected` (how its
 inputs are validated at the edges) and :class:`Evaluation` / :class:`Gate`
-(for a step that judges its run). Everything else is implementation.
+(for a step that judges its run) and :class:`Setting` (a value outside a
+step's input that shapes it, recorded with every attempt and served back on
+replay). Everything else is implementation.
 """
 
 from processors.engine.context import StepContext
@@ -15,6 +17,7 @@ from processors.engine.errors import InputRejected, NonDeterministicCall, StepFa
 from processors.engine.evaluation import Evaluation, Gate
 from processors.engine.intake import Intake
 from processors.engine.retry import RetryPolicy
+from processors.engine.settings import Setting
 from processors.engine.workflow import RunFailure, RunResult, Step, Workflow
 
 __all__ = [
@@ -26,6 +29,7 @@ __all__ = [
     "RetryPolicy",
     "RunFailure",
     "RunResult",
+    "Setting",
     "Step",
     "StepContext",
     "StepFailure",

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from processors.engine.recorder import Recorder
+from processors.engine.settings import Setting
 from processors.models import ModelRequest, ModelResponse
 
 JSON = dict[str, Any]
@@ -27,6 +28,10 @@ class StepContext:
     and a replay serves the recorded values back, so the step recomputes
     exactly what it computed. A step that reads the clock or calls a model
     any other way cannot be replayed exactly.
+
+    ``settings`` is the snapshot of the workflow's settings the attempt runs
+    under (the worker's, live; the recorded one, on replay): a step reads
+    them with :meth:`setting`, never from the environment.
     """
 
     run_id: str
@@ -39,6 +44,11 @@ class StepContext:
     output: Mapping[str, Any] | None = None
     run_started_at_ms: int = 0
     recorder: Recorder = field(default_factory=Recorder, repr=False, compare=False)
+    settings: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def setting(self, setting: Setting) -> Any:
+        """The value of ``setting`` this attempt runs under (a context built without a snapshot: this process's)."""
+        return self.settings[setting.name] if setting.name in self.settings else setting.current()
 
     def now(self) -> datetime:
         """The current time (UTC), recorded: a replay sees the time of the recorded attempt."""

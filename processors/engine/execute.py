@@ -7,6 +7,7 @@ import inspect
 import json
 import time
 import traceback
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,6 +15,7 @@ from processors.engine.canonical import canonical_json
 from processors.engine.context import StepContext, StepHandler
 from processors.engine.errors import UnknownStep
 from processors.engine.recorder import Recorder
+from processors.engine.settings import capture
 from processors.engine.workflow import Workflow
 from processors.models import ModelClient
 from schemas.models import StepCommand, StepError, StepResult
@@ -42,16 +44,21 @@ async def run_step(
     *,
     models: ModelClient | None = None,
     recorder: Recorder | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> StepResult:
     """Execute ``command`` (a step or its compensation) and describe the outcome; never raises for step errors.
 
     The attempt reaches time, randomness and ``models`` through ``recorder``
     (a live one by default); what it used is returned as ``recorded_json``.
+    It runs under this process's settings of the workflow, overridden by
+    ``settings`` (a recorded snapshot, on replay); the snapshot it ran under
+    is returned as ``settings_json``.
     """
     started = int(time.time() * 1000)
     recorder = recorder or Recorder(models=models)
     output_json: str | None = None
     error: StepError | None = None
+    snapshot: dict[str, Any] | None = None
     try:
         wf = workflows.get(command.workflow)
         if wf is None or not wf.has_step(command.step):
@@ -60,6 +67,7 @@ async def run_step(
         handler = spec.compensate if command.action == "compensate" else spec.handler
         if handler is None or command.action not in ("run", "compensate"):
             raise UnknownStep(f"step {command.workflow}.{command.step} has no action {command.action!r}")
+        snapshot = {**capture(wf), **(settings or {})}
         payload = json.loads(command.input_json)
         ctx = StepContext(
             run_id=command.run_id,
@@ -72,6 +80,7 @@ async def run_step(
             output=payload.get("output"),
             run_started_at_ms=int(payload.get("run", {}).get("started_at_ms", 0)),
             recorder=recorder,
+            settings=snapshot,
         )
         try:
             output = await asyncio.wait_for(_call(handler, ctx), timeout=command.timeout_ms / 1000)
@@ -100,4 +109,5 @@ async def run_step(
         worker=worker,
         action=command.action,
         recorded_json=canonical_json(recorder.calls) if recorder.calls else None,
+        settings_json=canonical_json(snapshot) if snapshot is not None else None,
     )

@@ -11,6 +11,13 @@ and compares what comes out with what came out then:
 - ``failure reproduced``: the same error type and message;
 - ``new failure``: an error where there was an output, or another error.
 
+Each attempt also runs under the settings it was recorded with (failure
+rates, budgets, the model's name and price: ``settings_json``, see
+:mod:`processors.engine.settings`), not the replaying machine's;
+:func:`setting_differences` lists where the two differ, for the replay to
+say so before it runs. An attempt journaled before settings were captured
+runs under this machine's.
+
 Nothing here writes anywhere: replay reads a journal and runs code.
 """
 
@@ -25,6 +32,7 @@ from typing import Any, Literal
 from processors.engine.canonical import canonical_json
 from processors.engine.execute import run_step
 from processors.engine.recorder import Recorder
+from processors.engine.settings import Difference, capture, differences
 from processors.engine.status import ENDINGS, STATUS_AFTER
 from processors.engine.transition import output_id
 from processors.engine.workflow import RunResult, Workflow
@@ -53,6 +61,7 @@ class RecordedAttempt:
     output: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     recorded: list[dict[str, Any]] = field(default_factory=list)
+    settings: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -74,6 +83,11 @@ class RecordedRun:
     status: str
     output: dict[str, Any] | None
     ended_at_ms: int | None
+
+    @property
+    def settings_recorded(self) -> bool:
+        """Whether the journal recorded the settings of its attempts (it did not before settings capture)."""
+        return any(a.settings is not None for a in self.attempts if a.finished)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -121,6 +135,7 @@ def recorded_run(events: Iterable[JournalEvent]) -> RecordedRun:
     for e in ordered:
         detail = json.loads(e.detail_json) if e.detail_json else None
         recorded = json.loads(e.recorded_json) if e.recorded_json else []
+        settings = json.loads(e.settings_json) if e.settings_json else None
         if e.kind in _SCHEDULED and e.step is not None and e.attempt is not None:
             key = (e.step, _SCHEDULED[e.kind], e.attempt)
             attempts[key] = RecordedAttempt(e.step, key[1], e.attempt, detail or {})
@@ -137,6 +152,7 @@ def recorded_run(events: Iterable[JournalEvent]) -> RecordedRun:
                     output=detail if ok else None,
                     error=None if ok else detail,
                     recorded=recorded,
+                    settings=settings,
                 )
         elif e.kind in ENDINGS:
             ended = e.at_ms
@@ -238,10 +254,20 @@ async def replay_attempt(
         action=recorded.action,
     )
     recorder = Recorder(models=models, recorded=None if live else recorded.recorded, live=live)
-    result = await run_step({wf.name: wf}, command, "replay", recorder=recorder)
+    result = await run_step({wf.name: wf}, command, "replay", recorder=recorder, settings=recorded.settings)
     output = json.loads(result.output_json) if result.output_json is not None else None
     error = result.error.model_dump(mode="json") if result.error is not None else None
     return compare(recorded, output, error)
+
+
+def setting_differences(run: RecordedRun, wf: Workflow, env: Mapping[str, str] | None = None) -> list[Difference]:
+    """The settings ``run``'s finished attempts were recorded under that differ from this machine's (``env``).
+
+    Empty when they agree, and when no attempt recorded any (a journal older
+    than settings capture: see :attr:`RecordedRun.settings_recorded`).
+    """
+    snapshots = [a.settings for a in run.attempts if a.finished and a.settings is not None]
+    return differences(snapshots, capture(wf, env)) if snapshots else []
 
 
 async def replay_run(

@@ -189,6 +189,7 @@ class _Builder:
         attempt: int | None = None,
         detail: Any = None,
         recorded: str | None = None,
+        settings: str | None = None,
     ) -> None:
         self.seq += 1
         event = JournalEvent(
@@ -202,6 +203,7 @@ class _Builder:
             attempt=attempt,
             detail_json=None if detail is None else canonical_json(detail),
             recorded_json=recorded,
+            settings_json=settings,
         )
         self.out.append(Outgoing("journal", event.event_id, event))
 
@@ -266,10 +268,12 @@ class _Builder:
         output = json.loads(result.output_json or "{}")
         if result.action == "compensate":
             self.update(name, status=StepStatus.COMPENSATED, failures=[])
-            self.journal(JournalKind.COMPENSATION_SUCCEEDED, name, result.attempt, output, result.recorded_json)
+            self.journal(
+                JournalKind.COMPENSATION_SUCCEEDED, name, result.attempt, output, result.recorded_json, result.settings_json
+            )
             self.advance_compensation()
             return f"{name} compensated"
-        self.journal(JournalKind.STEP_SUCCEEDED, name, result.attempt, output, result.recorded_json)
+        self.journal(JournalKind.STEP_SUCCEEDED, name, result.attempt, output, result.recorded_json, result.settings_json)
         self.update(
             name,
             status=StepStatus.SUCCEEDED,
@@ -307,7 +311,7 @@ class _Builder:
         self.update(name, failures=failures, error_json=canonical_json(error.model_dump(mode="json")))
         detail = {**error.model_dump(mode="json"), "nth": nth, "max_attempts": policy.max_attempts}
         kind = JournalKind.COMPENSATION_FAILED if action == "compensate" else JournalKind.STEP_FAILED
-        self.journal(kind, name, attempt, detail, result.recorded_json)
+        self.journal(kind, name, attempt, detail, result.recorded_json, result.settings_json)
 
         if action == "run" and self.status is RunStatus.COMPENSATING:
             # A sibling failed for good meanwhile: no more attempts for this one.

@@ -12,6 +12,7 @@ from processors.engine.context import JSON, StepHandler
 from processors.engine.evaluation import Evaluation
 from processors.engine.intake import Intake
 from processors.engine.retry import RetryPolicy
+from processors.engine.settings import Setting
 from processors.models import Simulation
 from schemas import register
 
@@ -82,6 +83,13 @@ class Workflow:
     calls (default: generic answers); ``diff_ignores``, output fields that
     differ by nature between two runs of the same input (times, ids), which
     a window replay's diff leaves out.
+
+    ``settings``: the values outside a step's input that shape what it does
+    (a failure rate, a budget table), each read from the environment; every
+    attempt records them and a replay serves them back
+    (:mod:`processors.engine.settings`). ``version``: what the workflow's
+    author calls this code, recorded with every attempt so a replay says
+    when it runs another.
     """
 
     name: str
@@ -98,6 +106,8 @@ class Workflow:
     describe: Callable[[Mapping[str, Any]], str] = describe_json
     simulation: Simulation | None = None
     diff_ignores: frozenset[str] = frozenset()
+    settings: tuple[Setting, ...] = ()
+    version: str = ""
     _by_name: dict[str, Step] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -111,6 +121,9 @@ class Workflow:
                         f"{self.name}: step {step.name!r} depends on {dep!r}, which is not declared before it"
                     )
             by_name[step.name] = step
+        names = [s.name for s in self.settings]
+        if len(set(names)) != len(names) or any(n.startswith(("workflow.", "model.")) for n in names):
+            raise ValueError(f"{self.name}: setting names must be unique and not start with 'workflow.' or 'model.'")
         object.__setattr__(self, "_by_name", by_name)
         for directory in self.schemas:
             register(directory)

@@ -7,7 +7,8 @@ entries field by field, e.g. ``{"acme": {"latency_s": 2.5}}`` or
 ``{"default": {"cost_usd": 0.05}}``. A tenant's budget, field by field, is
 the first set of: the override's tenant entry, the override's default, the
 file's tenant entry, the file's default, the seed's figures (so an override's
-default applies to every tenant). Latency is the run's so far when
+default applies to every tenant). The override is a workflow setting
+(:data:`BUDGETS`): recorded with each attempt, served back on replay. Latency is the run's so far when
 the evaluator runs (from the run's start, on the recorded clock); cost is the
 sum of the run's model calls.
 """
@@ -16,9 +17,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from processors.engine.settings import Setting
 
 BUDGETS_FILE = Path(__file__).resolve().parent / "budgets.json"
 BUDGETS_ENV = "DURABLE_FNOL_BUDGETS"
@@ -53,8 +57,15 @@ def _entries(data: Any, where: str) -> dict[str, dict[str, float]]:
     return table
 
 
-def _override() -> dict[str, dict[str, float]]:
-    raw = os.environ.get(BUDGETS_ENV, "").strip()
+def override_text(env: Mapping[str, str]) -> str:
+    """The override as set in ``env`` (text, unparsed: a malformed one fails the evaluator, not the snapshot)."""
+    return env.get(BUDGETS_ENV, "").strip()
+
+
+BUDGETS = Setting("budgets", override_text, f"the budget override ({BUDGETS_ENV}), over the shipped budgets.json")
+
+
+def _override(raw: str) -> dict[str, dict[str, float]]:
     if not raw:
         return {}
     try:
@@ -64,12 +75,15 @@ def _override() -> dict[str, dict[str, float]]:
     return _entries(data, BUDGETS_ENV)
 
 
-def budget_for(tenant_id: str) -> Budget:
-    """The tenant's budget (see the module docstring for which entry wins)."""
+def budget_for(tenant_id: str, override: str | None = None) -> Budget:
+    """The tenant's budget (see the module docstring for which entry wins).
+
+    ``override``: the override's text as recorded (the :data:`BUDGETS` setting); None: this process's.
+    """
     shipped = _entries(json.loads(BUDGETS_FILE.read_text(encoding="utf-8")), str(BUDGETS_FILE))
-    override = _override()
+    override_table = _override(override_text(os.environ) if override is None else override.strip())
     entry: dict[str, float] = {}
-    for table in (shipped, override):
+    for table in (shipped, override_table):
         entry |= table.get("default", {})
         entry |= table.get(tenant_id, {})
     return Budget(

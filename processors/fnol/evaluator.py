@@ -19,7 +19,7 @@ from dataclasses import asdict
 from typing import Any
 
 from processors.engine import Evaluation, Gate, StepContext
-from processors.fnol.budgets import Budget, budget_for
+from processors.fnol.budgets import BUDGETS, Budget, budget_for
 from processors.models import ModelRequest, ModelResponse
 from processors.pii import EMAIL, PHONE, UK_PLATE
 
@@ -219,7 +219,7 @@ async def evaluate(ctx: StepContext) -> dict[str, Any]:
     # The run's latency so far, on the recorded clock (0 if the command did not say when the run started).
     now_ms = ctx.now().timestamp() * 1000
     latency_ms = max(0.0, now_ms - ctx.run_started_at_ms) if ctx.run_started_at_ms > 0 else 0.0
-    budget = budget_for(str(report["tenant_id"]))
+    budget = budget_for(str(report["tenant_id"]), ctx.setting(BUDGETS))
     checked = gates(report, outputs, latency_ms, float(usage["cost_usd"]), budget, verdict)
     passed = sum(1 for g in checked if g.passed)
     return {

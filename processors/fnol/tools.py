@@ -28,7 +28,8 @@ Two stand-ins for outside services can fail, to exercise the engine: the
 fraud service is flaky at a failure rate (0 to 1; :func:`fraud_checker`
 takes it, else ``DURABLE_FNOL_FRAUD_FAILURE_RATE``, default 0; which attempts
 fail is drawn with ``ctx.random()``, so a replay of a run fails exactly where
-it failed), and a document request fails for good when the claimant left no
+it failed; the rate is a workflow setting, recorded with each attempt, so a
+replay uses the rate the run had, not the replaying shell's), and a document request fails for good when the claimant left no
 email or phone.
 """
 
@@ -37,7 +38,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Mapping
 from datetime import date, datetime
 from functools import cache
@@ -45,6 +45,7 @@ from typing import Any
 
 from processors.engine import StepContext
 from processors.engine.context import StepHandler
+from processors.engine.settings import Setting
 from processors.fnol import history
 from processors.fnol.evaluator import NO_USAGE, usage_of
 from processors.fnol.retrieval import PolicyRetriever, default_retriever
@@ -143,18 +144,24 @@ def _synthesising_retriever() -> PolicyRetriever:
     return PolicyRetriever(register=base.register, synthesise_unknown=True)
 
 
-def retriever() -> PolicyRetriever:
-    """The shipped retriever; with DURABLE_FNOL_SYNTHESISE_POLICIES=1, one that also answers unknown numbers."""
-    return (
-        _synthesising_retriever() if os.environ.get(SYNTHESISE_ENV, "") in {"1", "true", "yes"} else default_retriever()
-    )
+SYNTHESISE_POLICIES = Setting(
+    "synthesise_policies",
+    lambda env: env.get(SYNTHESISE_ENV, "") in {"1", "true", "yes"},
+    f"answer policy numbers the register does not hold by its rule ({SYNTHESISE_ENV}=1)",
+)
+
+
+def retriever(synthesise: bool | None = None) -> PolicyRetriever:
+    """The shipped retriever; when synthesising (None: DURABLE_FNOL_SYNTHESISE_POLICIES=1), one that also answers unknown numbers."""
+    synthesise = SYNTHESISE_POLICIES.current() if synthesise is None else synthesise
+    return _synthesising_retriever() if synthesise else default_retriever()
 
 
 async def policy_check(ctx: StepContext) -> dict[str, Any]:
     """Hybrid retrieval over the policy wordings and the register: in force, covered, limit, deductible, cited."""
     report = ctx.input
     number, loss_type = report["policy_number"], report["loss_type"]
-    source = retriever()
+    source = retriever(bool(ctx.setting(SYNTHESISE_POLICIES)))
     check = source.check_policy(number, loss_type, report["loss_date"], tenant_id=report["tenant_id"])
     citations = [
         {
@@ -235,9 +242,39 @@ class ClaimantUnreachable(Exception):
     """No channel to request documents from the claimant: retrying cannot help."""
 
 
+FRAUD_FAILURE_RATE_ENV = "DURABLE_FNOL_FRAUD_FAILURE_RATE"
+
+
+def _rate_of(env: Mapping[str, str]) -> float | str:
+    # A malformed value is recorded as written and fails the fraud step (retryably, as before), not every step.
+    raw = env.get(FRAUD_FAILURE_RATE_ENV, "").strip()
+    try:
+        return min(1.0, max(0.0, float(raw))) if raw else 0.0
+    except ValueError:
+        return raw
+
+
+FRAUD_FAILURE_RATE = Setting(
+    "fraud_failure_rate", _rate_of, f"the simulated fraud service's failure rate ({FRAUD_FAILURE_RATE_ENV})"
+)
+
+
 def fraud_failure_rate() -> float:
-    raw = os.environ.get("DURABLE_FNOL_FRAUD_FAILURE_RATE", "")
-    return min(1.0, max(0.0, float(raw))) if raw else 0.0
+    """This process's simulated fraud-service failure rate (``DURABLE_FNOL_FRAUD_FAILURE_RATE``, default 0)."""
+    return _as_rate(FRAUD_FAILURE_RATE.current())
+
+
+def _as_rate(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{FRAUD_FAILURE_RATE_ENV} must be a number from 0 to 1, not {value!r}")
+    return min(1.0, max(0.0, float(value)))
+
+
+def fraud_failure_setting(failure_rate: float | None = None) -> Setting:
+    """The fraud failure rate as a workflow setting: bound to ``failure_rate``, else read from the environment."""
+    if failure_rate is None:
+        return FRAUD_FAILURE_RATE
+    return Setting.fixed(FRAUD_FAILURE_RATE.name, min(1.0, max(0.0, failure_rate)), FRAUD_FAILURE_RATE.doc)
 
 
 # Words in a description and the photo labels that should come with them.
@@ -268,7 +305,7 @@ def fraud_signals(report: Report) -> tuple[list[str], dict[str, int]]:
         signals.append("repeat_theft_history")
     if by_claimant >= FREQUENT_CLAIMANT:
         signals.append("frequent_claimant")
-    record = retriever().register.get(report["policy_number"])
+    record = default_retriever().register.get(report["policy_number"])  # the same register either way
     if record is not None and 0 <= (loss - record.inception).days < SOON_AFTER_INCEPTION_DAYS:
         signals.append("loss_soon_after_inception")
     labels = set(_labels(report))
@@ -279,11 +316,15 @@ def fraud_signals(report: Report) -> tuple[list[str], dict[str, int]]:
 
 
 def fraud_checker(failure_rate: float | None = None) -> StepHandler:
-    """The fraud check, its simulated outage at ``failure_rate`` (None: ``DURABLE_FNOL_FRAUD_FAILURE_RATE`` at call time)."""
+    """The fraud check, its simulated outage at the run's ``fraud_failure_rate`` setting.
+
+    The workflow declares that setting (:func:`fraud_failure_setting`: bound to ``failure_rate``, else
+    ``DURABLE_FNOL_FRAUD_FAILURE_RATE``); the attempt reads the value it runs under from its context.
+    """
+    setting = fraud_failure_setting(failure_rate)
 
     async def fraud_check_step(ctx: StepContext) -> dict[str, Any]:
-        rate = fraud_failure_rate() if failure_rate is None else min(1.0, max(0.0, failure_rate))
-        return await fraud_check(ctx, rate)
+        return await fraud_check(ctx, _as_rate(ctx.setting(setting)))
 
     return fraud_check_step
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from processors.engine import RetryPolicy, RunFailure, RunResult, Step, Workflow
-from processors.fnol import tools
+from processors.fnol import budgets, tools
 from processors.fnol.evaluator import evaluate, evaluation_of
 from processors.fnol.intake import FNOL_INTAKE
 from processors.fnol.simulation import FNOL_SIMULATION
@@ -32,6 +32,8 @@ from schemas.fnol import SCHEMA_DIR
 
 INPUT_TOPIC = "fnol.reported"
 DECISIONS_TOPIC = "decisions"
+# Bump when a change of the tools or rules changes decisions: recorded with each attempt, shown by replays.
+VERSION = "fnol-2026.11.28"
 
 TOOL_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.2, max_backoff_s=2.0)
 FRAUD_RETRY = RetryPolicy(max_attempts=5, initial_backoff_s=0.2, multiplier=2.0, max_backoff_s=2.0)
@@ -182,6 +184,9 @@ def fnol_workflow(*, fraud_failure_rate: float | None = None) -> Workflow:
         describe=describe,
         simulation=FNOL_SIMULATION,
         diff_ignores=frozenset({"decided_at_ms", "decision_id"}),
+        # What shapes a step besides its input: recorded with every attempt, served back on replay.
+        settings=(tools.fraud_failure_setting(fraud_failure_rate), budgets.BUDGETS, tools.SYNTHESISE_POLICIES),
+        version=VERSION,
     )
 
 

@@ -16,7 +16,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from processors.engine.replay import RecordedAttempt, RecordedRun, RunReplay, replay_attempt, replay_run
+from processors.engine.replay import (
+    RecordedAttempt,
+    RecordedRun,
+    RunReplay,
+    replay_attempt,
+    replay_run,
+    setting_differences,
+)
 from processors.engine.workflow import Workflow
 from processors.models import ModelClient, client_from_env
 from streams.cli.common import (
@@ -39,6 +46,33 @@ VERDICT_STYLE = {"same": "green", "failure reproduced": "yellow", "different": "
 
 def _models(wf: Workflow) -> ModelClient:
     return client_from_env(simulations=[wf.simulation])
+
+
+def _print_settings(run: RecordedRun, wf: Workflow, live: bool) -> None:
+    """Before replaying: which recorded settings differ from this machine's, and which ones the replay uses."""
+    if not run.settings_recorded:
+        out.print(
+            "settings: none recorded with this run (journaled before settings capture); it replays under this "
+            "machine's settings",
+            highlight=False,
+        )
+        return
+    found = setting_differences(run, wf)
+    if not found:
+        out.print("settings: as recorded", highlight=False)
+        return
+    served = [d for d in found if not d.identity]
+    code = [d for d in found if d.identity]
+    if served:
+        out.print("settings: recorded values differ from this machine's; the replay uses the recorded ones:", highlight=False)
+        for d in served:
+            out.print(f"  {escape(d.describe())}", highlight=False, soft_wrap=True)
+        if live and any(d.name.startswith("model.") for d in served):
+            out.print("  (--live: model calls go to this machine's model client)", highlight=False)
+    if code:
+        out.print("code: the workflow differs from the recorded one; the replay runs this machine's:", highlight=False)
+        for d in code:
+            out.print(f"  {escape(d.describe())}", highlight=False, soft_wrap=True)
 
 
 def _print_run_replay(replayed: RunReplay, live: bool) -> None:
@@ -86,6 +120,9 @@ def replay(
     to: Annotated[str | None, typer.Option(help="Window end (ISO-8601, exclusive).")] = None,
     sandbox: Annotated[str | None, typer.Option(help="Sandbox namespace for a window replay (default: <ns>-replay-<time>).")] = None,
     timeout: Annotated[float, typer.Option(help="Window replay: give up waiting for outputs after S seconds.")] = 120.0,
+    export_spans: Annotated[
+        bool, typer.Option(help="Window replay: also send the sandbox's spans to the OTLP exporter (off: replays stay out of production telemetry).")
+    ] = False,
 ) -> None:
     """Re-execute with the current code and compare with what was recorded; writes nothing to production topics.
 
@@ -98,7 +135,7 @@ def replay(
     if sum(modes) != 1:
         raise fail("give a RUN_ID (or --file), or --step with --input, or --from with --to", 2)
     if from_ is not None:
-        _replay_window(namespace, workflow, from_, to, sandbox, timeout)
+        _replay_window(namespace, workflow, from_, to, sandbox, timeout, export_spans)
         return
     if step is not None:
         _replay_step(namespace, workflow, step, input_file, run, live)
@@ -109,6 +146,7 @@ def replay(
         assert run_id is not None
         run_export = recorded(settings(namespace), run_id)
     wf = workflow_named(run_export.workflow, workflow)
+    _print_settings(run_export, wf, live)
     replayed = asyncio.run(replay_run(run_export, wf, live=live, models=_models(wf)))
     _print_run_replay(replayed, live)
     raise typer.Exit(replayed.exit_code)
@@ -127,18 +165,20 @@ def _replay_step(
         raise fail("the input must be a JSON object with 'input' (and 'deps'), as `dlq show --input` prints", 2)
     step_input.setdefault("deps", {})
     recorded_calls: list[dict[str, object]] | None = None
+    recorded_settings: dict[str, object] | None = None
     run_id = run or "replay"
     if run is not None:
         run_export = recorded(settings(namespace), run)
         wf = workflow_named(run_export.workflow, workflow)
         attempts = [a for a in run_export.attempts if a.step == step and a.action == "run" and a.finished]
         recorded_calls = attempts[-1].recorded if attempts and not live else None
+        recorded_settings = attempts[-1].settings if attempts else None
     else:
         wfs = workflows(workflow)
         wf = next((w for w in wfs if w.has_step(step)), wfs[0])
     if not wf.has_step(step):
         raise fail(f"workflow {wf.name} has no step {step!r}", 2)
-    attempt = RecordedAttempt(step, "run", 1, step_input, recorded=recorded_calls or [])
+    attempt = RecordedAttempt(step, "run", 1, step_input, recorded=recorded_calls or [], settings=recorded_settings)
     replayed = asyncio.run(
         replay_attempt(wf, run_id, attempt, live=recorded_calls is None, models=_models(wf))
     )
@@ -152,7 +192,13 @@ def _replay_step(
 
 
 def _replay_window(
-    namespace: str | None, workflow: list[str] | None, from_: str, to: str | None, sandbox: str | None, timeout: float
+    namespace: str | None,
+    workflow: list[str] | None,
+    from_: str,
+    to: str | None,
+    sandbox: str | None,
+    timeout: float,
+    export_spans: bool,
 ) -> None:
     if to is None:
         raise fail("--from needs --to", 2)
@@ -161,7 +207,9 @@ def _replay_window(
     wf = workflows(workflow)[0]
     box = sandbox or f"{s.namespace}-replay-{int(time.time())}"
     try:
-        result = replay_window(s, wf, start, end, box, ignore=wf.diff_ignores, timeout_s=timeout)
+        result = replay_window(
+            s, wf, start, end, box, ignore=wf.diff_ignores, timeout_s=timeout, export_spans=export_spans
+        )
     except SandboxRefused as exc:
         raise fail(f"replay refused: {exc}", 2) from None
     out.print(

@@ -38,7 +38,12 @@ def broker(
         raise fail(f"broker did not start: {exc}") from None
     discovery.record(b)
     print(f"KAFKA_BOOTSTRAP_SERVERS={b.bootstrap_servers}", flush=True)
-    err.print("embedded broker up (memory storage: a broker restart loses its data). Ctrl-C to stop.")
+    err.print(
+        "embedded broker up. Memory storage: stopping or restarting it loses every topic, consumer group and "
+        "offset (runs in flight, decisions, journal, dead letters); workers notice and exit with code 75 to be "
+        "restarted against the empty broker. For data that must outlive this process use real Kafka "
+        "(compose.yaml, KAFKA_BOOTSTRAP_SERVERS). Ctrl-C to stop."
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

@@ -21,7 +21,7 @@ from streams.reading import read_all
 from streams.topics import Topics, ensure_topics
 from streams.worker import Worker
 from streams.workflows import load_workflows
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, WorkerProcesses, wait_for
 from tests.helpers import decisions, outcomes, produce, produce_orders, sample_claims, sample_orders
 
 
@@ -129,6 +129,28 @@ def test_an_fnol_run_replays_the_same_including_its_recorded_fraud_outage(
         assert "different" not in done.stdout and "new failure" not in done.stdout
     # With half the fraud calls failing, some run recorded an outage; replay reproduced it from the recorded draw.
     assert any(d.returncode == 3 and "FraudServiceUnavailable" in d.stdout for d in replays.values())
+
+
+def test_a_run_recorded_at_a_fraud_failure_rate_replays_as_recorded_from_a_shell_without_it(
+    settings: Settings, workers: WorkerProcesses, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 13, "replay anywhere": the worker ran with the variable, the replaying shell does not have it.
+    monkeypatch.delenv("DURABLE_FNOL_FRAUD_FAILURE_RATE", raising=False)
+    claims = sample_claims(8, prefix="RA")
+    workers.start("w1", "--workflow", "processors.fnol.workflow:FNOL", env={"DURABLE_FNOL_FRAUD_FAILURE_RATE": "0.3"})
+    produce(settings, claims)
+    wait_for(lambda: len(decisions(settings)) >= len(claims), 120, "a decision for every claim")
+    replays = {c.run_id: cli(settings, "replay", c.run_id) for c in claims}
+    for run_id, done in replays.items():
+        assert done.returncode in (0, 3), f"{run_id}: {done.stdout}{done.stderr}"
+        assert "different" not in done.stdout and "new failure" not in done.stdout, done.stdout
+        assert "fraud_failure_rate: recorded 0.3, here 0.0" in done.stdout, done.stdout
+        assert "the replay uses the recorded ones" in done.stdout
+    # Runs without a failed attempt replay as all same (exit 0); recorded failures (a fraud outage, an
+    # unreachable claimant) are reproduced (exit 3), never new.
+    assert any(d.returncode == 0 for d in replays.values())
+    for d in replays.values():
+        assert d.returncode == 0 or "failure reproduced" in d.stdout
 
 
 def test_offsets_reset_dry_run_execute_and_by_datetime(settings: Settings) -> None:

@@ -5,25 +5,31 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import pytest
 from confluent_kafka import TopicPartition
+from google.protobuf.json_format import MessageToDict
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
 
 from schemas import from_bytes
-from schemas.models import StepResult
+from schemas.models import StepResult, TraceSpan
 from streams import traces
 from streams.cli.trace import render
 from streams.config import Settings
 from streams.kafka import read_to_end, reader
-from streams.telemetry import Telemetry, run_span_id_of, trace_id_of, traceparent_of
+from streams.sandbox import replay_window
+from streams.telemetry import RUN_ID, KafkaSpanWriter, Telemetry, run_span_id_of, trace_id_of, traceparent_of
 from streams.topics import Topics
 from streams.worker import Worker
 from streams.workflows import load_workflows
 from tests.conftest import wait_for
-from tests.helpers import outcomes, produce_orders, sample_orders
+from tests.helpers import journal, outcomes, produce_orders, sample_orders
 from tests.workflows import FLAKY, OUTPUT_TOPIC, SLOW
 
 
@@ -173,3 +179,109 @@ def test_spans_and_metrics_go_to_the_configured_otlp_endpoint(
     assert "/v1/traces" in paths and "/v1/metrics" in paths
     traces = b"".join(body for path, body in _Collector.received if path == "/v1/traces")
     assert b"orchestrator.run" in traces and b"durable.run_id" in traces
+
+
+# ---------------------------------------------------------------- no lost spans (issue 13.5), no replay spans at the exporter
+
+
+def _spans(settings: Settings) -> list[TraceSpan]:
+    topic = Topics(settings.namespace).traces
+    return [from_bytes(value, TraceSpan) for _, value in _headers(settings, topic)]
+
+
+def test_a_full_span_queue_makes_the_ending_thread_wait_and_drops_no_span(settings: Settings) -> None:
+    # A queue of 8 for 2,000 spans ended by two threads at once: OpenTelemetry's batch processor would
+    # drop nearly all of them ("Queue full, dropping Span."); the span writer makes the threads wait.
+    spans = KafkaSpanWriter(settings, max_queued=8, batch=4)
+    provider = TracerProvider()
+    provider.add_span_processor(spans)
+    tracer = provider.get_tracer("test")
+
+    def end_spans(prefix: str) -> None:
+        for i in range(1_000):
+            tracer.start_span(f"{prefix}{i}", attributes={RUN_ID: f"run-{i % 50}"}).end()
+
+    threads = [threading.Thread(target=end_spans, args=(p,)) for p in ("x", "y")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert provider.force_flush(60_000)
+    provider.shutdown()
+    names = [s.name for s in _spans(settings)]
+    assert len(names) == len(set(names)) == 2_000, "every span once on the traces topic"
+    assert spans.written == 2_000 and spans.failed == 0
+
+
+def _exported(received: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
+    """The spans an OTLP/HTTP collector received, as attribute dicts with their ``name``."""
+    spans = []
+    for path, body in received:
+        if path != "/v1/traces":
+            continue
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource in request.resource_spans:
+            for scope in resource.scope_spans:
+                for span in scope.spans:
+                    attrs = {a.key: MessageToDict(a.value) for a in span.attributes}
+                    spans.append({k: next(iter(v.values()), None) for k, v in attrs.items()} | {"name": span.name})
+    return spans
+
+
+def test_every_finished_step_and_run_of_a_burst_has_its_span_on_the_traces_topic_and_at_the_exporter(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, collector: str
+) -> None:
+    monkeypatch.setenv("TEST_STEP_DELAY_S", "0")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector)
+    n = 400  # four steps each: 2,000 spans ended within seconds, beyond the old 2,048-span queue under load
+    orders = sample_orders(n, prefix="B")
+    worker = Worker(settings, load_workflows(["tests.workflows:SLOW"])).start()
+    produce_orders(settings, orders)
+    wait_for(lambda: len(outcomes(settings)) >= n or worker.failed, 180, "an outcome for every order of the burst")
+    worker.stop()
+    worker.join(30)  # the worker's telemetry writes what it still holds
+    assert worker.failed is None
+    finished = {
+        (e["run_id"], e["step"], e["attempt"], "compensate" if "COMPENSATION" in e["kind"] else "run")
+        for e in journal(settings)
+        if e["kind"] in ("STEP_SUCCEEDED", "STEP_FAILED", "COMPENSATION_SUCCEEDED", "COMPENSATION_FAILED")
+    }
+    ended = {e["run_id"] for e in journal(settings) if e["kind"] in ("RUN_COMPLETED", "RUN_FAILED", "RUN_COMPENSATED")}
+    assert len(finished) == 4 * n and len(ended) == n
+    step_spans, run_spans = set(), set()
+    for span in _spans(settings):
+        attrs = json.loads(span.attributes_json)
+        if span.name == "orchestrator.run":
+            run_spans.add(span.run_id)
+        elif "durable.step" in attrs:  # not orchestrator.queued, the admission wait of a run
+            step_spans.add((span.run_id, attrs["durable.step"], attrs["durable.attempt"], attrs["durable.action"]))
+    assert not finished - step_spans, f"{len(finished - step_spans)} finished attempts without a span"
+    assert not ended - run_spans, f"{len(ended - run_spans)} ended runs without a span"
+    exported = _exported(_Collector.received)
+    at_exporter = {
+        (e[RUN_ID], e["durable.step"], int(e["durable.attempt"]), e["durable.action"])
+        for e in exported
+        if "durable.step" in e
+    }
+    assert not finished - at_exporter, f"{len(finished - at_exporter)} finished attempts never reached the exporter"
+    assert not ended - {e[RUN_ID] for e in exported if e["name"] == "orchestrator.run"}
+
+
+def test_a_window_replay_sends_no_span_to_the_otlp_exporter_unless_asked(
+    settings: Settings, collector: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker, _ = _run(settings, "SLOW", Telemetry(settings, otlp=False), n=2, prefix="W")
+    worker.stop()
+    worker.join(20)
+    wf = load_workflows(["tests.workflows:SLOW"])[0]
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector)  # production telemetry is configured
+    window = (int(time.time() * 1000) - 600_000, int(time.time() * 1000) + 1)
+    quiet = replay_window(settings, wf, *window, f"{settings.namespace}-replay-q", ignore=wf.diff_ignores, timeout_s=60)
+    assert quiet.count("same") == 2
+    assert not [p for p, _ in _Collector.received if p == "/v1/traces"], "a replay's spans reached the exporter"
+    assert _spans(replace(settings, namespace=f"{settings.namespace}-replay-q")), "the sandbox keeps its own trace"
+    asked = replay_window(
+        settings, wf, *window, f"{settings.namespace}-replay-t", ignore=wf.diff_ignores, timeout_s=60, export_spans=True
+    )
+    assert asked.count("same") == 2
+    assert b"orchestrator.run" in b"".join(body for p, body in _Collector.received if p == "/v1/traces")

@@ -294,7 +294,7 @@ def test_a_record_written_with_an_older_published_version_decodes_into_the_curre
 
     name, decoded = decode(data, expect="durable.engine.StepResult")
     assert name == "durable.engine.StepResult"
-    assert decoded == {**record, "worker": "", "action": "run", "recorded_json": None}  # the current schema's defaults fill the new fields
+    assert decoded == {**record, "worker": "", "action": "run", "recorded_json": None, "settings_json": None}  # the current schema's defaults fill the new fields
 
 
 def test_without_its_published_version_an_old_record_is_unknown(versions_dir: Path) -> None:
