@@ -38,6 +38,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,6 +68,7 @@ RUN_ID = "durable.run_id"
 # many, the thread ending a span waits for the writer (back-pressure), it never drops one.
 SPAN_QUEUE = 50_000
 SPAN_BATCH = 5_000  # spans per acknowledged write (one flush): few, large batches for the broker
+SPAN_LINGER_S = 0.5  # how long the span writer gathers spans before a write
 OTLP_MAX_QUEUE = 65_536  # the OTLP batch processor's queue (default 2,048 overflowed under bench/steps.py)
 OTLP_MAX_BATCH = 2_048
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -149,9 +151,12 @@ class KafkaSpanWriter(SpanProcessor):
     def _run(self) -> None:
         while True:
             batch = [self._queue.get()]
-            while len(batch) < self._batch:
+            # Gather for a moment: spans are read by people, not by the engine, and every write is a record
+            # batch on the embedded broker (streams.wall), so fewer, larger writes.
+            deadline = time.monotonic() + SPAN_LINGER_S
+            while len(batch) < self._batch and batch[-1] is not None:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
                 except queue.Empty:
                     break
             spans = [s for s in batch if s is not None]
