@@ -1,5 +1,7 @@
 """Crash points for kill tests: ``DURABLE_CRASH_AT=point:n`` SIGKILLs this process
-the n-th time execution reaches ``point``. Unset (always, outside tests), it costs a dict lookup.
+the n-th time execution reaches ``point``; ``DURABLE_PAUSE_AT=point:n`` SIGSTOPs it there
+instead (a zombie: the test sends SIGCONT once another worker has taken its partitions).
+Unset (always, outside tests), they cost a string comparison.
 
 Points: ``orchestrator.before_outputs`` (inputs applied in memory, nothing written),
 ``orchestrator.after_outputs`` (commands/journal/outputs acknowledged, changelog not),
@@ -14,16 +16,24 @@ from __future__ import annotations
 import os
 import signal
 
-_spec = os.environ.get("DURABLE_CRASH_AT", "")
-_point, _, _count = _spec.partition(":")
-_remaining = int(_count or 1) if _point else 0
+
+def _parse(variable: str) -> tuple[str, int]:
+    name, _, count = os.environ.get(variable, "").partition(":")
+    return name, int(count or 1) if name else 0
+
+
+_crash, _crash_left = _parse("DURABLE_CRASH_AT")
+_pause, _pause_left = _parse("DURABLE_PAUSE_AT")
 
 
 def point(name: str) -> None:
-    """Die here (SIGKILL, no clean-up) if this is the configured crash point's n-th visit."""
-    global _remaining
-    if _point != name:
-        return
-    _remaining -= 1
-    if _remaining == 0:
-        os.kill(os.getpid(), signal.SIGKILL)
+    """Die (SIGKILL, no clean-up) or stop (SIGSTOP) here if this is a configured point's n-th visit."""
+    global _crash_left, _pause_left
+    if _crash == name:
+        _crash_left -= 1
+        if _crash_left == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+    if _pause == name:
+        _pause_left -= 1
+        if _pause_left == 0:
+            os.kill(os.getpid(), signal.SIGSTOP)

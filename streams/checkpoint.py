@@ -2,6 +2,8 @@
 
 :meth:`Checkpoint.commit` writes, in this order:
 
+0. with a fence (:mod:`streams.fencing`), drops what it holds for partitions
+   another orchestrator has claimed since this one did (a zombie's batch);
 1. the outgoing records the transitions asked for (step commands, journal
    events, outputs, dead letters) to partition ``p`` of their topics, and
    waits for the broker's acknowledgements; records whose id the take-over
@@ -42,6 +44,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from schemas import to_bytes
 from schemas.models import RunState
 from streams import chaos
+from streams.fencing import Fence
 from streams.runtable import RunTable, is_live, waits
 from streams.writer import Writer
 
@@ -62,6 +65,11 @@ class Write:
     value: bytes
     traceparent: str | None = None
     mac: tuple[str, bytes] | None = None  # the worker MAC header of a step command (streams.authentication)
+    owner: int | None = None  # the partition whose owner writes it, when not ``partition`` (a forwarded input)
+
+    @property
+    def owned_by(self) -> int:
+        return self.partition if self.owner is None else self.owner
 
 
 @dataclass
@@ -78,6 +86,17 @@ class Checkpoint:
         """An input was applied: its offset is committed with this checkpoint."""
         self.offsets[(topic, partition)] = offset + 1
 
+    def partitions(self) -> set[int]:
+        """The partitions whose ownership this checkpoint acts on."""
+        return {w.owned_by for w in self.writes} | {p for p, _ in self.states} | {p for _, p in self.offsets}
+
+    def drop(self, partitions: set[int]) -> None:
+        """Forget everything this checkpoint would write or commit for ``partitions`` (no longer ours)."""
+        self.writes = [w for w in self.writes if w.owned_by not in partitions]
+        self.states = {k: v for k, v in self.states.items() if k[0] not in partitions}
+        self.encoded = {k: v for k, v in self.encoded.items() if k[0] not in partitions}
+        self.offsets = {k: v for k, v in self.offsets.items() if k[1] not in partitions}
+
     def commit(
         self,
         writer: Writer,
@@ -85,9 +104,18 @@ class Checkpoint:
         table: RunTable,
         consumer: Consumer,
         guard: Mapping[int, set[str]],
-    ) -> None:
-        """Make the batch durable: outputs, changelog, local state, offsets (see the module docstring)."""
+        fence: Fence | None = None,
+    ) -> set[int]:
+        """Make the batch durable: outputs, changelog, local state, offsets (see the module docstring).
+
+        With a ``fence``, first drop what the batch holds for partitions another orchestrator has claimed
+        since this one did (:mod:`streams.fencing`); returns those partitions.
+        """
         chaos.point("orchestrator.before_outputs")
+        lost: set[int] = set()
+        if fence is not None and (touched := self.partitions()):
+            lost = fence.fenced(touched)
+            self.drop(lost)
         self._write_outgoing(writer, guard)
         chaos.point("orchestrator.after_outputs")
         if self.fired_timers:
@@ -95,9 +123,8 @@ class Checkpoint:
         self._write_states(writer, changelog_topic, table)
         chaos.point("orchestrator.before_commit")
         if self.offsets:
-            consumer.commit(
-                offsets=[TopicPartition(t, p, o) for (t, p), o in self.offsets.items()], asynchronous=True
-            )
+            consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in self.offsets.items()], asynchronous=True)
+        return lost
 
     def _write_outgoing(self, writer: Writer, guard: Mapping[int, set[str]]) -> None:
         for w in self.writes:

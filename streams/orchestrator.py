@@ -21,7 +21,8 @@ import json
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
@@ -46,6 +47,7 @@ from streams.admission import Admission
 from streams.checkpoint import Checkpoint, Write
 from streams.config import Settings
 from streams.events import Inputs
+from streams.fencing import Fence
 from streams.kafka import LOW_LATENCY_SLICE_S, take
 from streams.kafka import consumer as make_consumer
 from streams.local_steps import LocalSteps
@@ -97,6 +99,8 @@ class Orchestrator:
         self.stop = stop
         self.owned: set[int] = set()
         self.guard: dict[int, set[str]] = {}
+        self._fence: Fence | None = None
+        self._fenced: set[int] = set()  # partitions found claimed by another orchestrator, until reassigned
         self.admission = Admission(settings.max_runs_in_flight)
         self.timers = TimerQueue()
         self._consumer: Consumer | None = None
@@ -120,7 +124,13 @@ class Orchestrator:
         return [self.topics.commands, self.topics.journal, *sorted(set(self.output_topic.values()))]
 
     def all_topics(self) -> list[str]:
-        return [*self.input_topics, *self.output_topics, self.topics.run_changelog, self.topics.dead_letters]
+        return [
+            *self.input_topics,
+            *self.output_topics,
+            self.topics.run_changelog,
+            self.topics.dead_letters,
+            self.topics.owners,
+        ]
 
     # -- partition ownership --------------------------------------------------
 
@@ -133,6 +143,10 @@ class Orchestrator:
         new = sorted({tp.partition for tp in partitions} - self.owned)
         if not new:
             return
+        # Claimed before the take-over scan: a zombie's later write is fenced, an earlier one is in the scan.
+        assert self._fence is not None
+        self._fence.claim(new)
+        self._fenced -= set(new)
         committed = {
             (tp.topic, tp.partition): tp.offset
             for tp in consumer.committed([TopicPartition(t, p) for t in self.input_topics for p in new], timeout=30)
@@ -154,11 +168,17 @@ class Orchestrator:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Batches are committed before poll returns control, so nothing is half done here.
-        for tp in partitions:
-            self.owned.discard(tp.partition)
-            self.guard.pop(tp.partition, None)
-            self.admission.drop(tp.topic, tp.partition)
-            self.timers.drop_partition(tp.partition)
+        self._give_up({tp.partition for tp in partitions}, {tp.topic for tp in partitions})
+
+    def _give_up(self, partitions: set[int], topics: Collection[str]) -> None:
+        for p in partitions:
+            self.owned.discard(p)
+            self.guard.pop(p, None)
+            for topic in topics:
+                self.admission.drop(topic, p)
+            self.timers.drop_partition(p)
+        if self._fence is not None:
+            self._fence.release(partitions)
 
     # -- main loop --------------------------------------------------------------
 
@@ -169,6 +189,7 @@ class Orchestrator:
         if self._table.bind(topic_id(self.settings, self.topics.run_changelog)):
             log.warning("state in %s was built from another changelog: emptied, restoring from the log", state_path)
         self._writer = Writer(self.settings)
+        self._fence = Fence(self.settings, self._writer)
         self._consumer = make_consumer(self.settings, self.topics.orchestrator_group, self.reads)
         self._consumer.subscribe(
             self.input_topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
@@ -210,8 +231,8 @@ class Orchestrator:
                     log.warning("consume error: %s", err)
                 continue
             topic, p, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
-            if self.admission.behind_held(msg):
-                continue
+            if p in self._fenced or self.admission.behind_held(msg):
+                continue  # another orchestrator owns it now; or it waits behind inputs held for admission
             src = f"{topic}:{p}:{offset}"
             try:
                 inbound = self.inputs.decode(msg)
@@ -235,14 +256,19 @@ class Orchestrator:
             if inbound.forward_to is not None:
                 # Written by a producer that partitioned by another rule: its run's owner gets it, once.
                 checkpoint.writes.append(
-                    Write(src, f"forward:{src}", topic, inbound.forward_to, inbound.run_id, msg.value() or b"")
+                    Write(src, f"forward:{src}", topic, inbound.forward_to, inbound.run_id, msg.value() or b"", owner=p)
                 )
                 continue
             if inbound.rejected is not None:
                 self._dead_letter(checkpoint, report, msg, inbound.rejected, "MalformedResult", inbound.run_id)
             self._advance(checkpoint, report, src, p, inbound.workflow, inbound.run_id, event, msg)
 
-        checkpoint.commit(self._writer, self.topics.run_changelog, self._table, self._consumer, self.guard)
+        writes = Counter(w.owned_by for w in checkpoint.writes)
+        lost = checkpoint.commit(
+            self._writer, self.topics.run_changelog, self._table, self._consumer, self.guard, self._fence
+        )
+        if lost:
+            self._fenced_out(lost, sum(writes[p] for p in lost))
         # Timers are armed only once their state is durable; likewise what telemetry reports.
         for (p, run_id), state in checkpoint.states.items():
             self.timers.set_run(p, run_id, timers(state))
@@ -250,6 +276,17 @@ class Orchestrator:
         if self.admission.pause_or_resume(self._consumer):
             log.info("admission: %d runs in flight, new runs wait", self.admission.in_flight)
         self._report(checkpoint, report)
+
+    def _fenced_out(self, lost: set[int], dropped: int) -> None:
+        """Another orchestrator claimed ``lost`` while this one was stopped or cut off: let them go."""
+        log.error(
+            "fenced: partitions %s were taken over by another orchestrator while this one was stopped or cut off;"
+            " dropped this batch's %d write(s) for them, and the partitions, until the group gives them back",
+            sorted(lost),
+            dropped,
+        )
+        self._fenced |= lost
+        self._give_up(lost, self.input_topics)
 
     def _is_new(self, checkpoint: Checkpoint, p: int, run_id: str) -> bool:
         assert self._table is not None

@@ -47,6 +47,11 @@ class Topics:
         return self.name("orchestrator.runs-changelog")
 
     @property
+    def owners(self) -> str:
+        """Orchestrators' claims on partitions, one record per take-over (streams.fencing), compacted."""
+        return self.name("orchestrator.owners")
+
+    @property
     def control(self) -> str:
         """Operators' requests about runs (redrive), keyed by run id like the run's other inputs."""
         return self.name("runs.control")
