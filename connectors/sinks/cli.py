@@ -1,0 +1,75 @@
+"""``durable sink ...``: run a downstream sink (a Faust worker) until stopped.
+
+The ``durable`` CLI finds this group through the ``durable.commands`` entry
+point group (pyproject.toml), so the runtime layer never imports connectors.
+Faust and the sinks are imported when a sink command runs, not when the CLI starts.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from streams.cli.common import NamespaceOpt, configure_logging, fail, settings
+
+sink_app = typer.Typer(
+    help="Downstream sinks: keep other systems in step with the decisions topic.", no_args_is_help=True
+)
+
+
+def _where(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(dsn)
+    except Exception:
+        return "(unparsable DSN)"
+    return f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
+
+
+@sink_app.command("postgres")
+def postgres(
+    dsn: Annotated[
+        str,
+        typer.Option(
+            "--dsn", envvar="DURABLE_SINK_DSN", help="PostgreSQL connection string, e.g. postgresql://user@host/db."
+        ),
+    ],
+    namespace: NamespaceOpt = None,
+    web_port: Annotated[
+        int | None, typer.Option(help="Faust's web port (default: a free one; must differ per worker).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Keep a PostgreSQL database in step with the decisions topic: every decision once, each run's latest.
+
+    Applies the schema migrations first, then runs until stopped. Several sinks of one namespace share the
+    decisions topic's partitions (one consumer group).
+    """
+    import psycopg
+
+    from connectors.sinks.postgres.migrate import MigrationError, migrate
+
+    configure_logging(verbose)
+    s = settings(namespace)
+    try:
+        applied = migrate(dsn)
+    except psycopg.OperationalError as exc:
+        raise fail(f"cannot reach PostgreSQL at {_where(dsn)}: {exc}".strip(), 2) from None
+    except (MigrationError, psycopg.Error) as exc:
+        raise fail(f"migrating {_where(dsn)} failed: {exc}", 2) from None
+    if applied:
+        typer.echo(f"applied migrations {applied} to {_where(dsn)}", err=True)
+
+    import faust
+
+    from connectors.sinks.postgres.app import PostgresSink, decisions_topic
+    from streams.topics import Topics, ensure_topics
+
+    # Created here with the namespace's partition count: a topic auto-created by a consumer's metadata request
+    # would get the broker's default count and break the engine's co-partitioning.
+    ensure_topics(s, [decisions_topic(s), Topics(s.namespace).dead_letters])
+    sink = PostgresSink(s, dsn, web_port)
+    faust.Worker(sink.app, loglevel="info" if verbose else "warning", quiet=True).execute_from_commandline()

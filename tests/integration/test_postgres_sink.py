@@ -1,0 +1,178 @@
+"""`durable sink postgres` against the real broker and the local PostgreSQL.
+
+Decisions are written onto the decisions topic the way the orchestrator writes
+them (keyed by run, on the run's partition, with the ``id`` header), redriven
+runs' second decisions and stale re-deliveries included, so every case the
+sink must handle is on the topic in a known order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from schemas import to_bytes
+from schemas.fnol.models import RoutedDecision
+from schemas.models import DeadLetter
+from streams.config import Settings
+from streams.topics import Topics
+from tests.conftest import read_topic
+from tests.sink_helpers import SinkProcesses, decision, fresh_database, query, write_decisions
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_795_820_000_000
+
+
+@pytest.fixture
+def dsn() -> Iterator[str]:
+    yield from fresh_database()
+
+
+@pytest.fixture
+def sinks(settings: Settings, dsn: str, tmp_path: Path) -> Iterator[SinkProcesses]:
+    procs = SinkProcesses(settings, dsn, tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+
+
+def runs(n: int, prefix: str = "CLM") -> list[str]:
+    return [f"fnol:acme:{prefix}-{i:06d}" for i in range(n)]
+
+
+def stored_count(dsn: str) -> int:
+    return int(query(dsn, "SELECT count(*) FROM decisions")[0][0]) if _has_tables(dsn) else 0
+
+
+def _has_tables(dsn: str) -> bool:
+    return bool(query(dsn, "SELECT to_regclass('public.run_decisions') IS NOT NULL")[0][0])
+
+
+def sink_dead_letters(settings: Settings) -> list[dict[str, object]]:
+    letters = read_topic(settings, Topics(settings.namespace).dead_letters)
+    return [d for d in letters if str(d.get("reason", "")).startswith("sink postgres:")]
+
+
+def latest_by_run(dsn: str) -> dict[str, str]:
+    return dict(query(dsn, "SELECT run_id, decision_id FROM run_decisions"))  # type: ignore[arg-type]
+
+
+def expected_latest(decisions: list[RoutedDecision]) -> dict[str, str]:
+    best: dict[str, RoutedDecision] = {}
+    for d in decisions:
+        have = best.get(d.run_id)
+        if have is None or (have.decided_at_ms, have.decision_id) < (d.decided_at_ms, d.decision_id):
+            best[d.run_id] = d
+    return {run: d.decision_id for run, d in best.items()}
+
+
+def test_every_decision_lands_once_latest_per_run_wins_and_bad_records_become_dead_letters(
+    settings: Settings, dsn: str, sinks: SinkProcesses
+) -> None:
+    ids = runs(200)
+    first = [decision(run, 1, T0 + i) for i, run in enumerate(ids)]
+    redriven = [decision(run, 2, T0 + 100_000 + i, "REVIEW") for i, run in enumerate(ids[:20])]
+    # The first decisions of five redriven runs written again after their newer ones (a producer's retry,
+    # a re-processed tail): they must not move those runs back.
+    stale = first[:5]
+    unknown_schema = b"\xc3\x01" + b"\x00" * 8 + b"body"
+    wrong_record = to_bytes(
+        DeadLetter(
+            dead_letter_id="x",
+            reason="r",
+            error_type="E",
+            source_topic="t",
+            source_partition=0,
+            source_offset=0,
+            payload=b"",
+            at_ms=T0,
+        )
+    )
+    nul_text = decision("fnol:acme:NUL-1", 1, T0).model_copy(update={"queue": "bad\x00queue"})
+    write_decisions(
+        settings,
+        [*first[:100], b"not avro at all", unknown_schema, *first[100:], wrong_record, *redriven, *stale, nul_text],
+    )
+
+    sink = sinks.start("sink-a")
+    everything = first + redriven
+    sinks.wait(lambda: stored_count(dsn) == len(everything) or None, 120, f"{len(everything)} decisions in PostgreSQL")
+    letters = sinks.wait(
+        lambda: found if len(found := sink_dead_letters(settings)) >= 4 else None,
+        60,
+        "a dead letter for each of the four bad records",
+    )
+
+    assert query(dsn, "SELECT count(*), count(DISTINCT decision_id) FROM decisions")[0] == (220, 220)
+    assert latest_by_run(dsn) == expected_latest(everything), "each run's latest decision is its newest one"
+    stored = dict(
+        query(dsn, "SELECT decision_id, status FROM decisions WHERE run_id = %s ORDER BY decided_at_ms", ids[0])
+    )
+    assert stored == {f"{ids[0]}/decision/1": "ROUTED", f"{ids[0]}/decision/2": "REVIEW"}, "both decisions are kept"
+    reasons = sorted(str(d["error_type"]) for d in letters)
+    assert reasons == ["DecodeError", "DecodeError", "InvalidText", "UnknownSchemaError"], letters
+    assert all(d["kind"] == "record" and d["source_topic"] == f"{settings.namespace}.decisions" for d in letters)
+
+    # The bad records stopped nothing: later decisions on the same partitions still land.
+    later = [decision(run, 1, T0 + 200_000 + i) for i, run in enumerate(runs(10, "LATE"))]
+    write_decisions(settings, [b"\x00garbage", *later])
+    sinks.wait(lambda: stored_count(dsn) == 230 or None, 60, "decisions written after the bad records")
+    assert sink.poll() is None, "the sink is still running"
+
+
+def test_sigkilled_sink_restarts_and_reapplies_only_the_uncommitted_tail_harmlessly(
+    settings: Settings, dsn: str, sinks: SinkProcesses
+) -> None:
+    ids = runs(300)
+    waves = [
+        [decision(run, 1, T0 + i) for i, run in enumerate(ids[:100])],
+        [decision(run, 1, T0 + i) for i, run in enumerate(ids[100:200], start=100)],
+        [decision(run, 2, T0 + 500_000 + i, "REVIEW") for i, run in enumerate(ids[:60])],  # redriven runs
+        [decision(run, 1, T0 + i) for i, run in enumerate(ids[200:], start=200)] + [decision(ids[0], 1, T0)],
+    ]
+    written: list[RoutedDecision] = []
+    for kill in range(3):
+        write_decisions(settings, list(waves[kill]))
+        written += waves[kill]
+        sink = sinks.start(f"sink-{kill}")
+        before = stored_count(dsn)
+        # SIGKILL mid-stream: once it stored some of this wave, before it could have stored all of it.
+        sinks.wait(
+            lambda before=before: stored_count(dsn) > before or None, 120, f"the sink storing wave {kill}", every_s=0.05
+        )
+        sinks.kill(sink)
+    write_decisions(settings, list(waves[3]))
+    written += waves[3][:-1]  # the last one re-sends run 0's first decision: a stale duplicate
+    sinks.start("sink-final")
+    sinks.wait(
+        lambda: stored_count(dsn) == len(written) or None, 180, f"all {len(written)} decisions after three SIGKILLs"
+    )
+
+    assert query(dsn, "SELECT count(*), count(DISTINCT decision_id) FROM decisions")[0] == (len(written),) * 2
+    assert latest_by_run(dsn) == expected_latest(written), "each run's latest survived the kills"
+    reapplied = int(query(dsn, "SELECT coalesce(sum(times_received - 1), 0) FROM decisions")[0][0])
+    print(f"decisions re-applied after SIGKILLs (uncommitted tails + the stale duplicate): {reapplied}")
+    assert sink_dead_letters(settings) == [], "no good decision was dead-lettered"
+
+
+def test_migrations_apply_once_and_refuse_an_edited_file(dsn: str, tmp_path: Path) -> None:
+    from connectors.sinks.postgres.migrate import MIGRATIONS_DIR, MigrationError, migrate
+
+    assert migrate(dsn) == [1, 2]
+    assert migrate(dsn) == [], "a second start applies nothing"
+    edited = tmp_path / "migrations"
+    edited.mkdir()
+    for path in MIGRATIONS_DIR.glob("*.sql"):
+        (edited / path.name).write_text(path.read_text())
+    (edited / "0002_run_decisions.sql").write_text(
+        "-- edited\n" + (MIGRATIONS_DIR / "0002_run_decisions.sql").read_text()
+    )
+    with pytest.raises(MigrationError, match="0002_run_decisions was edited"):
+        migrate(dsn, edited)
+    (edited / "0002_run_decisions.sql").write_text((MIGRATIONS_DIR / "0002_run_decisions.sql").read_text())
+    (edited / "0003_index.sql").write_text("CREATE INDEX decisions_by_tenant ON decisions (tenant_id);")
+    assert migrate(dsn, edited) == [3], "a new file is applied on the next start"
