@@ -103,7 +103,7 @@ class SinkProcesses:
     def start(self, name: str) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "sink", "postgres", "--dsn", self.dsn, "--verbose"],
+            [sys.executable, "-m", "streams.cli", "sink", "postgres", "--dsn", self.dsn, "--name", name, "--verbose"],
             cwd=ROOT,
             stdout=log,
             stderr=log,

@@ -38,6 +38,9 @@ def postgres(
         ),
     ],
     namespace: NamespaceOpt = None,
+    name: Annotated[
+        str | None, typer.Option(help="This sink worker's name (default: host-pid), kept per decision.")
+    ] = None,
     web_port: Annotated[
         int | None, typer.Option(help="Faust's web port (default: a free one; must differ per worker).")
     ] = None,
@@ -53,7 +56,7 @@ def postgres(
     from connectors.sinks.postgres.migrate import MigrationError, migrate
 
     configure_logging(verbose)
-    s = settings(namespace)
+    s = settings(namespace, worker_name=name)
     try:
         applied = migrate(dsn)
     except psycopg.OperationalError as exc:

@@ -16,9 +16,13 @@ import pytest
 from schemas import to_bytes
 from schemas.fnol.models import RoutedDecision
 from schemas.models import DeadLetter
+from streams import deadletters as dlq
 from streams.config import Settings
 from streams.topics import Topics
+from streams.worker import Worker
+from streams.workflows import load_workflows
 from tests.conftest import read_topic
+from tests.helpers import decisions, produce, sample_claims
 from tests.sink_helpers import SinkProcesses, decision, fresh_database, query, write_decisions
 
 pytestmark = pytest.mark.integration
@@ -176,3 +180,103 @@ def test_migrations_apply_once_and_refuse_an_edited_file(dsn: str, tmp_path: Pat
     (edited / "0002_run_decisions.sql").write_text((MIGRATIONS_DIR / "0002_run_decisions.sql").read_text())
     (edited / "0003_index.sql").write_text("CREATE INDEX decisions_by_tenant ON decisions (tenant_id);")
     assert migrate(dsn, edited) == [3], "a new file is applied on the next start"
+
+
+def test_a_workers_decisions_and_a_redriven_runs_newer_one_land_in_postgres(
+    settings: Settings, dsn: str, sinks: SinkProcesses
+) -> None:
+    """End to end: FNOL claims through a real worker, the sink beside it, then two dead-lettered runs redriven."""
+    claims = sample_claims()
+    worker = Worker(settings, load_workflows(["processors.fnol.workflow:FNOL"])).start()
+    try:
+        produce(settings, claims)
+        sinks.start("sink-e2e")
+        sinks.wait(lambda: stored_count(dsn) == len(claims) or worker.failed, 120, "every claim's decision stored")
+        assert worker.failed is None
+        on_topic = {d["decision_id"]: d for d in decisions(settings)}
+        rows = query(
+            dsn,
+            "SELECT decision_id, run_id, claim_id, tenant_id, status, queue, severity, reserve, currency,"
+            " documents_requested, reasons, decided_at_ms FROM decisions",
+        )
+        fields = (
+            "decision_id",
+            "run_id",
+            "claim_id",
+            "tenant_id",
+            "status",
+            "queue",
+            "severity",
+            "reserve",
+            "currency",
+            "documents_requested",
+            "reasons",
+            "decided_at_ms",
+        )
+        for row in rows:
+            assert dict(zip(fields, row, strict=True)) == {f: on_topic[row[0]][f] for f in fields}, (
+                "every field as written"
+            )
+
+        # The two claims whose documents could not be requested were dead-lettered and compensated: redrive them.
+        letters = [e.letter for e in dlq.letters(settings) if e.letter.kind == "step"]
+        assert {letter.run_id for letter in letters} == {
+            c.run_id for c in claims if c.record["claim_id"] in ("CLM-100005", "CLM-100043")
+        }
+        first = latest_by_run(dsn)
+        dlq.request_redrives(settings, [dlq.control_for(letter, "test") for letter in letters])
+        sinks.wait(
+            lambda: stored_count(dsn) == len(claims) + len(letters) or worker.failed,
+            120,
+            "the redriven runs' new decisions stored",
+        )
+        latest = latest_by_run(dsn)
+        for letter in letters:
+            assert letter.run_id is not None
+            assert latest[letter.run_id] != first[letter.run_id], "a redriven run's new decision replaces the old"
+        assert {r: d for r, d in latest.items() if r not in {x.run_id for x in letters}} == {
+            r: d for r, d in first.items() if r not in {x.run_id for x in letters}
+        }
+        assert latest == expected_latest(
+            [
+                RoutedDecision.model_validate({k: v for k, v in d.items() if not k.startswith("_")})
+                for d in decisions(settings)
+            ]
+        )
+    finally:
+        worker.stop()
+        worker.join(20)
+
+
+def test_two_sinks_share_the_partitions_and_one_takes_over_when_the_other_is_killed(
+    settings: Settings, dsn: str, sinks: SinkProcesses
+) -> None:
+    sinks.start("sink-a")
+    sinks.start("sink-b")
+    written: list[RoutedDecision] = []
+
+    def stored_by() -> dict[str, int]:
+        if not _has_tables(dsn):
+            return {}
+        return dict(query(dsn, "SELECT stored_by, count(*) FROM decisions GROUP BY stored_by"))  # type: ignore[arg-type]
+
+    def both_storing() -> dict[str, int] | None:
+        # New decisions on every partition keep arriving until both sinks have stored some: both hold partitions.
+        wave = [decision(run, 1, T0 + len(written) + i) for i, run in enumerate(runs(8, f"W{len(written)}"))]
+        write_decisions(settings, list(wave))
+        written.extend(wave)
+        by = stored_by()
+        return by if {"sink-a", "sink-b"} <= set(by) else None
+
+    sinks.wait(both_storing, 120, "both sinks storing decisions (the group split the partitions)", every_s=1.0)
+    sinks.kill(sinks.procs[0])
+    sinks.wait(lambda: stored_count(dsn) == len(written) or None, 60, "the decisions written before the kill")
+    before = stored_by()
+    after = [decision(run, 1, T0 + 900_000 + i) for i, run in enumerate(runs(100, "AFTER"))]
+    write_decisions(settings, list(after))
+    sinks.wait(
+        lambda: stored_count(dsn) == len(written) + len(after) or None, 90, "sink-b taking over sink-a's partitions"
+    )
+    now = stored_by()
+    assert now["sink-a"] == before["sink-a"] and now["sink-b"] == before["sink-b"] + len(after), (before, now)
+    assert len({d.run_id for d in after} & set(latest_by_run(dsn))) == len(after)

@@ -44,7 +44,7 @@ class PostgresSink:
     def __init__(self, settings: Settings, dsn: str, web_port: int | None = None) -> None:
         self.settings = settings
         self.app = sink_app(settings, SINK, web_port)
-        self.store = DecisionStore(dsn)
+        self.store = DecisionStore(dsn, settings.worker_name)
         self.counts: Counter[str] = Counter()
         self.decisions = self.app.topic(decisions_topic(settings), key_serializer="raw", value_serializer="raw")
         self.dead_letters = self.app.topic(

@@ -21,11 +21,11 @@ RECORD_ERRORS = (DataError, IntegrityError)
 _INSERT_DECISION = """
 INSERT INTO decisions (
     decision_id, run_id, claim_id, tenant_id, status, queue, severity, reserve, currency,
-    documents_requested, reasons, decided_at_ms, source_topic, source_partition, source_offset
+    documents_requested, reasons, decided_at_ms, source_topic, source_partition, source_offset, stored_by
 ) VALUES (
     %(decision_id)s, %(run_id)s, %(claim_id)s, %(tenant_id)s, %(status)s, %(queue)s, %(severity)s, %(reserve)s,
     %(currency)s, %(documents_requested)s, %(reasons)s, %(decided_at_ms)s, %(source_topic)s, %(source_partition)s,
-    %(source_offset)s
+    %(source_offset)s, %(stored_by)s
 )
 ON CONFLICT (decision_id) DO UPDATE SET times_received = decisions.times_received + 1
 """
@@ -42,7 +42,8 @@ WHERE (run_decisions.decided_at_ms, run_decisions.decision_id) < (EXCLUDED.decid
 class DecisionStore:
     """A pool of connections to the sink's database and the one write it does."""
 
-    def __init__(self, dsn: str, max_connections: int = 4) -> None:
+    def __init__(self, dsn: str, worker_name: str, max_connections: int = 4) -> None:
+        self.worker_name = worker_name
         self.pool = AsyncConnectionPool(dsn, min_size=1, max_size=max_connections, open=False, name="durable-sink")
 
     async def open(self, timeout_s: float = 30.0) -> None:
@@ -59,6 +60,7 @@ class DecisionStore:
             "source_topic": item.source.topic,
             "source_partition": item.source.partition,
             "source_offset": item.source.offset,
+            "stored_by": self.worker_name,
         }
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(_INSERT_DECISION, row)

@@ -17,6 +17,8 @@ CREATE TABLE decisions (
     source_offset        bigint NOT NULL,
     -- How often the sink applied this decision: above 1 only for a tail re-read after a crash or a rebalance.
     times_received       integer NOT NULL DEFAULT 1,
+    -- The sink worker that stored it first (--name, default host-pid).
+    stored_by            text NOT NULL,
     stored_at            timestamptz NOT NULL DEFAULT now()
 );
 
