@@ -13,7 +13,12 @@ so whatever an app writes must be idempotent.
 from __future__ import annotations
 
 import socket
+import ssl
 from typing import Any
+
+import faust
+
+from streams.kafka_config import KafkaConfigError, security_config
 
 SESSION_TIMEOUT_S = 6.0
 HEARTBEAT_INTERVAL_S = 1.0
@@ -33,6 +38,32 @@ def brokers(bootstrap_servers: str) -> list[str]:
     return [f"kafka://{hp.strip()}" for hp in bootstrap_servers.split(",") if hp.strip()]
 
 
+def credentials(config: dict[str, str] | None = None) -> faust.types.auth.CredentialsT | None:
+    """Faust credentials from the project's Kafka security settings (``DURABLE_KAFKA_CONFIG``, ``KAFKA_SASL_*``...).
+
+    PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL with PLAIN or SCRAM; anything else is a clear error, never a
+    client that quietly connects without the security asked for.
+    """
+    config = security_config() if config is None else config
+    protocol = config.get("security.protocol", "PLAINTEXT")
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=config.get("ssl.ca.location"))
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    if protocol.startswith("SASL"):
+        mechanism = config.get("sasl.mechanism") or config.get("sasl.mechanisms", "")
+        if mechanism not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+            raise KafkaConfigError(f"Faust apps support SASL PLAIN and SCRAM, not {mechanism!r}")
+        return faust.SASLCredentials(
+            username=config.get("sasl.username"),
+            password=config.get("sasl.password"),
+            mechanism=mechanism,
+            ssl_context=context,
+        )
+    return None
+
+
 def app_settings(bootstrap_servers: str | None = None, web_port: int | None = None) -> dict[str, Any]:
     """Keyword arguments for ``faust.App``: the broker (default: the one ``durable`` uses) and stable settings."""
     if bootstrap_servers is None:
@@ -50,4 +81,5 @@ def app_settings(bootstrap_servers: str | None = None, web_port: int | None = No
         "web_enabled": False,
         "web_bind": "127.0.0.1",
         "web_port": web_port or free_port(),
+        "broker_credentials": credentials(),
     }

@@ -68,3 +68,23 @@ def test_a_dead_letter_reads_with_its_payload_bytes() -> None:
 def test_a_plain_dict_is_refused_because_it_names_no_schema() -> None:
     with pytest.raises(Exception, match="typed records"):
         registry.dumps_value(None, {"run_id": "x"}, serializer=CODEC_NAME)
+
+
+def test_faust_apps_get_the_projects_kafka_security_settings() -> None:
+    import faust
+
+    from connectors.faust.settings import credentials
+    from streams.kafka_config import KafkaConfigError
+
+    assert credentials({}) is None
+    scram = credentials(
+        {
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": "consumer",
+            "sasl.password": "pw",
+        }
+    )
+    assert isinstance(scram, faust.SASLCredentials) and scram.username == "consumer"
+    with pytest.raises(KafkaConfigError, match="GSSAPI"):
+        credentials({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "GSSAPI"})
