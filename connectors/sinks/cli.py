@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from streams.cli.common import NamespaceOpt, configure_logging, fail, settings
+from streams.cli.common import NamespaceOpt, configure_logging, fail, out, settings
 
 sink_app = typer.Typer(
     help="Downstream sinks: keep other systems in step with the decisions topic.", no_args_is_help=True
@@ -76,3 +76,23 @@ def postgres(
     ensure_topics(s, [decisions_topic(s), Topics(s.namespace).dead_letters])
     sink = PostgresSink(s, dsn, web_port)
     faust.Worker(sink.app, loglevel="info" if verbose else "warning", quiet=True).execute_from_commandline()
+
+
+sinks_app = typer.Typer(help="The sinks' health: consumer groups, lag, dead letters.", no_args_is_help=True)
+
+
+@sinks_app.command("status")
+def sinks_status(namespace: NamespaceOpt = None) -> None:
+    """Each sink's consumer group: its state, committed offset, end and lag per partition of the decisions topic."""
+    from connectors.sinks.health import SINKS, status
+    from streams import deadletters
+
+    s = settings(namespace)
+    letters = deadletters.letters(s)
+    for sink in SINKS:
+        st = status(s, sink)
+        dead = sum(1 for entry in letters if entry.letter.reason.startswith(f"sink {sink}:"))
+        out.print(f"{sink}  group {st.group}  {st.state}  lag {st.lag}  dead letters {dead}", markup=False)
+        for p in st.partitions:
+            committed = "-" if p.committed is None else str(p.committed)
+            out.print(f"  partition {p.partition}  committed {committed}  end {p.end}  lag {p.lag}", markup=False)

@@ -8,6 +8,9 @@ sink must handle is on the topic in a known order.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +26,7 @@ from streams.worker import Worker
 from streams.workflows import load_workflows
 from tests.conftest import read_topic
 from tests.helpers import decisions, produce, sample_claims
-from tests.sink_helpers import SinkProcesses, decision, fresh_database, query, write_decisions
+from tests.sink_helpers import ROOT, SinkProcesses, decision, fresh_database, query, write_decisions
 
 pytestmark = pytest.mark.integration
 
@@ -126,6 +129,26 @@ def test_every_decision_lands_once_latest_per_run_wins_and_bad_records_become_de
     write_decisions(settings, [b"\x00garbage", *later])
     sinks.wait(lambda: stored_count(dsn) == 230 or None, 60, "decisions written after the bad records")
     assert sink.poll() is None, "the sink is still running"
+
+    # `durable sinks status`: the group caught up (committed = end on every partition) and its dead letters.
+    def caught_up() -> str | None:
+        shown = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "sinks", "status"],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+                "DURABLE_NAMESPACE": settings.namespace,
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert shown.returncode == 0, shown.stderr
+        return shown.stdout if "lag 0  dead letters 5" in shown.stdout else None
+
+    printed = sinks.wait(caught_up, 60, "the sink group's committed offsets reaching the end", every_s=1.0)
+    assert f"group {settings.namespace}.sink.postgres" in printed and printed.count("partition ") == 4, printed
 
 
 def test_sigkilled_sink_restarts_and_reapplies_only_the_uncommitted_tail_harmlessly(

@@ -71,3 +71,28 @@ def test_a_bad_records_dead_letter_is_stable_per_source_record_and_names_the_sin
     first, again = dead_letter(bad, "postgres"), dead_letter(bad, "postgres")
     assert first.dead_letter_id == again.dead_letter_id == "main.decisions:2:41"
     assert first.kind == "record" and first.reason.startswith("sink postgres:") and first.payload == b"junk"
+
+
+def test_a_sink_exports_its_record_counts_and_lag_as_metrics() -> None:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from connectors.sinks.health import SinkMetrics
+    from streams.config import Settings
+
+    reader = InMemoryMetricReader()
+    metrics = SinkMetrics(Settings(namespace="m"), "postgres", readers=[reader])
+    metrics.count("applied", 3)
+    metrics.count("dead_lettered")
+    metrics.current_lag = 7
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = {
+        (m.name, tuple(sorted(p.attributes.items()))): p.value
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        for p in m.data.data_points  # type: ignore[union-attr]
+    }
+    assert points[("durable.sink.records", (("outcome", "applied"), ("sink", "postgres")))] == 3
+    assert points[("durable.sink.records", (("outcome", "dead_lettered"), ("sink", "postgres")))] == 1
+    assert points[("durable.sink.lag", (("sink", "postgres"),))] == 7

@@ -22,6 +22,7 @@ import faust
 
 from connectors.sinks.decisions import BadRecord, Decision, Source, dead_letter, read
 from connectors.sinks.faust_app import sink_app
+from connectors.sinks.health import SinkMetrics, status
 from connectors.sinks.postgres.store import RECORD_ERRORS, DecisionStore
 from schemas import to_bytes
 from streams.config import Settings
@@ -46,6 +47,7 @@ class PostgresSink:
         self.app = sink_app(settings, SINK, web_port)
         self.store = DecisionStore(dsn, settings.worker_name)
         self.counts: Counter[str] = Counter()
+        self.metrics = SinkMetrics(settings, SINK)
         self.decisions = self.app.topic(decisions_topic(settings), key_serializer="raw", value_serializer="raw")
         self.dead_letters = self.app.topic(
             Topics(settings.namespace).dead_letters, key_serializer="raw", value_serializer="raw"
@@ -67,7 +69,7 @@ class PostgresSink:
         if isinstance(item, Decision):
             try:
                 await self._apply(item)
-                self.counts["applied"] += 1
+                self._count("applied")
                 return
             except RECORD_ERRORS as exc:
                 item = BadRecord(f"the database refused it: {exc}", type(exc).__name__, value or b"", source)
@@ -82,7 +84,7 @@ class PostgresSink:
             except RECORD_ERRORS:
                 raise
             except Exception as exc:  # the database, not the record: wait for it, never skip the record
-                self.counts["retries"] += 1
+                self._count("retried")
                 log.warning(
                     "decision at %s:%d:%d not stored (%s: %s); retrying in %.1fs",
                     item.source.topic,
@@ -99,8 +101,17 @@ class PostgresSink:
         letter = dead_letter(bad, SINK)
         sent = await self.dead_letters.send(key=letter.dead_letter_id.encode(), value=to_bytes(letter))
         await sent  # the broker acknowledged it before the source record is acknowledged
-        self.counts["dead_lettered"] += 1
+        self._count("dead_lettered")
         log.warning("dead-lettered %s (%s): %s", letter.dead_letter_id, bad.error_type, bad.reason)
 
+    def _count(self, outcome: str) -> None:
+        self.counts[outcome] += 1
+        self.metrics.count(outcome)
+
     async def _report(self) -> None:
-        log.info("postgres sink: %s", dict(self.counts))
+        try:
+            # The admin client blocks: off the event loop, so the agent keeps consuming meanwhile.
+            self.metrics.current_lag = (await asyncio.to_thread(status, self.settings, SINK)).lag
+        except Exception as exc:  # health is best effort; the sink goes on without it
+            log.warning("lag of the postgres sink not measured: %s: %s", type(exc).__name__, exc)
+        log.info("postgres sink: %s, lag %d", dict(self.counts), self.metrics.current_lag)
