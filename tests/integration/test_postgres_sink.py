@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from schemas import to_bytes
@@ -26,7 +27,7 @@ from streams.worker import Worker
 from streams.workflows import load_workflows
 from tests.conftest import read_topic
 from tests.helpers import decisions, produce, sample_claims
-from tests.sink_helpers import ROOT, SinkProcesses, decision, fresh_database, query, write_decisions
+from tests.sink_helpers import ADMIN_DSN, ROOT, SinkProcesses, decision, fresh_database, query, write_decisions
 
 pytestmark = pytest.mark.integration
 
@@ -303,3 +304,25 @@ def test_two_sinks_share_the_partitions_and_one_takes_over_when_the_other_is_kil
     now = stored_by()
     assert now["sink-a"] == before["sink-a"] and now["sink-b"] == before["sink-b"] + len(after), (before, now)
     assert len({d.run_id for d in after} & set(latest_by_run(dsn))) == len(after)
+
+
+def test_while_the_database_is_unreachable_the_sink_retries_and_skips_nothing(
+    settings: Settings, dsn: str, sinks: SinkProcesses
+) -> None:
+    sink = sinks.start("sink-outage")
+    first = [decision(run, 1, T0 + i) for i, run in enumerate(runs(40, "UP"))]
+    write_decisions(settings, list(first))
+    sinks.wait(lambda: stored_count(dsn) == len(first) or None, 120, "the first decisions stored")
+
+    name = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'.encode())
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        during = [decision(run, 1, T0 + 1000 + i) for i, run in enumerate(runs(40, "DOWN"))]
+        write_decisions(settings, list(during))
+        sinks.wait(lambda: "not stored" in sinks.log("sink-outage") or None, 60, "the sink retrying its writes")
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'.encode())
+
+    sinks.wait(lambda: stored_count(dsn) == len(first) + len(during) or None, 120, "every decision after the outage")
+    assert sink.poll() is None, "the outage did not stop the sink"
+    assert sink_dead_letters(settings) == [], "a database outage dead-letters nothing"

@@ -44,7 +44,10 @@ class DecisionStore:
 
     def __init__(self, dsn: str, worker_name: str, max_connections: int = 4) -> None:
         self.worker_name = worker_name
-        self.pool = AsyncConnectionPool(dsn, min_size=1, max_size=max_connections, open=False, name="durable-sink")
+        # A short wait for a connection: while the database is down the sink's own backoff paces the retries.
+        self.pool = AsyncConnectionPool(
+            dsn, min_size=1, max_size=max_connections, open=False, name="durable-sink", timeout=5.0
+        )
 
     async def open(self, timeout_s: float = 30.0) -> None:
         await self.pool.open(wait=True, timeout=timeout_s)
