@@ -7,6 +7,7 @@ Faust and the sinks are imported when a sink command runs, not when the CLI star
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -75,6 +76,40 @@ def postgres(
     # would get the broker's default count and break the engine's co-partitioning.
     ensure_topics(s, [decisions_topic(s), Topics(s.namespace).dead_letters])
     sink = PostgresSink(s, dsn, web_port)
+    faust.Worker(sink.app, loglevel="info" if verbose else "warning", quiet=True).execute_from_commandline()
+
+
+@sink_app.command("webhook")
+def webhook(
+    url: Annotated[str, typer.Option("--url", help="The endpoint each decision is POSTed to.")],
+    secret_file: Annotated[Path, typer.Option("--secret-file", help="File holding the shared signing secret.")],
+    namespace: NamespaceOpt = None,
+    name: Annotated[str | None, typer.Option(help="This sink worker's name (default: host-pid).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each request.")] = 10.0,
+    max_attempts: Annotated[int, typer.Option(help="Attempts per decision before it is dead-lettered.")] = 8,
+    backoff: Annotated[float, typer.Option(help="First retry delay in seconds (doubles up to --max-backoff).")] = 0.5,
+    max_backoff: Annotated[float, typer.Option(help="Longest retry delay in seconds.")] = 60.0,
+    web_port: Annotated[int | None, typer.Option(help="Faust's web port (default: a free one).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """POST each decision as signed JSON (Durable-Signature, Idempotency-Key); retry failures, dead-letter the rest."""
+    configure_logging(verbose)
+    try:
+        secret = secret_file.read_bytes().strip()
+    except OSError as exc:
+        raise fail(f"cannot read the secret file {secret_file}: {exc}", 2) from None
+    if len(secret) < 16:
+        raise fail(f"the secret in {secret_file} is shorter than 16 bytes", 2)
+    s = settings(namespace, worker_name=name)
+
+    import faust
+
+    from connectors.sinks.webhook.app import DeliveryPolicy, WebhookSink
+    from streams.topics import Topics, ensure_topics
+
+    topics = Topics(s.namespace)
+    ensure_topics(s, [topics.name("decisions"), topics.dead_letters])
+    sink = WebhookSink(s, url, secret, DeliveryPolicy(timeout, max_attempts, backoff, max_backoff), web_port)
     faust.Worker(sink.app, loglevel="info" if verbose else "warning", quiet=True).execute_from_commandline()
 
 
