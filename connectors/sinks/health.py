@@ -21,7 +21,7 @@ from streams import offsets
 from streams.config import Settings
 from streams.topics import Topics
 
-SINKS = ("postgres",)
+SINKS = ("postgres", "webhook")
 
 
 def group_of(settings: Settings, sink: str) -> str:

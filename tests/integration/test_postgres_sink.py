@@ -149,7 +149,7 @@ def test_every_decision_lands_once_latest_per_run_wins_and_bad_records_become_de
         return shown.stdout if "lag 0  dead letters 5" in shown.stdout else None
 
     printed = sinks.wait(caught_up, 60, "the sink group's committed offsets reaching the end", every_s=1.0)
-    assert f"group {settings.namespace}.sink.postgres" in printed and printed.count("partition ") == 4, printed
+    assert f"group {settings.namespace}.sink.postgres" in printed and printed.count("partition ") == 8, printed
 
 
 def test_sigkilled_sink_restarts_and_reapplies_only_the_uncommitted_tail_harmlessly(

@@ -28,6 +28,7 @@ import httpx
 
 from connectors.sinks.decisions import BadRecord, Decision, Source, dead_letter, read
 from connectors.sinks.faust_app import sink_app
+from connectors.sinks.health import SinkMetrics
 from connectors.sinks.webhook.signing import HEADER, sign
 from schemas import to_bytes
 from schemas.models import DeadLetter
@@ -67,6 +68,7 @@ class WebhookSink:
         self.settings, self.url, self.secret, self.policy = settings, url, secret, policy
         self.app = sink_app(settings, SINK, web_port)
         self.counts: Counter[str] = Counter()
+        self.metrics = SinkMetrics(settings, SINK)
         decisions = self.app.topic(
             Topics(settings.namespace).name("decisions"), key_serializer="raw", value_serializer="raw"
         )
@@ -90,7 +92,7 @@ class WebhookSink:
             return
         failure = await self.deliver(client, item)
         if failure is None:
-            self.counts["delivered"] += 1
+            self._count("delivered")
             return
         reason, error_type, attempts = failure
         letter = DeadLetter(
@@ -132,14 +134,18 @@ class WebhookSink:
                     wait = min(_retry_after(response) or delay, self.policy.backoff_cap_s)
                 elif response.status_code < 500:
                     return reason, error_type, attempt  # the endpoint refuses this request: retrying cannot help
-            self.counts["retried"] += 1
+            self._count("retried")
             if attempt < self.policy.max_attempts:
                 await asyncio.sleep(wait)  # backoff before the next attempt
                 delay = min(delay * 2, self.policy.backoff_cap_s)
         return reason, error_type, self.policy.max_attempts
 
+    def _count(self, outcome: str) -> None:
+        self.counts[outcome] += 1
+        self.metrics.count(outcome)
+
     async def _send_letter(self, letter: DeadLetter) -> None:
         sent = await self.dead_letters.send(key=letter.dead_letter_id.encode(), value=to_bytes(letter))
         await sent  # acknowledged by the broker before the source record is acknowledged
-        self.counts["dead_lettered"] += 1
+        self._count("dead_lettered")
         log.warning("dead-lettered %s (%s): %s", letter.dead_letter_id, letter.error_type, letter.reason)
