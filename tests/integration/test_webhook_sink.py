@@ -224,6 +224,28 @@ def test_an_endpoint_that_never_recovers_yields_delivery_dead_letters_and_the_si
     assert len(state.requests) == 18, "three attempts per decision"
     assert proc.poll() is None
 
+    # The operator sees them with the other dead letters; redriving them is not built yet, and it says so.
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "DURABLE_NAMESPACE": settings.namespace}
+    listed = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "dlq", "list"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0 and listed.stdout.count("delivery") >= 6, listed.stdout + listed.stderr
+    letter_id = f"{decisions[0].decision_id}/delivery/webhook"
+    refused = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "dlq", "redrive", letter_id],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode != 0 and "only steps and compensations can be redriven" in refused.stderr, refused
+
     state.mode = "ok"  # recovered: later decisions are delivered
     later = [decision(f"fnol:acme:WL-{i:04d}", 1, T0 + i) for i in range(4)]
     write_decisions(settings, list(later))
