@@ -33,14 +33,17 @@ class Receiver:
     """A webhook endpoint: ``mode`` decides each answer; every request is recorded."""
 
     mode: str = "ok"  # ok | flaky | down
+    blocked: set[str] = field(default_factory=set)  # run ids answered 503 whatever the mode
     rng: random.Random = field(default_factory=lambda: random.Random(11))
     requests: list[tuple[str, bytes, str, int]] = field(default_factory=list)  # (key, body, signature, status)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def answer(self) -> tuple[int, float]:
+    def answer(self, body: bytes) -> tuple[int, float]:
         """(status, seconds to hang first)."""
         with self.lock:
             roll = self.rng.random()
+            if json.loads(body)["run_id"] in self.blocked:
+                return 503, 0.0
         if self.mode == "down":
             return 503, 0.0
         if self.mode == "flaky":
@@ -65,7 +68,7 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            status, hang = state.answer()
+            status, hang = state.answer(body)
             if hang:
                 time.sleep(hang)  # a hung endpoint: the sink's timeout fires first
             self.send_response(status)
@@ -250,3 +253,24 @@ def test_an_endpoint_that_never_recovers_yields_delivery_dead_letters_and_the_si
     later = [decision(f"fnol:acme:WL-{i:04d}", 1, T0 + i) for i in range(4)]
     write_decisions(settings, list(later))
     wait_for(lambda: len(state.acknowledged()) == len(later) or None, 60, "later decisions delivered")
+
+
+def test_one_runs_failing_deliveries_hold_back_no_other_run_and_a_runs_decisions_stay_in_order(
+    settings: Settings, receiver: tuple[Receiver, str], sinks: Sinks
+) -> None:
+    state, _ = receiver
+    stuck = "fnol:acme:WS-STUCK"
+    state.blocked.add(stuck)
+    mine = [decision(stuck, 1, T0), decision(stuck, 2, T0 + 10)]
+    others = [decision(f"fnol:acme:WS-{i:04d}", 1, T0 + i) for i in range(40)]
+    write_decisions(settings, [mine[0], *others[:20], mine[1], *others[20:]])
+    sinks.start("wh-order", "--max-attempts", "1000")
+    wait_for(lambda: len(state.acknowledged()) == len(others) or None, 120, "every other run's decision delivered")
+    assert not {d.decision_id for d in mine} & set(state.acknowledged()), "the stuck run is still being retried"
+
+    state.blocked.clear()  # its endpoint recovers
+    wait_for(lambda: len(state.acknowledged()) == len(others) + 2 or None, 60, "the stuck run's decisions delivered")
+    order = [key for key, _, _, status in state.requests if status == 200 and key.startswith(stuck)]
+    assert order == [mine[0].decision_id, mine[1].decision_id], "a run's decisions arrive in order"
+    attempts_of_second = [key for key, _, _, _ in state.requests if key == mine[1].decision_id]
+    assert len(attempts_of_second) == 1, "the second decision waited for the first, it was not tried alongside it"

@@ -8,9 +8,17 @@ that exhausts its attempts becomes a dead letter of kind ``delivery``. Only
 then is the record acknowledged to Faust: a SIGKILLed sink re-sends at most
 the uncommitted tail, with the same idempotency keys, and loses nothing.
 
-Not built yet (issue 11): delivery state in a Faust table, so that one run's
-failing delivery does not hold back the runs behind it on its partition (here
-it does, for at most its retry budget), and redriving ``delivery`` letters.
+A run's decisions are delivered one after the other, in order; different
+runs' deliveries run concurrently (up to ``DeliveryPolicy.concurrency``), so
+one run's failing endpoint calls hold back no other run. Records are still
+acknowledged in offset order per partition (:class:`InOrderAcks`): Faust
+derives the offset it commits from the acknowledged ones and, for a group
+with no commit yet, does not stop at a gap, so acknowledging a later record
+first could commit past an undelivered one.
+
+Not built yet (issue 11): delivery state in a Faust table (a restart re-sends
+the uncommitted tail instead of resuming each delivery's schedule), and
+redriving ``delivery`` letters.
 """
 
 from __future__ import annotations
@@ -19,8 +27,10 @@ import asyncio
 import json
 import logging
 import time
-from collections import Counter
+from collections import Counter, defaultdict, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 import faust
@@ -47,6 +57,38 @@ class DeliveryPolicy:
     max_attempts: int = 8
     backoff_s: float = 0.5
     backoff_cap_s: float = 60.0
+    concurrency: int = 64
+
+
+@dataclass
+class _Slot:
+    event: Any
+    done: bool = False
+
+
+def _forget(last_of_run: dict[str, asyncio.Task[None]], run: str, task: asyncio.Task[None]) -> None:
+    """Drop a finished delivery from the run index unless a later one of the run took its place."""
+    if last_of_run.get(run) is task:
+        del last_of_run[run]
+
+
+class InOrderAcks:
+    """Acknowledges each partition's records in offset order, whatever order their deliveries finish in."""
+
+    def __init__(self, ack: Callable[[Any], Awaitable[bool]]) -> None:
+        self._ack = ack
+        self._pending: dict[Any, deque[_Slot]] = defaultdict(deque)
+
+    def add(self, event: Any) -> _Slot:
+        slot = _Slot(event)
+        self._pending[event.message.tp].append(slot)
+        return slot
+
+    async def done(self, slot: _Slot) -> None:
+        slot.done = True
+        queue = self._pending[slot.event.message.tp]
+        while queue and queue[0].done:
+            await self._ack(queue.popleft().event)
 
 
 def body_of(decision: Decision) -> bytes:
@@ -79,14 +121,46 @@ class WebhookSink:
 
     async def _consume(self, stream: faust.StreamT[Any]) -> None:
         manual = cast(faust.Stream[Any], stream).noack()  # acknowledged by hand, once delivered or dead-lettered
+        acks = InOrderAcks(manual.ack)
+        in_flight = asyncio.Semaphore(self.policy.concurrency)
+        last_of_run: dict[str, asyncio.Task[None]] = {}
         async with httpx.AsyncClient(timeout=self.policy.timeout_s) as client:
             async for event in manual.events():
                 message = event.message
-                await self.handle(client, message.value, Source(message.topic, message.partition, message.offset))
-                await manual.ack(event)
+                source = Source(message.topic, message.partition, message.offset)
+                item = read(message.value, source)
+                run = item.decision.run_id if isinstance(item, Decision) else f"record:{source}"
+                slot = acks.add(event)
+                await in_flight.acquire()
+                task = asyncio.ensure_future(
+                    self._in_turn(last_of_run.get(run), client, item, message.value, slot, acks, in_flight)
+                )
+                last_of_run[run] = task
+                task.add_done_callback(partial(_forget, last_of_run, run))
 
-    async def handle(self, client: httpx.AsyncClient, value: bytes | None, source: Source) -> None:
-        item = read(value, source)
+    async def _in_turn(
+        self,
+        before: asyncio.Task[None] | None,
+        client: httpx.AsyncClient,
+        item: Decision | BadRecord,
+        value: bytes | None,
+        slot: _Slot,
+        acks: InOrderAcks,
+        in_flight: asyncio.Semaphore,
+    ) -> None:
+        """Deliver after the run's previous decision is done, then acknowledge in partition order."""
+        try:
+            if before is not None:
+                await asyncio.wait([before])  # its outcome is its own; only its turn matters here
+            await self.handle(client, item, value)
+            await acks.done(slot)
+        except Exception:  # unacknowledged, so redelivered after a restart: logged, never lost
+            log.exception("decision at %s not delivered nor dead-lettered", item.source)
+        finally:
+            in_flight.release()
+
+    async def handle(self, client: httpx.AsyncClient, item: Decision | BadRecord, value: bytes | None) -> None:
+        source = item.source
         if isinstance(item, BadRecord):
             await self._send_letter(dead_letter(item, SINK))
             return
