@@ -1,4 +1,4 @@
-"""Benchmark: decisions/s into PostgreSQL through `durable sink postgres`, and decision-to-row lag at 25/s.
+"""Benchmark: decisions/s through `durable sink postgres` and `durable sink webhook`, and their lag at 25/s.
 
 Prints figures; asserts nothing. Runs on the embedded broker unless
 KAFKA_BOOTSTRAP_SERVERS is set, against the PostgreSQL of
@@ -11,17 +11,24 @@ database created for the run and dropped after. Usage:
   group join (about 3 s on the embedded broker) is not in it.
 - **steady**: decisions written at R/s for S seconds (each stamped with the
   time it was written); the lag is that stamp to the row's ``stored_at``.
+
+The webhook sink reads the same topic (its own group) and POSTs to a
+loopback receiver answering 200 at once; the same two figures are taken from
+the receiver's arrival times.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -47,6 +54,35 @@ def _wait_rows(dsn: str, n: int, timeout_s: float) -> None:
     raise SystemExit(f"only {query(dsn, 'SELECT count(*) FROM decisions')[0][0]} of {n} rows after {timeout_s}s")
 
 
+class _Receiver:
+    """A loopback webhook endpoint recording when each decision first arrived (ms)."""
+
+    def __init__(self) -> None:
+        arrivals: dict[str, tuple[float, int]] = {}
+        self.arrivals = arrivals
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+                arrivals.setdefault(body["claim_id"], (time.time() * 1000, int(body["decided_at_ms"])))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def wait(self, n: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(self.arrivals) < n and time.monotonic() < deadline:
+            time.sleep(0.2)  # polling a deadline-bounded wait
+        if len(self.arrivals) < n:
+            raise SystemExit(f"webhook: only {len(self.arrivals)} of {n} decisions after {timeout_s}s")
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -70,11 +106,25 @@ def run(bootstrap: str, backlog: int, rate: float, seconds: float) -> None:
         "DURABLE_STATE_DIR": str(settings.state_dir),
     }
     sink = subprocess.Popen([sys.executable, "-m", "streams.cli", "sink", "postgres", "--dsn", dsn], cwd=ROOT, env=env)
+    receiver = _Receiver()
+    secret = settings.state_dir / "hook.secret"
+    secret.write_text("bench-webhook-secret-0123456789")
+    hook = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "sink", "webhook", "--url", receiver.url, "--secret-file", str(secret)],
+        cwd=ROOT,
+        env=env,
+    )
     try:
         _wait_rows(dsn, backlog, 600)
         first, last = query(dsn, "SELECT min(stored_at), max(stored_at) FROM decisions")[0]
         span = (last - first).total_seconds()
-        print(f"backlog: {backlog} decisions drained in {span:.2f}s: {backlog / span:,.0f} decisions/s (one sink)")
+        print(f"postgres backlog: {backlog} decisions drained in {span:.2f}s: {backlog / span:,.0f} decisions/s")
+        receiver.wait(backlog, 600)
+        times = [at for at, _ in receiver.arrivals.values()]
+        hook_span = (max(times) - min(times)) / 1000
+        print(
+            f"webhook backlog: {backlog} decisions delivered in {hook_span:.2f}s: {backlog / hook_span:,.0f} decisions/s"
+        )
 
         n = int(rate * seconds)
         topic = Topics(settings.namespace).name("decisions")
@@ -95,13 +145,21 @@ def run(bootstrap: str, backlog: int, rate: float, seconds: float) -> None:
                 "S-%",
             )
         ]
+        receiver.wait(backlog + n, 120)
+        hook_lags = [at - decided for claim, (at, decided) in receiver.arrivals.items() if claim.startswith("S-")]
         print(
-            f"steady: {n} decisions at {rate:g}/s: written -> row p50 {_pct(lags, 0.5):.0f} ms, "
+            f"webhook steady: {n} decisions at {rate:g}/s: written -> received p50 {_pct(hook_lags, 0.5):.0f} ms, "
+            f"p99 {_pct(hook_lags, 0.99):.0f} ms"
+        )
+        print(
+            f"postgres steady: {n} decisions at {rate:g}/s: written -> row p50 {_pct(lags, 0.5):.0f} ms, "
             f"p99 {_pct(lags, 0.99):.0f} ms, max {max(lags):.0f} ms"
         )
     finally:
-        sink.kill()
-        sink.wait(10)
+        for proc in (sink, hook):
+            proc.kill()
+            proc.wait(10)
+        receiver.server.shutdown()
         for _ in databases:
             pass
 
