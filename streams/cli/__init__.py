@@ -9,6 +9,12 @@
 - :mod:`streams.cli.trace`: ``trace``
 - :mod:`streams.cli.demo`: ``demo``
 
+Upper layers contribute command groups without this layer importing them:
+each entry point of the ``durable.commands`` group (pyproject.toml) names a
+``typer.Typer``, added under the entry point's name (``durable sink ...`` from
+``connectors.sinks.cli``). One that fails to load is reported, and the other
+commands still work.
+
 Every command that touches a workflow takes ``--workflow module:attribute``
 (default: ``$DURABLE_WORKFLOWS``, else the FNOL workflow).
 """
@@ -16,6 +22,7 @@ Every command that touches a workflow takes ``--workflow module:attribute``
 from __future__ import annotations
 
 import sys
+from importlib.metadata import entry_points
 
 import typer
 
@@ -35,6 +42,25 @@ app.command()(replay.replay)
 app.add_typer(offsets.offsets_app, name="offsets")
 app.command("trace")(trace.trace)
 app.command()(demo.demo)
+
+COMMANDS_GROUP = "durable.commands"
+
+
+def add_contributed_commands(cli: typer.Typer) -> None:
+    """Add the command groups that installed packages declare under the ``durable.commands`` entry points."""
+    for point in entry_points(group=COMMANDS_GROUP):
+        try:
+            group = point.load()
+        except Exception as exc:  # a broken connector must not take the core commands down with it
+            fail(f"commands {point.name!r} ({point.value}) not loaded: {type(exc).__name__}: {exc}")
+            continue
+        if isinstance(group, typer.Typer):
+            cli.add_typer(group, name=point.name)
+        else:
+            fail(f"commands {point.name!r} ({point.value}) is not a typer.Typer; ignored")
+
+
+add_contributed_commands(app)
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""``durable sink webhook``: each decision POSTed as signed JSON (:mod:`.signing`, :mod:`.app`)."""
