@@ -37,11 +37,12 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
+from confluent_kafka.admin import AdminClient
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from streams.batches import BatchCounter, ProbeFailed
 from streams.config import Settings
-from streams.kafka_config import security_config
+from streams.kafka_config import client_config, security_config
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,11 @@ def wall_batches(fetch_wait_ms: float) -> int:
     return int(fetch_wait_ms * 1000 / LOOKUP_US_PER_BATCH)
 
 
+def _admin(settings: Settings) -> AdminClient:
+    # Not streams.kafka.admin: streams.kafka asks this module for fetch waits.
+    return AdminClient(client_config(settings.bootstrap_servers, log_level=3))
+
+
 _embedded: dict[str, bool] = {}
 _waits: dict[tuple[str, str, frozenset[str] | None], tuple[float, int]] = {}
 _lock = threading.Lock()
@@ -88,10 +94,8 @@ def is_embedded(settings: Settings) -> bool:
         known = _embedded.get(settings.bootstrap_servers)
     if known is not None:
         return known
-    from streams.kafka import admin
-
     try:
-        cluster = admin(settings).list_topics(timeout=2).cluster_id or ""
+        cluster = _admin(settings).list_topics(timeout=2).cluster_id or ""
     except Exception:  # no answer yet: decide on a later call
         return False
     # The probe speaks plaintext only; a secured listener is not the one the runtime starts.
@@ -104,9 +108,7 @@ def is_embedded(settings: Settings) -> bool:
 
 def namespace_topics(settings: Settings, only: Collection[str] | None = None) -> dict[str, int]:
     """The namespace's topics that exist now (or those of them named in ``only``), with their partition counts."""
-    from streams.kafka import admin
-
-    metadata = admin(settings).list_topics(timeout=10)
+    metadata = _admin(settings).list_topics(timeout=10)
     prefix = f"{settings.namespace}."
     return {
         name: len(t.partitions)

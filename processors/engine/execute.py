@@ -15,7 +15,7 @@ from processors.engine.canonical import canonical_json
 from processors.engine.context import StepContext, StepHandler
 from processors.engine.errors import UnknownStep
 from processors.engine.recorder import Recorder
-from processors.engine.settings import capture
+from processors.engine.snapshot import capture
 from processors.engine.workflow import Workflow
 from processors.models import ModelClient
 from schemas.models import StepCommand, StepError, StepResult

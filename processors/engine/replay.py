@@ -32,7 +32,8 @@ from typing import Any, Literal
 from processors.engine.canonical import canonical_json
 from processors.engine.execute import run_step
 from processors.engine.recorder import Recorder
-from processors.engine.settings import Difference, capture, differences
+from processors.engine.settings import Difference, differences
+from processors.engine.snapshot import capture
 from processors.engine.status import ENDINGS, STATUS_AFTER
 from processors.engine.transition import output_id
 from processors.engine.workflow import RunResult, Workflow

@@ -6,8 +6,8 @@ draws a random number at all, a budget decides a gate, a model's name and
 price decide what a call costs. Such values are **settings**. A workflow
 declares its own (:class:`Setting`: a name and how to read it from the
 environment); the engine adds the model client's and the workflow's identity
-(:func:`engine_settings`). Every attempt runs under a snapshot of them
-(:func:`capture`): its step reads a setting through its context
+(:func:`processors.engine.snapshot.engine_settings`). Every attempt runs under a
+snapshot of them (:func:`processors.engine.snapshot.capture`): its step reads a setting through its context
 (``ctx.setting(SETTING)``), the snapshot travels with the attempt's result
 (``settings_json``) into the run's journal, and a replay serves the recorded
 snapshot back, so the step computes what it computed on whatever machine
@@ -20,18 +20,14 @@ must not be secrets: they are written to the journal in clear.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from processors.engine.canonical import canonical_json
 from processors.models import SIMULATED_MODEL, ModelConfigError, PriceTable
-
-if TYPE_CHECKING:
-    from processors.engine.workflow import Workflow
 
 Env = Mapping[str, str]
 Snapshot = dict[str, Any]
@@ -95,65 +91,6 @@ MODEL_SETTINGS: tuple[Setting, ...] = (
     Setting("model.speed", lambda env: env.get("DURABLE_MODEL_SPEED", "1.0"), "the simulation's speed-up"),
     Setting("model.timeout_s", lambda env: env.get("DURABLE_MODEL_TIMEOUT_S", "30"), "the HTTP client's timeout"),
 )
-
-
-def fingerprint(wf: Workflow) -> str:
-    """A digest of the workflow's declaration: steps, their order, handlers, retry policies, timeouts, topics.
-
-    It changes when the declaration does (not when a handler's body does: the
-    declared ``version`` is for that).
-    """
-
-    def name_of(obj: Any) -> str | None:
-        if obj is None:
-            return None
-        return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
-
-    def policy(p: Any) -> dict[str, Any]:
-        return {
-            "max_attempts": p.max_attempts,
-            "initial_backoff_s": p.initial_backoff_s,
-            "multiplier": p.multiplier,
-            "max_backoff_s": p.max_backoff_s,
-            "jitter": p.jitter,
-            "non_retryable": [k if isinstance(k, str) else name_of(k) for k in p.non_retryable],
-        }
-
-    declaration = {
-        "name": wf.name,
-        "topics": [wf.input_topic, wf.input_schema, wf.output_topic, wf.output_schema],
-        "steps": [
-            {
-                "name": s.name,
-                "after": list(s.after),
-                "handler": name_of(s.handler),
-                "compensate": name_of(s.compensate),
-                "retry": policy(s.retry),
-                "compensate_retry": policy(s.compensate_retry),
-                "timeout_s": s.timeout_s,
-                "local": s.local,
-            }
-            for s in wf.steps
-        ],
-        "settings": sorted(s.name for s in wf.settings),
-    }
-    return hashlib.sha256(canonical_json(declaration).encode()).hexdigest()[:16]
-
-
-def engine_settings(wf: Workflow) -> tuple[Setting, ...]:
-    """What the engine records for every workflow: its version and fingerprint, and the model client's settings."""
-    digest = fingerprint(wf)
-    return (
-        Setting.fixed(WORKFLOW_VERSION, wf.version, "the version the workflow declares"),
-        Setting.fixed(WORKFLOW_FINGERPRINT, digest, "digest of the workflow's declaration"),
-        *MODEL_SETTINGS,
-    )
-
-
-def capture(wf: Workflow, env: Env | None = None) -> Snapshot:
-    """The snapshot an attempt of ``wf`` runs under: every engine and workflow setting, by name."""
-    env = os.environ if env is None else env
-    return {s.name: s.read(env) for s in (*engine_settings(wf), *wf.settings)}
 
 
 @dataclass(frozen=True)

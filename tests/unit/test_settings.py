@@ -12,7 +12,8 @@ from processors.engine import RetryPolicy
 from processors.engine.execute import run_step
 from processors.engine.recorder import Recorder
 from processors.engine.replay import RecordedAttempt, RecordedRun, setting_differences
-from processors.engine.settings import Setting, capture, differences, fingerprint
+from processors.engine.settings import Setting, differences
+from processors.engine.snapshot import capture, fingerprint
 from processors.fnol import FNOL
 from processors.fnol.workflow import fnol_workflow
 from schemas.models import StepCommand, StepResult
