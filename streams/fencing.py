@@ -14,6 +14,12 @@ the embedded broker does not fence (notes/broker-facts.md), so we do it here:
   partitions). Anything after its own claim is a newer claim: the partition
   belongs to someone else now, and the batch's records for it are dropped.
 
+A check that passed stands for a moment (:attr:`Fence.fresh_s`, a quarter of
+the session timeout, at most 1 s): losing partitions to another orchestrator
+takes a whole session timeout without heartbeats, so a process that passed a
+check less than that ago, and has not stopped since, still owns them. A pause
+long enough to matter makes the next check due.
+
 The claim is appended before the take-over scan reads the output partitions'
 tails (:mod:`streams.recovery`), so a zombie's write either lands before the
 claim (and the new owner's scan sees it and does not repeat it) or after it
@@ -48,6 +54,8 @@ class Fence:
         self._writer = writer
         self._admin = admin(settings)  # kept: a collected AdminClient strands its futures (broker facts)
         self._claims: dict[int, int] = {}  # partition -> offset of our claim in the owners topic
+        self._checked: dict[int, float] = {}  # partition -> monotonic time its claim was last seen to hold
+        self.fresh_s = min(1.0, settings.session_timeout_ms / 4000)
 
     def claim(self, partitions: Iterable[int]) -> None:
         """Append our claim to each partition (acknowledged) and remember where it landed."""
@@ -62,20 +70,27 @@ class Fence:
             self._writer.send(self.topic, value, key=str(p), partition=p, on_delivery=delivered)
         self._writer.flush()
         self._claims.update(landed)
+        now = time.monotonic()
+        self._checked.update(dict.fromkeys(landed, now))
 
     def release(self, partitions: Iterable[int]) -> None:
         """Forget our claims on partitions we gave up."""
         for p in partitions:
             self._claims.pop(p, None)
+            self._checked.pop(p, None)
 
     def fenced(self, partitions: Collection[int]) -> set[int]:
         """Those of ``partitions`` that we hold no claim on, or whose latest claim is not ours."""
         ours = {p for p in partitions if p in self._claims}
         lost = set(partitions) - ours
-        if ours:
-            asked = {TopicPartition(self.topic, p): OffsetSpec.latest() for p in ours}  # type: ignore[no-untyped-call]
+        now = time.monotonic()
+        due = {p for p in ours if now - self._checked.get(p, 0.0) >= self.fresh_s}
+        if due:
+            asked = {TopicPartition(self.topic, p): OffsetSpec.latest() for p in due}  # type: ignore[no-untyped-call]
             answers = self._admin.list_offsets(asked, request_timeout=self.timeout_s)
             for tp, future in answers.items():
                 if future.result(timeout=self.timeout_s).offset > self._claims[tp.partition] + 1:
                     lost.add(tp.partition)
+                else:
+                    self._checked[tp.partition] = now
         return lost
