@@ -111,6 +111,8 @@ class Checkpoint:
         With a ``fence``, first drop what the batch holds for partitions another orchestrator has claimed
         since this one did (:mod:`streams.fencing`); returns those partitions.
         """
+        if not (self.writes or self.states or self.offsets):
+            return set()  # a poll that brought nothing to apply (end-of-partition events, admission waits)
         chaos.point("orchestrator.before_outputs")
         lost: set[int] = set()
         if fence is not None and (touched := self.partitions()):
