@@ -8,6 +8,11 @@ compensations whose retry budget ran out (``kind`` ``step`` or
 :class:`RunControl` record on the run's control partition; the orchestrator
 that owns the run applies it (a fresh budget for the dead-lettered step) or
 ignores it if the run has moved on, so redriving twice is the same as once.
+Letters of other kinds, owned by an upper layer (a sink's ``delivery``
+letters), are redriven by a :class:`RedriveHandler` that layer registers
+under the ``durable.redrive`` entry point group: the same signed request goes
+to the handler's topic, which its owner consumes, so this layer never imports
+the owner.
 A redrive request carries a MAC under the worker secret
 (:mod:`streams.authentication`): only a process holding the secret can
 redrive, and the ``requested_by`` it records is as good as that secret's
@@ -16,8 +21,12 @@ custody.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Protocol, cast
 
 from confluent_kafka import Message
 
@@ -32,6 +41,10 @@ from streams.topics import Topics, ensure_topics
 from streams.writer import Writer
 
 MAX_PAYLOAD = 64 * 1024
+REDRIVE_GROUP = "durable.redrive"
+RUN_KINDS = ("step", "compensation")
+
+log = logging.getLogger(__name__)
 
 
 def dead_letter_id(topic: str, partition: int, offset: int) -> str:
@@ -78,6 +91,43 @@ def for_event(run_id: str, src: str, reason: str, error_type: str, workflow: str
 # ---------------------------------------------------------------- what operators do with them
 
 
+class RedriveHandler(Protocol):
+    """How letters of one kind that no run owns are redriven (registered under ``durable.redrive``).
+
+    The request is the same signed :class:`RunControl` a run's redrive is, written to :meth:`topic` on the
+    partition the letter's record was read from; the letter's owner consumes it and re-queues the work.
+    """
+
+    kind: str
+
+    def topic(self, namespace: str) -> str:
+        """The topic the owner reads redrive requests from."""
+        ...
+
+    def applied(self, settings: Settings, control: RunControl) -> bool:
+        """Whether the owner has taken the request."""
+        ...
+
+
+@cache
+def redrive_handlers() -> dict[str, RedriveHandler]:
+    """The installed handlers by letter kind; one that fails to load is logged and left out."""
+    found: dict[str, RedriveHandler] = {}
+    for point in entry_points(group=REDRIVE_GROUP):
+        try:
+            handler = cast(RedriveHandler, point.load())
+        except Exception as exc:  # a broken connector must not stop operators handling the engine's letters
+            log.warning("redrive handler %r (%s) not loaded: %s: %s", point.name, point.value, type(exc).__name__, exc)
+            continue
+        found[handler.kind] = handler
+    return found
+
+
+def redrivable_kinds() -> tuple[str, ...]:
+    """Kinds of letters ``durable dlq redrive`` can redrive here."""
+    return (*RUN_KINDS, *redrive_handlers())
+
+
 class NotRedrivable(ValueError):
     """This dead letter cannot be redriven (e.g. a record that was never decodable)."""
 
@@ -97,17 +147,18 @@ class Letter:
 def redrives(settings: Settings) -> dict[str, RunControl]:
     """Every authenticated redrive ever requested in this namespace, by dead letter id (the first one wins)."""
     found: dict[str, RunControl] = {}
-    topic = Topics(settings.namespace).control
     accepted = authentication.verifying_secrets()
-    for msg in read_all(settings, topic):
-        value = msg.value() or b""
-        try:
-            control = from_bytes(value, RunControl)
-            authentication.verify(topic, control.control_id, value, msg.headers(), accepted)
-        except (DecodeError, authentication.Unauthenticated):
-            continue  # the orchestrator dead-letters it; it is no redrive
-        if control.action == "redrive" and control.dead_letter_id and control.dead_letter_id not in found:
-            found[control.dead_letter_id] = control
+    topics = [Topics(settings.namespace).control, *(h.topic(settings.namespace) for h in redrive_handlers().values())]
+    for topic in topics:
+        for msg in read_all(settings, topic):
+            value = msg.value() or b""
+            try:
+                control = from_bytes(value, RunControl)
+                authentication.verify(topic, control.control_id, value, msg.headers(), accepted)
+            except (DecodeError, authentication.Unauthenticated):
+                continue  # its consumer dead-letters it; it is no redrive
+            if control.action == "redrive" and control.dead_letter_id and control.dead_letter_id not in found:
+                found[control.dead_letter_id] = control
     return found
 
 
@@ -135,15 +186,16 @@ def control_for(letter: DeadLetter, requested_by: str) -> RunControl:
     ``requested_by`` is recorded by the orchestrator only because the request is signed with the worker
     secret (:func:`request_redrives`); the CLI sets it to the OS user running it.
     """
-    if letter.kind not in ("step", "compensation") or not letter.run_id or not letter.workflow:
+    by_handler = letter.kind in redrive_handlers() and letter.run_id
+    if not by_handler and (letter.kind not in RUN_KINDS or not letter.run_id or not letter.workflow):
         raise NotRedrivable(
             f"{letter.dead_letter_id} is an unprocessable {letter.kind} ({letter.error_type}): "
-            "fix its producer and send it again; only steps and compensations can be redriven"
+            f"fix its producer and send it again; only {', '.join(redrivable_kinds())} letters can be redriven"
         )
     return RunControl(
         control_id=f"redrive:{letter.dead_letter_id}",
-        run_id=letter.run_id,
-        workflow=letter.workflow,
+        run_id=letter.run_id or "",
+        workflow=letter.workflow or "",
         action="redrive",
         step=letter.step,
         dead_letter_id=letter.dead_letter_id,
@@ -152,20 +204,47 @@ def control_for(letter: DeadLetter, requested_by: str) -> RunControl:
     )
 
 
-def request_redrives(settings: Settings, controls: list[RunControl]) -> None:
-    """Write redrive requests, each with its MAC, to the runs' control partitions and wait for the broker's acks."""
-    topic = Topics(settings.namespace).control
+@dataclass(frozen=True)
+class Request:
+    """A redrive request and where it goes: the run's control partition, or a handler's topic."""
+
+    control: RunControl
+    topic: str
+    partition: int
+
+
+def request_for(settings: Settings, letter: DeadLetter, requested_by: str) -> Request:
+    """The redrive request of ``letter`` and its destination (raises :class:`NotRedrivable`)."""
+    control = control_for(letter, requested_by)
+    handler = redrive_handlers().get(letter.kind)
+    if handler is not None:
+        # The partition the letter's record was read from: the owner's state for it lives there.
+        return Request(control, handler.topic(settings.namespace), letter.source_partition)
+    return _to_run(settings, control)
+
+
+def _to_run(settings: Settings, control: RunControl) -> Request:
+    return Request(control, Topics(settings.namespace).control, partition_for(control.run_id, settings.partitions))
+
+
+def request_redrives(settings: Settings, items: list[Request] | list[RunControl]) -> None:
+    """Write redrive requests, each with its MAC, to their topics and wait for the broker's acks.
+
+    A bare :class:`RunControl` is a run's redrive, for the run's control partition.
+    """
     secret = authentication.signing_secret()  # no secret, no redrive: raises before anything is written
-    ensure_topics(settings, [topic])
+    requests = [item if isinstance(item, Request) else _to_run(settings, item) for item in items]
+    ensure_topics(settings, sorted({r.topic for r in requests}))
     writer = Writer(settings)
     try:
-        for control in controls:
+        for request in requests:
+            control, topic = request.control, request.topic
             value = to_bytes(control)
             writer.send(
                 topic,
                 value,
                 key=control.run_id,
-                partition=partition_for(control.run_id, settings.partitions),
+                partition=request.partition,
                 headers=[authentication.header(topic, control.control_id, value, secret)],
             )
         writer.flush(30)
@@ -173,8 +252,13 @@ def request_redrives(settings: Settings, controls: list[RunControl]) -> None:
         writer.close()
 
 
-def applied(settings: Settings, control: RunControl) -> bool:
-    """Whether the run's journal shows this redrive applied."""
+def applied(settings: Settings, item: Request | RunControl) -> bool:
+    """Whether the request was applied: the run's journal shows it, or the letter's owner says so."""
+    request = item if isinstance(item, Request) else _to_run(settings, item)
+    control = request.control
+    handler = next((h for h in redrive_handlers().values() if h.topic(settings.namespace) == request.topic), None)
+    if handler is not None:
+        return handler.applied(settings, control)
     return any(
         e.kind is JournalKind.RUN_REDRIVEN and e.detail_json is not None and control.control_id in e.detail_json
         for e in run_journal(settings, control.run_id)

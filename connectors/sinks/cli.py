@@ -105,10 +105,18 @@ def webhook(
     import faust
 
     from connectors.sinks.webhook.app import DeliveryPolicy, WebhookSink
+    from connectors.sinks.webhook.redrive import changelog_topic, redrive_topic
     from streams.topics import Topics, ensure_topics
 
     topics = Topics(s.namespace)
-    ensure_topics(s, [topics.name("decisions"), topics.dead_letters])
+    # The redrive topic and the table's changelog are partitioned like the decisions topic: Faust assigns the
+    # same partition of each to one worker, so the worker delivering a run also holds its state and redrives.
+    changelog = changelog_topic(s.namespace)
+    ensure_topics(
+        s,
+        [topics.name("decisions"), topics.dead_letters, redrive_topic(s.namespace), changelog],
+        compacted=frozenset({changelog}),
+    )
     sink = WebhookSink(s, url, secret, DeliveryPolicy(timeout, max_attempts, backoff, max_backoff), web_port)
     faust.Worker(sink.app, loglevel="info" if verbose else "warning", quiet=True).execute_from_commandline()
 

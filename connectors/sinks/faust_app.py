@@ -19,8 +19,11 @@ from streams.config import Settings
 COMMIT_INTERVAL_S = 1.0
 
 
-def sink_app(settings: Settings, sink: str, web_port: int | None = None) -> faust.App:
-    """The Faust app of one sink in one namespace; its id is the consumer group, so sinks of a kind share work."""
+def sink_app(settings: Settings, sink: str, web_port: int | None = None, store: str = "memory://") -> faust.App:
+    """The Faust app of one sink in one namespace; its id is the consumer group, so sinks of a kind share work.
+
+    ``store`` is where its tables live (``rocksdb://``: RocksDB through rocksdict, under the data directory).
+    """
     app_id = f"{settings.namespace}.sink.{sink}"
     datadir: Path = settings.state_dir / "sinks" / sink
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
@@ -32,5 +35,6 @@ def sink_app(settings: Settings, sink: str, web_port: int | None = None) -> faus
         topic_disable_leader=True,
         topic_partitions=settings.partitions,
         datadir=str(datadir),
+        store=store,
         autodiscover=False,
     )

@@ -18,6 +18,7 @@ from streams import authentication, deadletters
 from streams.cli.common import NamespaceOpt, WorkflowOpt, fail, out, settings, workflows
 from streams.journal import run_journal
 from streams.reading import dumps
+from streams.topics import Topics
 
 dlq_app = typer.Typer(help="Dead letters: list them, show one, redrive runs from them.", no_args_is_help=True)
 
@@ -122,11 +123,13 @@ def dlq_show(
 def dlq_redrive(
     letter_id: Annotated[str | None, typer.Argument(help="The dead letter to redrive.")] = None,
     namespace: NamespaceOpt = None,
-    all_: Annotated[bool, typer.Option("--all", help="Redrive every open step and compensation letter.")] = False,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Redrive every open step, compensation (and e.g. delivery) letter.")
+    ] = False,
     step: Annotated[str | None, typer.Option(help="With --all: only letters of this step.")] = None,
     timeout: Annotated[float, typer.Option(help="Wait up to S seconds for the worker to apply each redrive.")] = 30.0,
 ) -> None:
-    """Resume runs at their dead-lettered step with a fresh retry budget.
+    """Resume runs at their dead-lettered step with a fresh retry budget (or re-queue a sink's delivery).
 
     Idempotent: a letter already redriven is reported and left alone, and the
     orchestrator ignores a repeated request. Exit 0 when every selected
@@ -134,6 +137,9 @@ def dlq_redrive(
     or its run has not stopped, 2 when a letter cannot be redriven or the
     worker secret is missing. The request is signed with the worker secret
     and records the OS user running this command as ``requested_by``.
+    Letters of kinds an installed connector registers (``delivery``: the
+    webhook sink's) go to that connector, which re-queues the work with a
+    fresh budget; the command waits until it says it has.
     """
     if (letter_id is None) == (not all_):
         raise fail("give a dead letter id, or --all", 2)
@@ -145,20 +151,32 @@ def dlq_redrive(
         if not chosen:
             raise fail(f"no dead letter {letter_id} in namespace {s.namespace}")
     else:
+        kinds = deadletters.redrivable_kinds()
         chosen = [
             e
             for e in entries
-            if e.letter.kind in ("step", "compensation") and (step is None or e.letter.step == step)
+            if e.letter.kind in kinds
+            and (step is None or e.letter.step == step)
+            and (e.letter.kind in deadletters.RUN_KINDS or e.redrive is None)
         ]
     by = getpass.getuser()
-    to_send = []
+    handled = deadletters.redrive_handlers()
+    to_send: list[deadletters.Request] = []
     code = 0
     for e in chosen:
         letter = e.letter
         try:
-            control = deadletters.control_for(letter, by)
+            request = deadletters.request_for(s, letter, by)
         except deadletters.NotRedrivable as exc:
             raise fail(str(exc), 2) from None
+        control = request.control
+        if letter.kind in handled:
+            # Owned by an upper layer (e.g. a sink's delivery): its owner applies the request, at most once.
+            if e.redrive is not None:
+                out.print(f"{letter.dead_letter_id}: already redriven", markup=False, highlight=False)
+            else:
+                to_send.append(request)
+            continue
         events = run_journal(s, control.run_id)
         if any(
             ev.kind is JournalKind.RUN_REDRIVEN and letter.dead_letter_id in (ev.detail_json or "") for ev in events
@@ -174,20 +192,23 @@ def dlq_redrive(
             )
             code = 1
             continue
-        to_send.append(control)
+        to_send.append(request)
     deadletters.request_redrives(s, to_send)
     deadline = time.monotonic() + timeout
-    for control in to_send:
-        while not deadletters.applied(s, control) and time.monotonic() < deadline:
-            time.sleep(0.2)  # polling the run's journal, bounded by --timeout
-        if deadletters.applied(s, control):
-            out.print(
-                f"{control.dead_letter_id}: redriven, run {control.run_id} resumes at {control.step}", markup=False
-            )
-        else:
+    for request in to_send:
+        control = request.control
+        while not deadletters.applied(s, request) and time.monotonic() < deadline:
+            time.sleep(0.2)  # polling the run's journal (or the letter owner's state), bounded by --timeout
+        if not deadletters.applied(s, request):
             out.print(
                 f"{control.dead_letter_id}: requested, not applied within {timeout:.0f}s (is a worker running?)",
                 markup=False,
             )
             code = 1
+        elif request.topic != Topics(s.namespace).control:
+            out.print(f"{control.dead_letter_id}: redriven, its {request.topic} consumer re-queued it", markup=False)
+        else:
+            out.print(
+                f"{control.dead_letter_id}: redriven, run {control.run_id} resumes at {control.step}", markup=False
+            )
     raise typer.Exit(code)

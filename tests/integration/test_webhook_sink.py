@@ -69,17 +69,19 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             status, hang = state.answer(body)
+            seen = (self.headers.get("Idempotency-Key", ""), body, self.headers.get(HEADER, ""))
             if hang:
+                with state.lock:
+                    # Recorded as it arrives, as not acknowledged: the sink gives up on it before the answer.
+                    state.requests.append((*seen, 0))
                 time.sleep(hang)  # a hung endpoint: the sink's timeout fires first
             self.send_response(status)
             if status == 429:
                 self.send_header("Retry-After", "0")
             self.end_headers()
-            with state.lock:
-                # A hung request counts as not acknowledged: the sink gave up on it before the answer.
-                state.requests.append(
-                    (self.headers.get("Idempotency-Key", ""), body, self.headers.get(HEADER, ""), 0 if hang else status)
-                )
+            if not hang:
+                with state.lock:
+                    state.requests.append((*seen, status))
 
         def log_message(self, *args: object) -> None:
             pass
@@ -133,6 +135,7 @@ class Sinks:
                 "KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers,
                 "DURABLE_NAMESPACE": self.settings.namespace,
                 "DURABLE_STATE_DIR": str(self.settings.state_dir / name),
+                "DURABLE_PARTITIONS": str(self.settings.partitions),
             },
         )
         self.procs.append(proc)

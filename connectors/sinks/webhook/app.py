@@ -4,9 +4,18 @@ Per record, in partition order: a decision is POSTed as JSON with
 ``Idempotency-Key: <decision_id>`` and a ``Durable-Signature`` (:mod:`.signing`);
 timeouts, connection errors, 5xx and 429 are retried with exponential backoff
 (a 429's ``Retry-After`` honoured, capped); another 4xx is final. A decision
-that exhausts its attempts becomes a dead letter of kind ``delivery``. Only
-then is the record acknowledged to Faust: a SIGKILLed sink re-sends at most
-the uncommitted tail, with the same idempotency keys, and loses nothing.
+that exhausts its attempts becomes a dead letter of kind ``delivery``.
+
+Each delivery's state (:class:`~.delivery.DeliveryState`: attempts, next due
+time, delivered or dead) lives in the Faust table ``deliveries`` on RocksDB
+(rocksdict), with its changelog topic, written after every attempt. A record
+is acknowledged to Faust once delivered or dead-lettered, so a SIGKILLed sink
+re-reads its uncommitted tail; the table, recovered from the changelog, then
+says which of those were already delivered (skipped, not re-sent) and where
+each pending one stood (its attempts so far, its due time: resumed, not
+restarted). What is re-sent is only a delivery acknowledged by the endpoint
+whose ``delivered`` state was not yet written when the sink died (same
+idempotency key).
 
 A run's decisions are delivered one after the other, in order; different
 runs' deliveries run concurrently (up to ``DeliveryPolicy.concurrency``), so
@@ -16,15 +25,16 @@ derives the offset it commits from the acknowledged ones and, for a group
 with no commit yet, does not stop at a gap, so acknowledging a later record
 first could commit past an undelivered one.
 
-Not built yet (issue 11): delivery state in a Faust table (a restart re-sends
-the uncommitted tail instead of resuming each delivery's schedule), and
-redriving ``delivery`` letters.
+Redrive: ``durable dlq redrive`` writes a signed request for a ``delivery``
+letter to ``<ns>.sink.webhook.redrives`` (:mod:`.redrive`), on the partition
+the decision was read from. This app consumes it: the delivery, if that
+letter is its current one, gets a fresh budget and is queued behind the run's
+other deliveries; a request for anything else changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import Counter, defaultdict, deque
@@ -39,25 +49,18 @@ import httpx
 from connectors.sinks.decisions import BadRecord, Decision, Source, dead_letter, read
 from connectors.sinks.faust_app import sink_app
 from connectors.sinks.health import SinkMetrics
-from connectors.sinks.webhook.signing import HEADER, sign
-from schemas import to_bytes
-from schemas.models import DeadLetter
+from connectors.sinks.webhook import delivery as d
+from connectors.sinks.webhook.delivery import DeliveryPolicy, DeliveryState
+from connectors.sinks.webhook.redrive import SINK, TABLE, redrive_topic
+from schemas import DecodeError, from_bytes, to_bytes
+from schemas.models import DeadLetter, RunControl
+from streams import authentication
 from streams.config import Settings
 from streams.topics import Topics
 
-SINK = "webhook"
+__all__ = ["SINK", "DeliveryPolicy", "InOrderAcks", "WebhookSink"]
+
 log = logging.getLogger("durable.sink.webhook")
-
-
-@dataclass(frozen=True)
-class DeliveryPolicy:
-    """How hard the sink tries: per-request timeout, attempts, and backoff (doubling from ``backoff_s``)."""
-
-    timeout_s: float = 10.0
-    max_attempts: int = 8
-    backoff_s: float = 0.5
-    backoff_cap_s: float = 60.0
-    concurrency: int = 64
 
 
 @dataclass
@@ -91,128 +94,186 @@ class InOrderAcks:
             await self._ack(queue.popleft().event)
 
 
-def body_of(decision: Decision) -> bytes:
-    """The JSON body: the decision's fields, keys sorted, no spaces (what the signature covers)."""
-    return json.dumps(decision.decision.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    raw = response.headers.get("Retry-After", "")
-    return float(raw) if raw.strip().isdigit() else None
-
-
 class WebhookSink:
-    """The sink's app, its HTTP client settings and what it counted."""
+    """The sink's app, its delivery table, its HTTP client settings and what it counted."""
 
     def __init__(
         self, settings: Settings, url: str, secret: bytes, policy: DeliveryPolicy, web_port: int | None = None
     ) -> None:
         self.settings, self.url, self.secret, self.policy = settings, url, secret, policy
-        self.app = sink_app(settings, SINK, web_port)
+        self.app = sink_app(settings, SINK, web_port, store="rocksdb://")
         self.counts: Counter[str] = Counter()
         self.metrics = SinkMetrics(settings, SINK)
-        decisions = self.app.topic(
-            Topics(settings.namespace).name("decisions"), key_serializer="raw", value_serializer="raw"
+        topics = Topics(settings.namespace)
+        decisions = self._raw_topic(topics.name("decisions"))
+        self.redrives = self._raw_topic(redrive_topic(settings.namespace))
+        self.dead_letters = self._raw_topic(topics.dead_letters)
+        # Keyed by decision id; each entry lives on the partition of the record it came from (Faust tables are
+        # co-partitioned with the stream that writes them), so the worker that owns a run's partition owns its state.
+        self.table = self.app.Table(
+            TABLE,
+            default=None,
+            partitions=settings.partitions,
+            key_type=str,
+            help="webhook deliveries by decision id: attempts, next due time, delivered or dead",
         )
-        self.dead_letters = self.app.topic(
-            Topics(settings.namespace).dead_letters, key_serializer="raw", value_serializer="raw"
-        )
+        self.in_flight = asyncio.Semaphore(policy.concurrency)
+        self.last_of_run: dict[str, asyncio.Task[None]] = {}
         self.app.agent(decisions, name=f"{settings.namespace}.sink.webhook.decisions")(self._consume)
+        self.app.agent(self.redrives, name=f"{settings.namespace}.sink.webhook.redrives")(self._consume_redrives)
+
+    def _raw_topic(self, name: str) -> faust.TopicT:
+        return self.app.topic(name, key_serializer="raw", value_serializer="raw")
+
+    # ------------------------------------------------------------------ the two streams
 
     async def _consume(self, stream: faust.StreamT[Any]) -> None:
         manual = cast(faust.Stream[Any], stream).noack()  # acknowledged by hand, once delivered or dead-lettered
         acks = InOrderAcks(manual.ack)
-        in_flight = asyncio.Semaphore(self.policy.concurrency)
-        last_of_run: dict[str, asyncio.Task[None]] = {}
         async with httpx.AsyncClient(timeout=self.policy.timeout_s) as client:
             async for event in manual.events():
                 message = event.message
                 source = Source(message.topic, message.partition, message.offset)
                 item = read(message.value, source)
-                run = item.decision.run_id if isinstance(item, Decision) else f"record:{source}"
+                if isinstance(item, BadRecord):
+                    job: Callable[[], Awaitable[None]] = partial(self._send_letter, dead_letter(item, SINK))
+                    run = f"record:{source}"
+                else:
+                    job = partial(self._deliver_new, client, item, message.value)
+                    run = item.decision.run_id
+                await self._schedule(run, job, acks.add(event), acks)
+
+    async def _consume_redrives(self, stream: faust.StreamT[Any]) -> None:
+        manual = cast(faust.Stream[Any], stream).noack()  # acknowledged once the redriven delivery is done
+        acks = InOrderAcks(manual.ack)
+        async with httpx.AsyncClient(timeout=self.policy.timeout_s) as client:
+            async for event in manual.events():
+                message = event.message
+                source = Source(message.topic, message.partition, message.offset)
+                request = self._redrive_request(message.value, message.headers, source)
                 slot = acks.add(event)
-                await in_flight.acquire()
-                task = asyncio.ensure_future(
-                    self._in_turn(last_of_run.get(run), client, item, message.value, slot, acks, in_flight)
-                )
-                last_of_run[run] = task
-                task.add_done_callback(partial(_forget, last_of_run, run))
+                if isinstance(request, BadRecord):
+                    await self._schedule(
+                        f"record:{source}", partial(self._send_letter, dead_letter(request, SINK)), slot, acks
+                    )
+                else:
+                    await self._schedule(request.run_id, partial(self._redeliver, client, request), slot, acks)
+
+    async def _schedule(self, run: str, job: Callable[[], Awaitable[None]], slot: _Slot, acks: InOrderAcks) -> None:
+        """Run ``job`` after the run's previous one (concurrently with other runs'), then acknowledge in order.
+
+        The task is created here, inside the stream's iteration, so it carries the record's Faust event in its
+        context: the table writes it makes go to that record's partition.
+        """
+        await self.in_flight.acquire()
+        task = asyncio.ensure_future(self._in_turn(self.last_of_run.get(run), job, slot, acks))
+        self.last_of_run[run] = task
+        task.add_done_callback(partial(_forget, self.last_of_run, run))
 
     async def _in_turn(
-        self,
-        before: asyncio.Task[None] | None,
-        client: httpx.AsyncClient,
-        item: Decision | BadRecord,
-        value: bytes | None,
-        slot: _Slot,
-        acks: InOrderAcks,
-        in_flight: asyncio.Semaphore,
+        self, before: asyncio.Task[None] | None, job: Callable[[], Awaitable[None]], slot: _Slot, acks: InOrderAcks
     ) -> None:
-        """Deliver after the run's previous decision is done, then acknowledge in partition order."""
         try:
             if before is not None:
                 await asyncio.wait([before])  # its outcome is its own; only its turn matters here
-            await self.handle(client, item, value)
+            await job()
             await acks.done(slot)
         except Exception:  # unacknowledged, so redelivered after a restart: logged, never lost
-            log.exception("decision at %s not delivered nor dead-lettered", item.source)
+            msg = slot.event.message
+            log.exception("record at %s:%d:%d not delivered nor dead-lettered", msg.topic, msg.partition, msg.offset)
         finally:
-            in_flight.release()
+            self.in_flight.release()
 
-    async def handle(self, client: httpx.AsyncClient, item: Decision | BadRecord, value: bytes | None) -> None:
-        source = item.source
-        if isinstance(item, BadRecord):
-            await self._send_letter(dead_letter(item, SINK))
-            return
-        failure = await self.deliver(client, item)
-        if failure is None:
-            self._count("delivered")
-            return
-        reason, error_type, attempts = failure
-        letter = DeadLetter(
-            dead_letter_id=f"{item.decision.decision_id}/delivery/{SINK}",
-            reason=f"sink {SINK}: {reason} after {attempts} attempt(s) to {self.url}"[:2000],
-            error_type=error_type,
-            source_topic=source.topic,
-            source_partition=source.partition,
-            source_offset=source.offset,
-            run_id=item.decision.run_id,
-            payload=value or b"",
-            at_ms=int(time.time() * 1000),
-            kind="delivery",
-            attempt=attempts,
-        )
-        await self._send_letter(letter)
+    # ------------------------------------------------------------------ deliveries
 
-    async def deliver(self, client: httpx.AsyncClient, item: Decision) -> tuple[str, str, int] | None:
-        """POST until acknowledged (None) or the budget is spent: (last reason, its type, attempts)."""
-        body = body_of(item)
-        delay = self.policy.backoff_s
-        reason, error_type = "", ""
-        for attempt in range(1, self.policy.max_attempts + 1):
-            headers = {
-                "Content-Type": "application/json",
-                "Idempotency-Key": item.decision.decision_id,
-                HEADER: sign(self.secret, body, int(time.time())),
-            }
-            wait = delay
-            try:
-                response = await client.post(self.url, content=body, headers=headers)
-            except httpx.HTTPError as exc:  # timeouts, refused or reset connections
-                reason, error_type = f"{type(exc).__name__}: {exc}", type(exc).__name__
-            else:
-                if 200 <= response.status_code < 300:
-                    return None
-                reason, error_type = f"HTTP {response.status_code}", f"HTTP{response.status_code}"
-                if response.status_code == 429:
-                    wait = min(_retry_after(response) or delay, self.policy.backoff_cap_s)
-                elif response.status_code < 500:
-                    return reason, error_type, attempt  # the endpoint refuses this request: retrying cannot help
+    def _state(self, decision_id: str) -> DeliveryState | None:
+        raw = self.table.get(decision_id)
+        return DeliveryState.from_json(raw) if isinstance(raw, dict) else None
+
+    def _save(self, decision_id: str, state: DeliveryState) -> None:
+        self.table[decision_id] = state.to_json()  # RocksDB now, the changelog topic (buffered) with it
+
+    async def _deliver_new(self, client: httpx.AsyncClient, item: Decision, value: bytes | None) -> None:
+        """A decision read from the topic: deliver it, unless the table says that was done (a re-read tail)."""
+        state = self._state(item.decision.decision_id)
+        if state is not None and state.status != d.PENDING:
+            self._count("skipped")  # delivered or dead-lettered before a restart: not sent again
+            return
+        await self._attempt_all(client, item, value, state or DeliveryState.first(value, item.source))
+
+    async def _attempt_all(
+        self, client: httpx.AsyncClient, item: Decision, value: bytes | None, state: DeliveryState
+    ) -> None:
+        """Attempt from where ``state`` stands until delivered or out of budget; every outcome goes to the table."""
+        key = item.decision.decision_id
+        body = d.body_of(item)
+        while True:
+            wait_s = state.due_ms / 1000 - time.time()
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)  # the backoff (or Retry-After) the last attempt set, kept across restarts
+            failure = await d.post(client, self.url, self.secret, key, body)
+            if failure is None:
+                self._save(key, state.delivered())
+                self._count("delivered")
+                return
             self._count("retried")
-            if attempt < self.policy.max_attempts:
-                await asyncio.sleep(wait)  # backoff before the next attempt
-                delay = min(delay * 2, self.policy.backoff_cap_s)
-        return reason, error_type, self.policy.max_attempts
+            state = state.failed(int(time.time() * 1000), d.wait_after(self.policy, failure, state.attempts + 1))
+            if failure.final or state.attempts >= self.policy.max_attempts:
+                break
+            self._save(key, state)
+        await self._send_letter(d.delivery_letter(item, value, failure, state, SINK, self.url))
+        self._save(key, state.dead())  # after the letter is on the broker: a crash between them re-sends the letter
+
+    # ------------------------------------------------------------------ redrives
+
+    def _redrive_request(self, value: bytes | None, headers: Any, source: Source) -> RunControl | BadRecord:
+        """A signed redrive request of a delivery letter, or why this record is none."""
+        payload = value or b""
+        try:
+            control = from_bytes(payload, RunControl)
+            authentication.verify(source.topic, control.control_id, payload, headers or [])
+        except (DecodeError, authentication.Unauthenticated) as exc:
+            return BadRecord(f"not a signed redrive request: {exc}", type(exc).__name__, payload, source)
+        if control.action != "redrive" or not control.dead_letter_id or "/delivery/" not in control.dead_letter_id:
+            return BadRecord(
+                f"not a delivery redrive: {control.action} of {control.dead_letter_id}",
+                "NotRedrivable",
+                payload,
+                source,
+            )
+        return control
+
+    async def _redeliver(self, client: httpx.AsyncClient, control: RunControl) -> None:
+        """Apply a redrive request in the run's turn: a fresh budget for the delivery its letter names."""
+        letter = control.dead_letter_id or ""
+        key = d.decision_of(letter)
+        state = self._state(key)
+        if state is None:
+            log.warning("redrive %s: no delivery %s in this sink's table; ignored", control.control_id, key)
+            return
+        if state.redrive != control.control_id:
+            if state.status != d.DEAD or letter != d.letter_id(key, SINK, state.generation):
+                log.info(
+                    "redrive %s: delivery %s is %s (generation %d); ignored",
+                    letter,
+                    key,
+                    state.status,
+                    state.generation,
+                )
+                return
+            state = state.redriven(control.control_id)
+            self._save(key, state)  # what `durable dlq redrive` waits for
+            self._count("redriven")
+            log.info("redrive %s: delivery %s re-queued by %s", letter, key, control.requested_by or "?")
+        elif state.status != d.PENDING:
+            return  # this request was applied and finished before a restart
+        value, source = state.record()
+        item = read(value, source)
+        if isinstance(item, BadRecord):  # the table held what the topic held: cannot happen short of corruption
+            raise RuntimeError(f"delivery {key} holds no readable decision: {item.reason}")
+        await self._attempt_all(client, item, value, state)
+
+    # ------------------------------------------------------------------ letters and counts
 
     def _count(self, outcome: str) -> None:
         self.counts[outcome] += 1
