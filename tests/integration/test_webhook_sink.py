@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from connectors.sinks.webhook.redrive import changelog_topic
 from connectors.sinks.webhook.signing import HEADER, verify
 from streams.config import Settings
+from streams.reading import read_all
 from streams.topics import Topics
 from tests.conftest import read_topic, wait_for
 from tests.sink_helpers import ROOT, decision, write_decisions
@@ -188,31 +190,80 @@ def test_a_flaky_endpoint_gets_every_decision_signed_and_keyed(
     assert delivery_letters(settings) == [], "every delivery succeeded within its budget"
 
 
-def test_a_sigkilled_sink_restarts_and_loses_nothing(
+def deliveries(settings: Settings) -> dict[str, dict[str, object]]:
+    """The sink's delivery table as its changelog holds it: each decision's latest state."""
+    table: dict[str, dict[str, object]] = {}
+    for msg in read_all(settings, changelog_topic(settings.namespace)):
+        if msg.value():
+            table[json.loads(msg.key() or b'""')] = json.loads(msg.value() or b"{}")
+    return table
+
+
+def test_a_sigkilled_sink_resumes_from_its_table_sending_nothing_recorded_twice(
     settings: Settings, receiver: tuple[Receiver, str], sinks: Sinks
 ) -> None:
     state, _ = receiver
     state.mode = "flaky"
-    decisions = [decision(f"fnol:acme:WK-{i:04d}", 1, T0 + i) for i in range(80)]
-    write_decisions(settings, list(decisions))
-    first = sinks.start("wh-1", "--max-attempts", "30")
-    wait_for(lambda: len(state.acknowledged()) >= 10 or None, 120, "some deliveries before the kill", every_s=0.05)
+    stuck = "fnol:acme:WK-STUCK"
+    state.blocked.add(stuck)  # its partition's committed offset cannot pass it: a restart re-reads what follows
+    mine = [decision(stuck, 1, T0), decision(stuck, 2, T0 + 10)]
+    others = [decision(f"fnol:acme:WK-{i:04d}", 1, T0 + i) for i in range(80)]
+    write_decisions(settings, [mine[0], *others[:40], mine[1], *others[40:]])
+    first = sinks.start("wh-1", "--max-attempts", "1000")
+    key = mine[0].decision_id
+
+    def mid_stream() -> dict[str, dict[str, object]] | None:
+        table = deliveries(settings)
+        done = [k for k, v in table.items() if v["status"] == "delivered"]
+        return table if len(done) >= 30 and int(str(table.get(key, {}).get("attempts", 0))) >= 3 else None
+
+    wait_for(mid_stream, 120, "30 deliveries recorded and the stuck run retried 3 times", every_s=0.2)
     first.kill()
     first.wait(10)
-    at_kill = len(state.acknowledged())
-    sinks.start("wh-2", "--max-attempts", "30")
-    wait_for(
-        lambda: len(state.acknowledged()) == len(decisions) or None,
-        180,
-        "every decision acknowledged after the restart",
-        every_s=0.5,
+    table = deliveries(settings)  # what the killed sink had recorded
+    recorded = {k for k, v in table.items() if v["status"] == "delivered"}
+    attempts_before = int(str(table[key]["attempts"]))
+    acknowledged_before = set(state.acknowledged())
+    seen_before = len(state.requests)
+
+    state.blocked.clear()
+    sinks.start("wh-2", "--max-attempts", "1000")
+    everything = {d.decision_id for d in [*mine, *others]}
+    wait_for(lambda: set(state.acknowledged()) == everything or None, 180, "every decision acknowledged", every_s=0.5)
+
+    after = [k for k, _, _, status in state.requests[seen_before:] if status != 0]
+    assert not recorded & set(after), "a delivery recorded as delivered was sent again after the restart"
+    tail = (acknowledged_before - recorded) & set(after)
+    print(
+        f"acknowledged before SIGKILL: {len(acknowledged_before)}, recorded delivered: {len(recorded)}; "
+        f"re-sent after restart (acknowledged, not yet recorded; same key): {len(tail)}"
     )
-    resent = sum(n - 1 for n in state.acknowledged().values())
-    print(f"acknowledged before SIGKILL: {at_kill}; acknowledged again after restart (same key): {resent}")
     assert_signed_and_keyed(state)
+    final = deliveries(settings)[key]
+    assert final["status"] == "delivered"
+    assert int(str(final["attempts"])) >= attempts_before > 0, "the stuck delivery resumed its attempts, not anew"
+    order = [k for k, _, _, status in state.requests if status == 200 and k.startswith(stuck)]
+    assert order == [mine[0].decision_id, mine[1].decision_id], "a run's decisions arrive in order"
 
 
-def test_an_endpoint_that_never_recovers_yields_delivery_dead_letters_and_the_sink_goes_on(
+def dlq(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "DURABLE_NAMESPACE": settings.namespace,
+        "DURABLE_PARTITIONS": str(settings.partitions),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", "dlq", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+def test_an_endpoint_that_never_recovers_yields_dead_letters_that_redrive_delivers_once_it_does(
     settings: Settings, receiver: tuple[Receiver, str], sinks: Sinks
 ) -> None:
     state, _ = receiver
@@ -225,37 +276,33 @@ def test_an_endpoint_that_never_recovers_yields_delivery_dead_letters_and_the_si
         120,
         "a delivery dead letter per decision",
     )
-    assert {d["run_id"] for d in letters} == {d.run_id for d in decisions}
+    assert {d["dead_letter_id"] for d in letters} == {f"{d.decision_id}/delivery/webhook/1" for d in decisions}
     assert all("HTTP 503 after 3 attempt(s)" in str(d["reason"]) for d in letters), letters
     assert len(state.requests) == 18, "three attempts per decision"
     assert proc.poll() is None
 
-    # The operator sees them with the other dead letters; redriving them is not built yet, and it says so.
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "DURABLE_NAMESPACE": settings.namespace}
-    listed = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "dlq", "list"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    listed = dlq(settings, "list")
     assert listed.returncode == 0 and listed.stdout.count("delivery") >= 6, listed.stdout + listed.stderr
-    letter_id = f"{decisions[0].decision_id}/delivery/webhook"
-    refused = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "dlq", "redrive", letter_id],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert refused.returncode != 0 and "only steps and compensations can be redriven" in refused.stderr, refused
 
-    state.mode = "ok"  # recovered: later decisions are delivered
+    state.mode = "ok"  # the endpoint recovers; the operator redrives one letter, then all the others
+    first_id = f"{decisions[0].decision_id}/delivery/webhook/1"
+    one = dlq(settings, "redrive", first_id)
+    assert one.returncode == 0 and f"{first_id}: redriven" in one.stdout, one.stdout + one.stderr
+    rest = dlq(settings, "redrive", "--all")
+    assert rest.returncode == 0, rest.stdout + rest.stderr
+    # --all takes the open letters only: the five others, not the one already redriven.
+    assert first_id not in rest.stdout and rest.stdout.count(": redriven") == 5, rest.stdout
+    wait_for(lambda: len(state.acknowledged()) == 6 or None, 60, "every redriven delivery acknowledged")
+    assert set(state.acknowledged()) == {d.decision_id for d in decisions}
+    assert all(n == 1 for n in state.acknowledged().values()), "each redriven delivery acknowledged once"
+    assert_signed_and_keyed(state)
+    again = dlq(settings, "redrive", first_id)
+    assert again.returncode == 0 and "already redriven" in again.stdout, again.stdout + again.stderr
+    assert dlq(settings, "list", "--open").stdout.count("delivery") == 0, "every delivery letter is redriven"
+
     later = [decision(f"fnol:acme:WL-{i:04d}", 1, T0 + i) for i in range(4)]
     write_decisions(settings, list(later))
-    wait_for(lambda: len(state.acknowledged()) == len(later) or None, 60, "later decisions delivered")
+    wait_for(lambda: len(state.acknowledged()) == 10 or None, 60, "later decisions delivered")
 
 
 def test_one_runs_failing_deliveries_hold_back_no_other_run_and_a_runs_decisions_stay_in_order(

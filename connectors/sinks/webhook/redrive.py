@@ -36,6 +36,11 @@ def changelog_topic(namespace: str) -> str:
     return f"{app_id(namespace)}-{TABLE}-changelog"
 
 
+def state_key(decision_id: str) -> bytes:
+    """A delivery's key on the changelog: the decision id as Faust writes a ``str`` table key (JSON)."""
+    return json.dumps(decision_id).encode()
+
+
 class DeliveryRedrive:
     """The ``delivery`` kind's redrive: a request on the sink's redrive topic, applied when its table says so."""
 
@@ -47,7 +52,7 @@ class DeliveryRedrive:
     def applied(self, settings: Settings, control: RunControl) -> bool:
         from connectors.sinks.webhook.delivery import decision_of
 
-        key = decision_of(control.dead_letter_id or "").encode()
+        key = state_key(decision_of(control.dead_letter_id or ""))
         latest: bytes | None = None
         for msg in read_all(settings, changelog_topic(settings.namespace)):
             if msg.key() == key:
