@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import TopicPartition
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import AccessType, Options, Rdict, WriteBatch
 
 from schemas import DecodeError, from_bytes
 from schemas.codec import peek_schema
@@ -136,12 +136,15 @@ class StateDirInUse(RuntimeError):
 class RunTable:
     """Run states by (partition, run id), restored from ``changelog_topic``."""
 
-    def __init__(self, path: Path, changelog_topic: str) -> None:
-        path.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, changelog_topic: str, read_only: bool = False) -> None:
+        """Open (or create) the table at ``path``; ``read_only`` opens a worker's table beside it (bench/soak.py)."""
         options = Options(raw_mode=True)
-        options.create_if_missing(True)
+        if not read_only:
+            path.mkdir(parents=True, exist_ok=True)
+            options.create_if_missing(True)
+        access = AccessType.read_only() if read_only else AccessType.read_write()
         try:
-            self._db = Rdict(str(path), options=options)
+            self._db = Rdict(str(path), options=options, access_type=access)
         except Exception as exc:
             if "lock" in str(exc).lower():
                 raise StateDirInUse(f"state directory {path} is locked by another worker") from exc
