@@ -4,7 +4,7 @@ One worker with a 1 s run retention: finished runs get an ExpiredRun marker in t
 RocksDB; a run waiting out a retry backoff stays; `durable status`/`replay` say the runs expired; their
 re-submissions start nothing. Then a worker restarted on a wiped state directory, with a short marker
 period, restores the markers and forgets them with tombstones; a run table rebuilt from the changelog
-holds none of them.
+holds none of them. And `durable dlq redrive` refuses a run that expired.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from streams.topics import Topics
 from streams.worker import Worker
 from tests.conftest import ROOT, read_topic, wait_for
 from tests.helpers import outcomes
-from tests.workflows import FLAKY_LONG
+from tests.workflows import FAILING, FLAKY_LONG
 
 Latest = RunState | ExpiredRun | None  # None: a tombstone
 
@@ -165,3 +165,20 @@ def test_finished_runs_expire_and_stay_expired(settings: Settings, monkeypatch: 
         rebuilt.close()
     shown = cli(s, "status", done[3].run_id)
     assert shown.returncode == 0 and "expired" in shown.stdout, shown.stdout + shown.stderr
+
+
+def test_an_expired_run_cannot_be_redriven(settings: Settings) -> None:
+    s = dataclasses.replace(settings, run_retention_s=1.0, expired_marker_s=600.0)
+    failed = accept(FAILING, {"order_id": "X00000", "customer": "c1", "amount": 1.0})
+    worker = Worker(s, [FAILING]).start()
+    try:
+        produce_inputs(s, FAILING, [failed])
+        wait_for(lambda: isinstance(changelog(s)[0].get(failed.run_id), ExpiredRun) or worker.failed, 60, "expiry")
+        assert worker.failed is None
+    finally:
+        worker.stop()
+        worker.join(20)
+    letter = next(d for d in read_topic(s, Topics(s.namespace).dead_letters) if d["run_id"] == failed.run_id)
+    refused = cli(s, "dlq", "redrive", letter["dead_letter_id"], "--timeout", "1")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "expired" in refused.stdout and "cannot redrive" in refused.stdout
