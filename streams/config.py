@@ -13,6 +13,14 @@ def _env_int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+DAY_S = 86_400.0
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the broker is, which namespace of topics to use, and how to behave.
@@ -43,6 +51,15 @@ class Settings:
     group_stuck_s: float = 30.0
     # How often a worker re-measures the embedded broker's partitions against its wall (streams.wall).
     wall_probe_s: float = 30.0
+    # Bounded state (streams.retention): a finished run leaves the run table this long after its last
+    # change (0: never), leaving a small "expired" marker that recognises re-submissions for
+    # ``expired_marker_s`` more before it too is deleted.
+    run_retention_s: float = 7 * DAY_S
+    expired_marker_s: float = 30 * DAY_S
+    # Topic retention by role, set when a topic is created (real Kafka; the embedded broker ignores it):
+    # step commands, results and run controls are short-lived; journal, workflow inputs/outputs, dead letters long.
+    short_topic_retention_s: float = 3 * DAY_S
+    long_topic_retention_s: float = 90 * DAY_S
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -55,6 +72,10 @@ class Settings:
             low_latency=os.environ.get("DURABLE_LOW_LATENCY", "1") != "0",
             group_stuck_s=float(os.environ.get("DURABLE_GROUP_STUCK_S") or 30.0),
             wall_probe_s=float(os.environ.get("DURABLE_WALL_PROBE_S") or 30.0),
+            run_retention_s=_env_float("DURABLE_RUN_RETENTION_S", 7 * DAY_S),
+            expired_marker_s=_env_float("DURABLE_EXPIRED_MARKER_S", 30 * DAY_S),
+            short_topic_retention_s=_env_float("DURABLE_SHORT_RETENTION_S", 3 * DAY_S),
+            long_topic_retention_s=_env_float("DURABLE_LONG_RETENTION_S", 90 * DAY_S),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(base, **clean)  # type: ignore[arg-type]

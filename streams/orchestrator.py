@@ -8,6 +8,10 @@ commits the batch's writes in the order that makes a crash harmless
 (:mod:`streams.checkpoint`: outputs, changelog, RocksDB, offsets). When it is
 given partitions it takes them over first (:mod:`streams.recovery`).
 
+Every ``sweep_every_s`` it also expires the finished runs past their retention
+and forgets the expired ones past their marker period, in a checkpoint of
+its own (:mod:`streams.retention`).
+
 Retries waiting out a backoff are timers in their run's state; a fired timer
 has no input offset: its records carry ``src=timer:...`` and are always
 guarded on take-over, and its event time is its due time, so firing it again
@@ -42,7 +46,7 @@ from processors.engine.workflow import Workflow
 from processors.models import client_from_env
 from schemas import DecodeError, encode, to_bytes
 from schemas.models import DeadLetter, JournalEvent, JournalKind, RunState, StepCommand, StepResult
-from streams import authentication, deadletters
+from streams import authentication, deadletters, retention
 from streams.admission import Admission
 from streams.checkpoint import Checkpoint, Write
 from streams.config import Settings
@@ -115,6 +119,7 @@ class Orchestrator:
         self._writer: Writer | None = None
         self._table: RunTable | None = None
         self._slice = LOW_LATENCY_SLICE_S if settings.low_latency else None
+        self._next_sweep = time.monotonic()
 
     # -- topics ----------------------------------------------------------------
 
@@ -211,11 +216,27 @@ class Orchestrator:
                 due = self.timers.pop_due(_now_ms())
                 if msgs or due or self.admission.waiting():
                     self._process(msgs, due)
+                if retention.expires(self.settings) and time.monotonic() >= self._next_sweep:
+                    self._sweep()
         finally:
             leave(self._consumer, self.group_watch, self.settings.heartbeat_interval_ms / 1000, LEAVE_LIMIT_S)
             self._writer.close()
             self._table.close()
             self.local.close()
+
+    def _sweep(self) -> None:
+        """Expire finished runs past retention, forget expired ones past their marker period (streams.retention)."""
+        assert self._writer and self._consumer and self._table
+        checkpoint, full = retention.sweep(self.settings, self._table, set(self.owned), _now_ms())
+        lost = checkpoint.commit(
+            self._writer, self.topics.run_changelog, self._table, self._consumer, self.guard, self._fence
+        )
+        if lost:
+            self._fenced_out(lost, 0)
+        if checkpoint.markers or checkpoint.forgotten:
+            log.info("retention: %d runs expired, %d forgotten", len(checkpoint.markers), len(checkpoint.forgotten))
+        # A backlog (retention just shortened, or a long stop) is worked off batch by batch between inputs.
+        self._next_sweep = time.monotonic() + (0.0 if full else retention.sweep_every_s(self.settings))
 
     def _poll_timeout(self) -> float:
         """Wait for records no longer than until the next retry is due."""
@@ -256,18 +277,18 @@ class Orchestrator:
                 self._dead_letter(checkpoint, report, msg, str(exc), type(exc).__name__)
                 continue
             event = inbound.event
-            if (
-                inbound.forward_to is None
-                and isinstance(event, RunRequested)
-                and self._is_new(checkpoint, p, inbound.run_id)
-                and not self.admission.was_admitted(msg)
-            ):
-                was_held = self.admission.admit(msg)
-                if was_held is None:
-                    continue  # no room: held, with the rest of its partition
-                if was_held:
-                    # Held back by admission: the run starts (and its latency budget runs) now; the wait is traced.
-                    event = dataclasses.replace(event, admitted_at_ms=admitted_at)
+            if inbound.forward_to is None and isinstance(event, RunRequested):
+                if self._expired(checkpoint, report, msg, p, event):
+                    checkpoint.consumed(topic, p, offset)
+                    self.admission.applied(msg)
+                    continue
+                if self._is_new(checkpoint, p, inbound.run_id) and not self.admission.was_admitted(msg):
+                    was_held = self.admission.admit(msg)
+                    if was_held is None:
+                        continue  # no room: held, with the rest of its partition
+                    if was_held:
+                        # Held back by admission: the run starts (and its latency budget runs) now; the wait is traced.
+                        event = dataclasses.replace(event, admitted_at_ms=admitted_at)
             checkpoint.consumed(topic, p, offset)
             self.admission.applied(msg)
             if inbound.forward_to is not None:
@@ -308,6 +329,22 @@ class Orchestrator:
     def _is_new(self, checkpoint: Checkpoint, p: int, run_id: str) -> bool:
         assert self._table is not None
         return (p, run_id) not in checkpoint.states and self._table.get(p, run_id) is None
+
+    def _expired(self, checkpoint: Checkpoint, report: _Report, msg: Message, p: int, event: RunRequested) -> bool:
+        """Whether ``event`` re-submits an expired run (streams.retention): if so, it never starts a second run.
+
+        The same input is a duplicate, ignored like one for a retained run; a different one is dead-lettered.
+        """
+        assert self._table is not None
+        marker = None if (p, event.run_id) in checkpoint.states else self._table.expired(p, event.run_id)
+        if marker is None:
+            return False
+        if retention.resubmission(marker, event.input) == "duplicate":
+            log.info("%s; its re-submission is a duplicate, ignored", retention.describe(marker))
+        else:
+            reason = f"{retention.describe(marker)}; this input differs from the one it ran with, so it is not started"
+            self._dead_letter(checkpoint, report, msg, reason, "ExpiredRunConflict", event.run_id)
+        return True
 
     def _dead_letter(
         self,

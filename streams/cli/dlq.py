@@ -14,7 +14,7 @@ from rich.text import Text
 from processors.engine.status import run_status
 from schemas import DecodeError, decode
 from schemas.models import JournalKind, RunStatus
-from streams import authentication, deadletters
+from streams import authentication, deadletters, retention
 from streams.cli.common import NamespaceOpt, WorkflowOpt, fail, out, settings, workflows
 from streams.journal import run_journal
 from streams.reading import dumps
@@ -131,7 +131,8 @@ def dlq_redrive(
     Idempotent: a letter already redriven is reported and left alone, and the
     orchestrator ignores a repeated request. Exit 0 when every selected
     letter is (or already was) redriven, 1 when one was not applied in time
-    or its run has not stopped, 2 when a letter cannot be redriven or the
+    or its run has not stopped, 2 when a letter cannot be redriven (its run expired:
+    ``DURABLE_RUN_RETENTION_S``) or the
     worker secret is missing. The request is signed with the worker secret
     and records the OS user running this command as ``requested_by``.
     """
@@ -173,6 +174,11 @@ def dlq_redrive(
                 markup=False,
             )
             code = 1
+            continue
+        expired = retention.lookup(s, control.run_id)
+        if expired is not None:  # its state left the run table: the orchestrator would ignore the request
+            out.print(f"{letter.dead_letter_id}: {retention.describe(expired, control.run_id)}; cannot redrive it", markup=False)
+            code = 2
             continue
         to_send.append(control)
     deadletters.request_redrives(s, to_send)
