@@ -1,8 +1,8 @@
 """A run as its journal tells it, for every reader (``durable status``, the gateway, the console).
 
 :func:`view` folds one run's journal events into its status, its times, its
-input (the RUN_STARTED detail: tokenised, as Kafka has it) and its output (the
-RUN_COMPLETED detail, e.g. a routed decision); :func:`list_runs` does it for
+input (the RUN_STARTED detail: tokenised, as Kafka has it) and its output (what
+its last ending event carries, e.g. a routed decision); :func:`list_runs` does it for
 every run of a namespace.
 """
 
@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from processors.engine.status import run_status
+from processors.engine.status import ENDINGS, run_status
 from schemas.models import JournalEvent, JournalKind, RunStatus
 from streams.config import Settings
 from streams.journal import journals
@@ -48,12 +48,21 @@ def _detail(event: JournalEvent) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def output_of(ending: JournalEvent) -> dict[str, Any] | None:
+    """What an ending event says the run's output is (a failed run's is what ``on_failure`` built, if anything)."""
+    detail = _detail(ending)
+    if detail is None or ending.kind is JournalKind.RUN_COMPLETED:
+        return detail
+    output = detail.get("output")
+    return output if isinstance(output, dict) else None
+
+
 def view(events: list[JournalEvent]) -> RunView | None:
     """The run these events (one run's, in seq order) tell of; None for no events."""
     if not events:
         return None
     started = next((e for e in events if e.kind is JournalKind.RUN_STARTED), None)
-    completed = [e for e in events if e.kind is JournalKind.RUN_COMPLETED]
+    endings = [e for e in events if e.kind in ENDINGS]
     return RunView(
         run_id=events[0].run_id,
         workflow=events[0].workflow,
@@ -62,7 +71,7 @@ def view(events: list[JournalEvent]) -> RunView | None:
         last_ms=events[-1].at_ms,
         events=events,
         input=_detail(started) if started is not None else None,
-        output=_detail(completed[-1]) if completed else None,
+        output=output_of(endings[-1]) if endings else None,
     )
 
 
