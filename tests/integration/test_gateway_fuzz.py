@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
-
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from streams.config import Settings
