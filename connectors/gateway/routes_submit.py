@@ -157,17 +157,16 @@ def running(part: Any, what: str) -> Any:
 
 
 async def _produce(gw: Gateway, record: IdempotencyRecord, producer: InputProducer, item: Any, new: bool) -> None:
-    if new and gw.lag is not None:
-        lag = await run_in_threadpool(gw.lag.current)
-        if lag > gw.config.max_input_lag:
-            await run_in_threadpool(record.forget, item.run_id)
-            wait = max(1, math.ceil(lag / 1000))
-            raise Problem(
-                503,
-                f"the engine is {lag} inputs behind (threshold {gw.config.max_input_lag}); retry later",
-                type_="backpressure",
-                headers={"Retry-After": str(wait)},
-            )
+    lag = gw.lag.last if gw.lag is not None else None
+    if new and lag is not None and lag > gw.config.max_input_lag:
+        await run_in_threadpool(record.forget, item.run_id)
+        wait = max(1, math.ceil(lag / 1000))
+        raise Problem(
+            503,
+            f"the engine is {lag} inputs behind (threshold {gw.config.max_input_lag}); retry later",
+            type_="backpressure",
+            headers={"Retry-After": str(wait)},
+        )
     try:
         await producer.send(item)
     except Exception:
