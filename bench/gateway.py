@@ -18,7 +18,8 @@ KAFKA_BOOTSTRAP_SERVERS is set. Usage:
 3. **HTTP to decision at R claims/s**: a gateway and a worker; claims sent
    open-loop at R/s for D seconds with ``Prefer: wait=10``; the time from the
    request to the 200 carrying the decision, p50/p99 (a 202, no decision in
-   10 s, is counted apart).
+   10 s, is counted apart); and the gateway's share, from the decision's
+   ``decided_at_ms`` to the answer.
 """
 
 from __future__ import annotations
@@ -202,10 +203,13 @@ async def _accept_httpx(gw: Gateway, seconds: int, connections: int) -> dict[str
 async def _decide(gw: Gateway, rate: float, seconds: float) -> dict[str, float]:
     headers = {"Authorization": f"Bearer {gw.key}", "Prefer": "wait=10"}
     decided: list[float] = []
+    after_decision: list[float] = []  # decided_at_ms (the worker's clock) to the answer here: the gateway's share
     undecided = 0
     errors = 0
     tag = f"D{uuid.uuid4().hex[:6]}"
-    async with httpx.AsyncClient(base_url=gw.url, headers=headers, timeout=30) as c:
+    # Enough connections for every request in flight (R/s x up to 10 s each): a pool queue would be the client's.
+    limits = httpx.Limits(max_connections=int(rate * 12) + 10, max_keepalive_connections=int(rate * 12) + 10)
+    async with httpx.AsyncClient(base_url=gw.url, headers=headers, timeout=30, limits=limits) as c:
         # One run first, so the worker's group join is not in the figures.
         warm = await c.post("/api/v1/agent/run", json=_report(0, f"{tag}warm"), headers={"Prefer": "wait=10"})
         while warm.status_code != 200:
@@ -217,6 +221,7 @@ async def _decide(gw: Gateway, rate: float, seconds: float) -> dict[str, float]:
             r = await c.post("/api/v1/agent/run", json=_report(i, tag))
             if r.status_code == 200:
                 decided.append((time.perf_counter() - t0) * 1000)
+                after_decision.append(time.time() * 1000 - float(r.json()["output"]["decided_at_ms"]))
             elif r.status_code == 202:
                 undecided += 1
             else:
@@ -232,6 +237,7 @@ async def _decide(gw: Gateway, rate: float, seconds: float) -> dict[str, float]:
     return {
         "claims": float(n), "decided": float(len(decided)), "undecided_in_10s": float(undecided),
         "errors": float(errors), "p50_ms": pct(decided, 0.5), "p99_ms": pct(decided, 0.99),
+        "after_p50_ms": pct(after_decision, 0.5), "after_p99_ms": pct(after_decision, 0.99),
     }
 
 
@@ -242,29 +248,35 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rate", type=float, default=25.0, help="claims/s for HTTP-to-decision")
     ap.add_argument("--decide-seconds", type=float, default=20.0)
+    ap.add_argument("--parts", default="produce,accept,decide", help="which of produce,accept,decide to run")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     broker = None if external else EmbeddedBroker(log_path=str(Path(tempfile.mkdtemp()) / "broker.log")).start()
     bootstrap = external or (broker.bootstrap_servers if broker else "")
     try:
-        produced = bench_produce(bootstrap, args.claims)
-        print(
-            f"durable produce   {produced['claims']:.0f} claims in {produced['wall_s']:.2f} s: "
-            f"{produced['per_s']:,.0f} claims/s ({produced['per_s_less_start']:,.0f}/s less the process start)"
-        )
-        gw = Gateway(bootstrap, f"gwload{uuid.uuid4().hex[:6]}")
-        try:
-            if shutil.which("wrk"):
-                acc = bench_accept_wrk(gw, args.seconds, args.connections)
-            else:
-                acc = asyncio.run(_accept_httpx(gw, args.seconds, args.connections))
-        finally:
-            gw.stop()
-        print(
-            f"gateway POST      {acc['per_s']:,.0f} accepted requests/s, p50 {acc['p50_ms']:.1f} ms, "
-            f"p99 {acc['p99_ms']:.1f} ms ({acc['requests']:.0f} requests, {acc['non_2xx']:.0f} not 202; "
-            f"{args.connections} connections, {args.seconds} s, {acc['tool']})"
-        )
+        if "produce" in parts:
+            produced = bench_produce(bootstrap, args.claims)
+            print(
+                f"durable produce   {produced['claims']:.0f} claims in {produced['wall_s']:.2f} s: "
+                f"{produced['per_s']:,.0f} claims/s ({produced['per_s_less_start']:,.0f}/s less the process start)"
+            )
+        if "accept" in parts:
+            gw = Gateway(bootstrap, f"gwload{uuid.uuid4().hex[:6]}")
+            try:
+                if shutil.which("wrk"):
+                    acc = bench_accept_wrk(gw, args.seconds, args.connections)
+                else:
+                    acc = asyncio.run(_accept_httpx(gw, args.seconds, args.connections))
+            finally:
+                gw.stop()
+            print(
+                f"gateway POST      {acc['per_s']:,.0f} accepted requests/s, p50 {acc['p50_ms']:.1f} ms, "
+                f"p99 {acc['p99_ms']:.1f} ms ({acc['requests']:.0f} requests, {acc['non_2xx']:.0f} not 202; "
+                f"{args.connections} connections, {args.seconds} s, {acc['tool']})"
+            )
+        if "decide" not in parts:
+            return
         ns = f"gwdecide{uuid.uuid4().hex[:6]}"
         gw = Gateway(bootstrap, ns)
         worker = subprocess.Popen(
@@ -280,7 +292,8 @@ def main() -> None:
         print(
             f"HTTP to decision  at {args.rate:g} claims/s for {args.decide_seconds:g} s: p50 {dec['p50_ms']:,.0f} ms, "
             f"p99 {dec['p99_ms']:,.0f} ms ({dec['decided']:.0f} decided within the wait, "
-            f"{dec['undecided_in_10s']:.0f} not within 10 s, {dec['errors']:.0f} errors)"
+            f"{dec['undecided_in_10s']:.0f} not within 10 s, {dec['errors']:.0f} errors); "
+            f"decision to answer p50 {dec['after_p50_ms']:.0f} ms, p99 {dec['after_p99_ms']:.0f} ms"
         )
     finally:
         if broker is not None:
