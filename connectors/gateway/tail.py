@@ -18,11 +18,13 @@ from confluent_kafka import TopicPartition
 
 from schemas import DecodeError, from_bytes
 from schemas.models import JournalEvent
+from streams import wall
 from streams.config import Settings
 from streams.kafka import reader, take
 from streams.topics import Topics, ensure_topics
 
 log = logging.getLogger(__name__)
+FETCH_WAIT_MS = 10
 
 
 class JournalTail:
@@ -57,7 +59,9 @@ class JournalTail:
     def _run(self) -> None:
         try:
             ensure_topics(self.settings, [self.topic])
-            c = reader(self.settings)
+            # A short fetch wait (at least what the broker's wall needs): a decision is answered when it is
+            # journaled, not up to a default fetch wait later.
+            c = reader(self.settings, **{"fetch.wait.max.ms": wall.fetch_wait_ms(self.settings, FETCH_WAIT_MS, [self.topic])})
         except Exception as exc:  # readyz reports it; the API answers 503 for what needs the tail
             self.failed = f"{type(exc).__name__}: {exc}"
             log.error("journal tail did not start: %s", self.failed)
@@ -72,7 +76,7 @@ class JournalTail:
             c.assign(starts)
             self.started.set()
             while not self._stop.is_set():
-                for msg in take(c, 500, 0.1):
+                for msg in take(c, 500, 0.1, slice_s=0.01):
                     if msg.error():
                         continue
                     try:
