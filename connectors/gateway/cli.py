@@ -29,7 +29,7 @@ def gateway(
     workflow: WorkflowOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Serve the gateway (OpenAPI at /docs and /openapi.json) until stopped."""
+    """Serve the gateway (its OpenAPI document at /openapi.json) until stopped."""
     import uvicorn
 
     from connectors.gateway.app import create_app

@@ -29,7 +29,10 @@ class TenantLimits:
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        storage = storage_from_string(_async_uri(config.rate_storage))
+        uri = _async_uri(config.rate_storage)
+        # redis-py (a dependency already) rather than limits' default async client, coredis.
+        options = {"implementation": "redispy"} if uri.startswith(("async+redis://", "async+rediss://")) else {}
+        storage = storage_from_string(uri, **options)
         self._limiter = MovingWindowRateLimiter(storage)
         self._items: dict[str, tuple[RateLimitItem, RateLimitItem]] = {}
 

@@ -7,6 +7,8 @@ import logging
 import os
 import subprocess
 import sys
+import uuid
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -134,6 +136,19 @@ def test_rate_limit_is_429_with_retry_after_and_per_tenant(settings: Settings) -
         _problem(limited, 429)
         assert int(limited.headers["retry-after"]) >= 1
         assert b.get("/api/v1/runs").status_code == 200, "another tenant has its own limit"
+
+
+def test_gateways_sharing_redis_share_one_limit(settings: Settings) -> None:
+    rates = {"default": {"per_second": 1, "burst": 3}}
+    tenant = f"t{uuid.uuid4().hex[:12]}"  # Redis outlives the test: a tenant of its own
+    shared = {"rates": rates, "rate_storage": "redis://127.0.0.1:6379"}
+    with LiveGateway(settings, **shared) as one, LiveGateway(replace(settings, state_dir=settings.state_dir / "two"), **shared) as two:
+        key = one.key(tenant, Role.VIEWER)
+        two.keys.path.parent.mkdir(parents=True, exist_ok=True)
+        two.keys.path.write_bytes(one.keys.path.read_bytes())  # the same key file on both
+        with one.client(key) as a, two.client(key) as b:
+            codes = [c.get("/api/v1/runs").status_code for c in (a, b, a, b)]
+        assert codes == [200, 200, 200, 429], f"one limit across both gateways: {codes}"
 
 
 def test_backpressure_refuses_new_runs_while_the_engine_is_behind(settings: Settings) -> None:
