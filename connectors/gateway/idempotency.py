@@ -92,8 +92,13 @@ class IdempotencyRecord:
         return str(row[0]), str(row[1])
 
     def known(self, run_id: str) -> bool:
+        return self.accepted_at(run_id) is not None
+
+    def accepted_at(self, run_id: str) -> int | None:
+        """When this gateway's record took the run (ms), if it has and the broker acknowledged it."""
         with self._lock:
-            return self._db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is not None
+            row = self._db.execute("SELECT at_ms FROM runs WHERE run_id = ? AND acked = 1", (run_id,)).fetchone()
+        return int(row[0]) if row is not None else None
 
     def close(self) -> None:
         with self._lock:

@@ -108,9 +108,19 @@ async def runs(
 
 @router.get("/api/v1/runs/{run_id}", response_model=RunDetail, responses=documented(401, 403, 404, 429))
 async def run(request: Request, run_id: str, who: Annotated[Principal, Depends(caller)]) -> RunDetail:
-    """A run's state, its step timeline and its decision."""
+    """A run's state (ACCEPTED until a worker starts it), its step timeline and its decision."""
     require(who, READ_RUNS, "reading runs")
-    found = await own_run(gateway(request), who, run_id)
+    gw = gateway(request)
+    try:
+        found = await own_run(gw, who, run_id)
+    except Problem:
+        # Accepted here, not yet started by a worker: the status URL of a 202 answers from the first moment.
+        at = gw.idempotency.accepted_at(run_id) if gw.idempotency is not None else None
+        if at is None or tenant_of_run(run_id) != who.tenant:
+            raise
+        return RunDetail(
+            run_id=run_id, workflow=gw.wf.name, status="ACCEPTED", started_at_ms=at, last_event_at_ms=at, timeline=[]
+        )
     return RunDetail(**_summary(found), timeline=[entry(e) for e in found.events])
 
 

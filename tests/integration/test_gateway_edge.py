@@ -113,6 +113,8 @@ def test_same_claim_is_same_run_and_another_body_is_409(settings: Settings) -> N
         assert first.status_code == 202, first.text
         run_id = first.json()["run_id"]
         assert run_id == "fnol:acme:CLM-100002" and first.headers["location"] == f"/api/v1/runs/{run_id}"
+        status = c.get(first.json()["status_url"])  # no worker yet: accepted, not started
+        assert status.status_code == 200 and status.json()["status"] == "ACCEPTED", status.text
         again = c.post("/api/v1/agent/run", json=sample(1, tenant_id="acme"))
         assert again.status_code == 202 and again.json()["run_id"] == run_id and again.json()["duplicate"] is True
         conflict = _problem(c.post("/api/v1/agent/run", json=sample(1, estimated_amount=1.0)), 409)
