@@ -121,7 +121,7 @@ def create_app(
             gw.lag = InputLag(settings, gw.producer.topic)
             from connectors.gateway.tail import JournalTail
 
-            gw.tail = JournalTail(settings, loop)
+            gw.tail = JournalTail(settings, loop, gw.metrics.observe)
         try:
             yield
         finally:

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 
 from confluent_kafka import TopicPartition
 
@@ -30,10 +31,16 @@ FETCH_WAIT_MS = 10
 class JournalTail:
     """Follows the journal; :meth:`subscribe` gives a queue of one run's events from now on."""
 
-    def __init__(self, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        loop: asyncio.AbstractEventLoop,
+        observe: Callable[[JournalEvent], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.topic = Topics(settings.namespace).journal
         self._loop = loop
+        self._observe = observe  # every event, in the tail's thread (the metrics count them)
         self._subscribers: dict[str, set[asyncio.Queue[JournalEvent]]] = defaultdict(set)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -83,6 +90,8 @@ class JournalTail:
                         event = from_bytes(msg.value() or b"", JournalEvent)
                     except DecodeError:
                         continue
+                    if self._observe is not None:
+                        self._observe(event)
                     with self._lock:
                         queues = list(self._subscribers.get(event.run_id, ()))
                     for queue in queues:

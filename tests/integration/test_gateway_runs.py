@@ -93,6 +93,10 @@ def test_runs_through_http_decided_by_a_worker(settings: Settings, workers: Work
             assert {r["run_id"] for r in g.get("/api/v1/runs").json()["runs"]} == {other}
             assert other not in {r["run_id"] for r in a.get("/api/v1/runs").json()["runs"]}
             assert g.post("/api/v1/agent/run", json=sample(4, tenant_id="acme")).status_code == 403
+            # /metrics counts the runs the journal ended, as the workers' own durable.runs does.
+            text = a.get("/metrics").text
+            ended = [line for line in text.splitlines() if line.startswith("durable_runs_total{")]
+            assert sum(float(line.rsplit(" ", 1)[1]) for line in ended) >= 3, ended
 
 
 def test_dead_letters_through_http_and_redrive_by_operators(settings: Settings, workers: WorkerProcesses) -> None:
