@@ -124,14 +124,6 @@ async def run(request: Request, run_id: str, who: Annotated[Principal, Depends(c
     return RunDetail(**_summary(found), timeline=[entry(e) for e in found.events])
 
 
-def _attrs(span: Any) -> dict[str, Any]:
-    try:
-        value = json.loads(span.attributes_json)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 @router.get("/api/v1/runs/{run_id}/trace", response_model=TraceView, responses=documented(401, 403, 404, 429))
 async def trace(request: Request, run_id: str, who: Annotated[Principal, Depends(caller)]) -> TraceView:
     """A run's spans with tokens, cost and eval marks, its totals against its budgets, and its output."""
@@ -139,14 +131,11 @@ async def trace(request: Request, run_id: str, who: Annotated[Principal, Depends
     gw = gateway(request)
     await own_run(gw, who, run_id)
     loaded = await run_in_threadpool(traces.load, gw.settings, run_id, gw.wf)
-    gates = loaded.evaluation.gates if loaded.evaluation is not None else ()
-    marks: dict[str, bool] = {}
-    for g in gates:
-        if g.span:
-            marks[g.span] = marks.get(g.span, True) and g.passed
+    marks = traces.marks(loaded)  # what `durable trace` shows, computed by the same functions
+    summed = traces.totals(loaded)
     spans = []
     for s in loaded.spans:
-        attrs = _attrs(s)
+        attrs = traces.attributes(s)
         spans.append(
             Span(
                 span_id=s.span_id,
@@ -156,27 +145,23 @@ async def trace(request: Request, run_id: str, who: Annotated[Principal, Depends
                 end_unix_nano=s.end_unix_nano,
                 duration_ms=(s.end_unix_nano - s.start_unix_nano) / 1e6,
                 status=s.status,
-                tokens=int(attrs.get("gen_ai.usage.input_tokens", 0)) + int(attrs.get("gen_ai.usage.output_tokens", 0)),
-                cost_usd=float(attrs.get("durable.cost_usd", 0.0)),
+                tokens=traces.tokens_of(attrs),
+                cost_usd=traces.cost_of(attrs),
                 eval_passed=marks.get(s.name),
                 attributes=attrs,
             )
         )
-    root = next((s for s in loaded.spans if s.name == "orchestrator.run"), None)
-    queued = float(_attrs(root).get("durable.queued_ms", 0)) if root is not None else 0.0
-    t0 = min((s.start_unix_nano for s in loaded.spans), default=0)
-    t1 = max((s.end_unix_nano for s in loaded.spans), default=0)
-    latency = ((root.end_unix_nano - root.start_unix_nano) if root is not None else (t1 - t0)) / 1e6 - queued
     ev = loaded.evaluation
+    gates = ev.gates if ev is not None else ()
     return TraceView(
         run_id=run_id,
-        trace_id=root.trace_id if root is not None else None,
+        trace_id=summed.root.trace_id if summed.root is not None else None,
         spans=spans,
         gates=[Gate(name=g.name, passed=g.passed, reason=g.reason, span=g.span) for g in gates],
-        latency_ms=latency,
+        latency_ms=summed.latency_ms,
         latency_budget_ms=ev.latency_budget_ms if ev is not None else None,
-        tokens=sum(s.tokens for s in spans),
-        cost_usd=sum(s.cost_usd for s in spans),
+        tokens=summed.tokens,
+        cost_usd=summed.cost_usd,
         cost_budget_usd=ev.cost_budget_usd if ev is not None else None,
         output=loaded.output,
         summary=gw.wf.describe(loaded.output) if loaded.output is not None else None,
