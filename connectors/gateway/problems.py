@@ -7,6 +7,7 @@ becomes a 500 problem that says nothing of the request.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -33,6 +34,15 @@ TITLES = {
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
+
+
+class ProblemResponse(JSONResponse):
+    """JSON escaped to ASCII: a detail may quote a field name from the request, lone surrogates included."""
+
+    media_type = MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
 class ProblemDetail(BaseModel):
@@ -67,12 +77,19 @@ class Problem(Exception):
         self.extra = extra
 
 
-def respond(status: int, detail: str | None, instance: str, type_: str = "about:blank", headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+def respond(
+    status: int,
+    detail: str | None,
+    instance: str,
+    type_: str = "about:blank",
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     """A problem response."""
     body = ProblemDetail(
         type=type_, title=TITLES.get(status, "Error"), status=status, detail=detail, instance=instance, **extra
     )
-    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, media_type=MEDIA_TYPE, headers=headers)
+    return ProblemResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
 
 def _field(loc: Any) -> str:

@@ -98,6 +98,8 @@ def test_bad_input_is_a_clear_4xx_and_never_reaches_kafka(settings: Settings, ca
         for field, body in cases.items():
             problem = _problem(c.post(url, json=body), 422)
             assert str(problem["field"]).startswith(field), (field, problem)
+        odd = c.post(url, content=b'{"\\ud800": "\\u0000"}', headers={"Content-Type": "application/json"})
+        _problem(odd, 422)  # a lone surrogate in a field name is quoted back escaped, not a 500
         deep = '{"a":' * 600 + "1" + "}" * 600  # valid JSON, within the size limit, absurdly nested
         assert str(_problem(c.post(url, content=deep, headers={"Content-Type": "application/json"}), 422)["field"]).startswith("a.a.a")
         # Another tenant named in the body: the key decides the tenant.
