@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -138,6 +138,7 @@ def create_app(
         # FastAPI's /docs and /redoc pages load their scripts from a CDN: nothing served here needs the network.
         docs_url=None,
         redoc_url=None,
+        dependencies=[Depends(problems.known_query)],
     )
     app.state.gateway = gw
     problems.install(app)

@@ -132,3 +132,21 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
         s: {"model": ProblemDetail, "description": TITLES.get(s, "Error"), "content": {MEDIA_TYPE: {}}}
         for s in statuses
     }
+
+
+def _query_names(dependant: Any) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def known_query(request: Request) -> None:
+    """422 for a query parameter the route does not take (a typo like ``stauts=`` is not silently ignored)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    unknown = sorted(set(request.query_params) - _query_names(dependant))
+    if unknown:
+        raise Problem(422, f"unknown query parameter {unknown[0]!r}", type_="invalid-query", field=unknown[0])

@@ -176,6 +176,7 @@ def test_health_readiness_metrics_and_openapi(settings: Settings) -> None:
         assert ready.status_code == 200 and ready.json()["checks"]["broker"] == "ok", ready.text
         _problem(c.get("/api/v1/runs/fnol:acme:nothing"), 404)
         _problem(c.get("/api/v1/runs", params={"limit": 0}), 422)
+        assert _problem(c.get("/api/v1/runs", params={"stauts": "FAILED"}), 422)["field"] == "stauts"
         _problem(c.get("/no/such/path"), 404)
         _problem(c.delete("/api/v1/runs"), 405)
         text = c.get("/metrics").text
