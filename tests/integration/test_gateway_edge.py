@@ -132,7 +132,7 @@ def test_same_claim_is_same_run_and_another_body_is_409(settings: Settings) -> N
 
 
 def test_rate_limit_is_429_with_retry_after_and_per_tenant(settings: Settings) -> None:
-    rates = {"default": {"per_second": 1, "burst": 3}}
+    rates = {"default": {"per_second": 0.05, "burst": 3}}  # 3 a minute: however slow the requests
     with LiveGateway(settings, rates=rates) as gw, gw.client(gw.key("acme")) as a, gw.client(gw.key("globex")) as b:
         codes = [a.get("/api/v1/runs").status_code for _ in range(4)]
         assert codes[:3] == [200, 200, 200] and codes[3] == 429, codes
@@ -143,7 +143,7 @@ def test_rate_limit_is_429_with_retry_after_and_per_tenant(settings: Settings) -
 
 
 def test_gateways_sharing_redis_share_one_limit(settings: Settings) -> None:
-    rates = {"default": {"per_second": 1, "burst": 3}}
+    rates = {"default": {"per_second": 0.05, "burst": 3}}  # 3 a minute: however slow the requests
     tenant = f"t{uuid.uuid4().hex[:12]}"  # Redis outlives the test: a tenant of its own
     shared = {"rates": rates, "rate_storage": "redis://127.0.0.1:6379"}
     with LiveGateway(settings, **shared) as one, LiveGateway(replace(settings, state_dir=settings.state_dir / "two"), **shared) as two:
