@@ -35,10 +35,12 @@ class Settings:
     # The largest record the orchestrator writes (value bytes; librdkafka refuses messages over 1,000,000).
     max_record_bytes: int = 950_000
     executor_concurrency: int = 256
-    # Short fetch waits and consume slices: ~9 ms per step over Kafka instead of
-    # ~300 ms on the embedded broker, but they make its wedged-group bug easier
-    # to hit (notes/broker-facts.md). Off by default; bench/steps.py measures both.
-    low_latency: bool = False
+    # Short fetch waits and consume slices: ~10 ms per step over Kafka instead of ~300 ms on the
+    # embedded broker. On by default (DURABLE_LOW_LATENCY=0 turns it off); they make the broker's
+    # wedged-group bug easier to hit, which the group watch recovers from (streams.groupwatch).
+    low_latency: bool = True
+    # A group member rebalancing this long with its coordinator up is stuck: its consumers are re-created.
+    group_stuck_s: float = 30.0
     # How often a worker re-measures the embedded broker's partitions against its wall (streams.wall).
     wall_probe_s: float = 30.0
 
@@ -50,7 +52,8 @@ class Settings:
             partitions=_env_int("DURABLE_PARTITIONS", 4),
             max_runs_in_flight=_env_int("DURABLE_MAX_RUNS_IN_FLIGHT", 100),
             state_dir=Path(os.environ.get("DURABLE_STATE_DIR", ".durable/state")),
-            low_latency=os.environ.get("DURABLE_LOW_LATENCY", "") == "1",
+            low_latency=os.environ.get("DURABLE_LOW_LATENCY", "1") != "0",
+            group_stuck_s=float(os.environ.get("DURABLE_GROUP_STUCK_S") or 30.0),
             wall_probe_s=float(os.environ.get("DURABLE_WALL_PROBE_S") or 30.0),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}

@@ -48,6 +48,7 @@ from streams.checkpoint import Checkpoint, Write
 from streams.config import Settings
 from streams.events import Inputs
 from streams.fencing import Fence
+from streams.groupwatch import LEAVE_LIMIT_S, GroupWatch, leave
 from streams.kafka import LOW_LATENCY_SLICE_S, take
 from streams.kafka import consumer as make_consumer
 from streams.local_steps import LocalSteps
@@ -89,6 +90,7 @@ class Orchestrator:
         self.settings = settings
         self.telemetry = telemetry
         self.topics = Topics(settings.namespace)
+        self.group_watch = GroupWatch(self.topics.orchestrator_group, settings.group_stuck_s)
         self.workflows = {wf.name: wf for wf in workflows}
         self.inputs = Inputs(self.topics, self.workflows, settings.partitions)
         self._secret = authentication.signing_secret()  # signs the step commands it writes
@@ -102,6 +104,12 @@ class Orchestrator:
         self._fence: Fence | None = None
         self._fenced: set[int] = set()  # partitions found claimed by another orchestrator, until reassigned
         self.admission = Admission(settings.max_runs_in_flight)
+        # After a take-over, run inputs are re-applied before run controls, and both before step results.
+        self.admission.ranks = {
+            **dict.fromkeys(self.inputs.by_topic, 0),
+            self.topics.control: 1,
+            self.topics.results: 2,
+        }
         self.timers = TimerQueue()
         self._consumer: Consumer | None = None
         self._writer: Writer | None = None
@@ -141,8 +149,8 @@ class Orchestrator:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         assert self._table is not None
         new = sorted({tp.partition for tp in partitions} - self.owned)
-        if not new:
-            return
+        if not new or self.stop.is_set():
+            return  # nothing new; or leaving (streams.groupwatch.leave): someone else will take them over
         # Claimed before the take-over scan: a zombie's later write is fenced, an earlier one is in the scan.
         assert self._fence is not None
         self._fence.claim(new)
@@ -155,6 +163,7 @@ class Orchestrator:
         for p, taken in found.items():
             self.guard[p] = taken.guard
             self.admission.take_over(p, self._table.live(p))
+            self.admission.replay(p, taken.replay_to)
             for state in taken.waiting:
                 self.timers.set_run(p, state.run_id, timers(state))
             log.info(
@@ -190,7 +199,9 @@ class Orchestrator:
             log.warning("state in %s was built from another changelog: emptied, restoring from the log", state_path)
         self._writer = Writer(self.settings)
         self._fence = Fence(self.settings, self._writer)
-        self._consumer = make_consumer(self.settings, self.topics.orchestrator_group, self.reads)
+        self._consumer = make_consumer(
+            self.settings, self.topics.orchestrator_group, self.reads, **self.group_watch.consumer_config()
+        )
         self._consumer.subscribe(
             self.input_topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
         )
@@ -201,7 +212,7 @@ class Orchestrator:
                 if msgs or due or self.admission.waiting():
                     self._process(msgs, due)
         finally:
-            self._consumer.close()
+            leave(self._consumer, self.group_watch, self.settings.heartbeat_interval_ms / 1000, LEAVE_LIMIT_S)
             self._writer.close()
             self._table.close()
             self.local.close()
@@ -233,11 +244,15 @@ class Orchestrator:
             topic, p, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
             if p in self._fenced or self.admission.behind_held(msg):
                 continue  # another orchestrator owns it now; or it waits behind inputs held for admission
+            if self.admission.blocked(msg):
+                self.admission.hold(msg)  # a result before its run is re-applied after a take-over: it waits
+                continue
             src = f"{topic}:{p}:{offset}"
             try:
                 inbound = self.inputs.decode(msg)
             except DecodeError as exc:
                 checkpoint.consumed(topic, p, offset)
+                self.admission.applied(msg)
                 self._dead_letter(checkpoint, report, msg, str(exc), type(exc).__name__)
                 continue
             event = inbound.event
@@ -245,6 +260,7 @@ class Orchestrator:
                 inbound.forward_to is None
                 and isinstance(event, RunRequested)
                 and self._is_new(checkpoint, p, inbound.run_id)
+                and not self.admission.was_admitted(msg)
             ):
                 was_held = self.admission.admit(msg)
                 if was_held is None:
@@ -253,6 +269,7 @@ class Orchestrator:
                     # Held back by admission: the run starts (and its latency budget runs) now; the wait is traced.
                     event = dataclasses.replace(event, admitted_at_ms=admitted_at)
             checkpoint.consumed(topic, p, offset)
+            self.admission.applied(msg)
             if inbound.forward_to is not None:
                 # Written by a producer that partitioned by another rule: its run's owner gets it, once.
                 checkpoint.writes.append(
