@@ -248,7 +248,9 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rate", type=float, default=25.0, help="claims/s for HTTP-to-decision")
     ap.add_argument("--decide-seconds", type=float, default=20.0)
-    ap.add_argument("--low-latency", action="store_true", help="the worker with DURABLE_LOW_LATENCY=1")
+    ap.add_argument(
+        "--low-latency", choices=["0", "1"], default=None, help="the worker's DURABLE_LOW_LATENCY (default: as set)"
+    )
     ap.add_argument("--parts", default="produce,accept,decide", help="which of produce,accept,decide to run")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
@@ -278,11 +280,12 @@ def main() -> None:
             )
         if "decide" not in parts:
             return
+        low_latency = args.low_latency or os.environ.get("DURABLE_LOW_LATENCY", "1")
         ns = f"gwdecide{uuid.uuid4().hex[:6]}"
         gw = Gateway(bootstrap, ns)
         worker = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker", "--name", "bench"],
-            cwd=ROOT, env={**gw.env, "DURABLE_LOW_LATENCY": "1" if args.low_latency else "0"},
+            cwd=ROOT, env={**gw.env, "DURABLE_LOW_LATENCY": low_latency},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         try:
@@ -292,7 +295,7 @@ def main() -> None:
             worker.wait(15)
             gw.stop()
         print(
-            f"HTTP to decision  ({'low latency' if args.low_latency else 'default'} worker) at {args.rate:g} claims/s for {args.decide_seconds:g} s: p50 {dec['p50_ms']:,.0f} ms, "
+            f"HTTP to decision  ({'low-latency' if low_latency != '0' else 'librdkafka-wait'} worker) at {args.rate:g} claims/s for {args.decide_seconds:g} s: p50 {dec['p50_ms']:,.0f} ms, "
             f"p99 {dec['p99_ms']:,.0f} ms ({dec['decided']:.0f} decided within the wait, "
             f"{dec['undecided_in_10s']:.0f} not within 10 s, {dec['errors']:.0f} errors); "
             f"decision to answer p50 {dec['after_p50_ms']:.0f} ms, p99 {dec['after_p99_ms']:.0f} ms"
