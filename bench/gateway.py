@@ -2,7 +2,7 @@
 
 Prints figures; asserts nothing. Runs on the embedded broker unless
 KAFKA_BOOTSTRAP_SERVERS is set. Usage:
-``python bench/gateway.py [--claims N] [--seconds S] [--connections C] [--rate R] [--decide-seconds D]``.
+``python bench/gateway.py [--claims N] [--seconds S] [--connections C] [--rate R] [--decide-seconds D] [--low-latency 0|1] [--parts produce,accept,decide]``.
 
 1. **durable produce**: N sample claims (unique claim ids) in one JSON-lines
    file, through ``durable produce fnol FILE`` (validation, tokenising,
