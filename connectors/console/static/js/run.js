@@ -1,0 +1,235 @@
+// A run's page: the decision, latency and cost against the tenant's budget, the trace as a waterfall of
+// spans (duration, tokens, cost, eval mark), the evaluator's gates, the journal timeline, live while in flight.
+import { ApiError, follow, get, items, post, runPath, session } from "./api.js";
+import { badge, fill, fmtInt, fmtMs, fmtTime, fmtUsd, h, jsonBlock, msOf, say } from "./dom.js";
+
+const TERMINAL = new Set(["COMPLETED", "FAILED", "COMPENSATED"]);
+const ENDS = new Set(["RUN_COMPLETED", "RUN_FAILED", "RUN_COMPENSATED"]);
+const CURRENCY = { GBP: "£", USD: "$", EUR: "€" };
+
+/** How a decision reads in one line, as `durable trace` prints it: "ROUTED · reserve £5,600 · queue · MEDIUM". */
+export function decisionLine(d, given) {
+  if (given) return String(given);
+  if (!d || typeof d !== "object") return d ? String(d) : "";
+  const symbol = CURRENCY[d.currency] ?? (d.currency ? `${d.currency} ` : "");
+  const parts = [d.status];
+  if (d.reserve !== undefined && d.reserve !== null) {
+    parts.push(`reserve ${symbol}${Math.round(Number(d.reserve)).toLocaleString("en-GB")}`);
+  }
+  if (d.queue) parts.push(d.queue);
+  if (d.severity) parts.push(d.severity);
+  if (Array.isArray(d.documents_requested)) parts.push(`docs: ${d.documents_requested.join(", ") || "-"}`);
+  return parts.filter(Boolean).join(" · ");
+}
+
+function attrsOf(span) {
+  if (span.attributes && typeof span.attributes === "object") return span.attributes;
+  try { return JSON.parse(span.attributes_json || "{}"); } catch { return {}; }
+}
+
+/** Spans in one shape whatever the response's: ms times, tokens, cost, depth-first under their parents. */
+export function spansOf(trace) {
+  const list = items(trace, "spans").map((s) => {
+    const attrs = attrsOf(s);
+    const start = s.start_unix_nano !== undefined ? s.start_unix_nano / 1e6 : msOf(s, "start_ms", "start");
+    const end = s.end_unix_nano !== undefined ? s.end_unix_nano / 1e6
+      : s.duration_ms !== undefined ? start + s.duration_ms : msOf(s, "end_ms", "end");
+    const tokens = s.tokens ?? (Number(attrs["gen_ai.usage.input_tokens"] || 0) + Number(attrs["gen_ai.usage.output_tokens"] || 0));
+    const cost = s.cost_usd ?? Number(attrs["durable.cost_usd"] || 0);
+    return { name: s.name, id: s.span_id || s.id, parent: s.parent_span_id || s.parent_id || null, start, end,
+      status: s.status || "", attempt: attrs["durable.attempt"], tokens, cost, attrs };
+  });
+  const ids = new Set(list.map((s) => s.id));
+  const children = new Map();
+  for (const s of list) {
+    const p = ids.has(s.parent) ? s.parent : null;
+    if (!children.has(p)) children.set(p, []);
+    children.get(p).push(s);
+  }
+  const out = [];
+  const walk = (parent, depth) => {
+    for (const s of (children.get(parent) || []).sort((a, b) => a.start - b.start || a.name.localeCompare(b.name))) {
+      out.push({ ...s, depth });
+      walk(s.id, depth + 1);
+    }
+  };
+  walk(null, 0);
+  return out;
+}
+
+function evaluationOf(trace, run) {
+  const ev = (trace && (trace.evaluation || trace.eval)) || {};
+  const budgets = (trace && (trace.budgets || trace.budget)) || {};
+  return {
+    gates: items(ev.gates ? ev : trace, "gates"),
+    latencyBudgetMs: ev.latency_budget_ms ?? budgets.latency_budget_ms ?? (budgets.latency_s ? budgets.latency_s * 1000 : null),
+    costBudgetUsd: ev.cost_budget_usd ?? budgets.cost_budget_usd ?? budgets.cost_usd ?? null,
+    output: (trace && (trace.output || trace.decision)) || (run && (run.decision || run.output)) || null,
+    summary: (trace && (trace.decision_line || trace.summary)) || (run && (run.decision_line || run.summary)) || "",
+  };
+}
+
+function meter(label, used, budget, fmt) {
+  const share = budget ? Math.min(used / budget, 1.5) : 0;
+  const over = budget && used > budget;
+  return h("div.meter", {},
+    h("span.meter-label", { text: label }),
+    h("span.meter-value", { text: budget ? `${fmt(used)} of ${fmt(budget)}` : fmt(used) }),
+    budget ? h("meter", { min: "0", max: "1.5", low: "0.8", high: "1", optimum: "0.2", value: String(share),
+      "aria-label": `${label}: ${fmt(used)} of a ${fmt(budget)} budget${over ? ", over" : ""}`, class: over ? "over" : "" }) : null);
+}
+
+function waterfall(spans, gates) {
+  if (!spans.length) return h("p.muted", { text: "No spans yet: a run's spans are written as its steps finish." });
+  const t0 = Math.min(...spans.map((s) => s.start));
+  const total = Math.max(1, Math.max(...spans.map((s) => s.end)) - t0);
+  const marks = new Map();
+  for (const g of gates) if (g.span) marks.set(g.span, (marks.get(g.span) ?? true) && Boolean(g.passed));
+  const rows = spans.map((s) => {
+    const left = ((s.start - t0) / total) * 100;
+    const width = Math.max(((s.end - s.start) / total) * 100, 0.6);
+    const mark = marks.has(s.name) ? (marks.get(s.name) ? "✓" : "✗") : "";
+    const failed = s.status === "ERROR";
+    const named = s.name + (s.attempt && s.attempt !== 1 ? ` #${s.attempt}` : "");
+    return h("li.span", { tabindex: "0", "data-span": s.name,
+      "aria-label": `${named}: starts +${fmtMs(s.start - t0)}, takes ${fmtMs(s.end - s.start)}` +
+        `${s.tokens ? `, ${s.tokens} tokens` : ""}${s.cost ? `, ${fmtUsd(s.cost)}` : ""}` +
+        `${mark ? (mark === "✓" ? ", eval passed" : ", eval failed") : ""}${failed ? ", error" : ""}` },
+      h("span.sname", { style: { "--depth": String(s.depth) }, title: named, text: named }),
+      h("span.track", {}, h(`span.bar${failed ? ".err" : ""}`, { style: { left: `${left}%`, width: `${Math.min(width, 100 - left)}%` } })),
+      h("span.num", { text: fmtMs(s.end - s.start) }),
+      h("span.num", { text: fmtInt(s.tokens) }),
+      h("span.num", { text: s.cost ? fmtUsd(s.cost) : "" }),
+      h(`span.mark${mark === "✗" ? ".fail" : mark ? ".pass" : ""}`, { text: mark + (failed ? " error" : "") }));
+  });
+  return h("div.waterfall", {},
+    h("div.span.head", { "aria-hidden": "true" }, ["span", "timeline", "duration", "tokens", "cost", "eval"].map((t) => h("span", { text: t }))),
+    h("ol.spans", { "aria-label": "Spans of the trace, in order" }, rows));
+}
+
+function gatesList(gates) {
+  if (!gates.length) return null;
+  return h("section.card", { "aria-labelledby": "gates-title" },
+    h("h2#gates-title", { text: `Evaluator · ${gates.filter((g) => g.passed).length}/${gates.length} gates passed` }),
+    h("ul.gates", {}, gates.map((g) => h(`li.${g.passed ? "pass" : "fail"}`, {},
+      h("span.mark", { text: g.passed ? "✓" : "✗", "aria-label": g.passed ? "passed" : "failed" }),
+      h("strong", { text: g.name }), " ", h("span", { text: g.reason || "" }),
+      g.span ? h("span.muted", { text: ` · ${g.span}` }) : null))));
+}
+
+function eventsOf(run) {
+  return items(run, "events", "timeline", "journal", "steps");
+}
+
+function timeline(events) {
+  const t0 = events.length ? msOf(events[0], "at_ms", "at") : 0;
+  return h("ol.timeline", { "aria-label": "Journal events" }, events.map((e) => h(`li.k-${String(e.kind || "").toLowerCase()}`, {},
+    h("span.num", { text: `+${fmtMs(msOf(e, "at_ms", "at") - t0) || "0 ms"}` }),
+    h("span.kind", { text: e.kind || e.event || "" }),
+    h("span", { text: [e.step, e.attempt && e.attempt > 1 ? `attempt ${e.attempt}` : ""].filter(Boolean).join(" · ") }),
+    h("time.muted", { text: fmtTime(msOf(e, "at_ms", "at")) }))));
+}
+
+export async function showRun(view, id) {
+  const parts = {
+    status: h("span"), decision: h("p.decision", { "aria-live": "polite" }), budgets: h("div.budgets"),
+    trace: h("div"), gates: h("div"), timeline: h("div"), replay: h("div"), live: h("span.live"),
+  };
+  const replayButton = h("button", { type: "button", on: { click: replay } }, "Replay");
+  fill(view,
+    h("p", {}, h("a", { href: "#/runs", text: "← All runs" })),
+    h("div.heading", {}, h("h1.runid", { text: id }), parts.status, parts.live,
+      h("div.actions", {}, replayButton)),
+    parts.decision, parts.budgets,
+    h("section.card", { "aria-labelledby": "trace-title" }, h("h2#trace-title", { text: "Trace" }), parts.trace),
+    parts.gates,
+    h("section.card", { "aria-labelledby": "journal-title" }, h("h2#journal-title", { text: "Journal" }), parts.timeline),
+    parts.replay);
+
+  let run = null;
+  let events = [];
+  let stop = null;
+  let pending = null;
+  let closed = false;
+
+  async function load() {
+    run = await get(runPath(id));
+    events = eventsOf(run);
+    draw();
+    await loadTrace();
+  }
+  async function loadTrace() {
+    let trace = null;
+    try { trace = await get(`${runPath(id)}/trace`); } catch (err) { if (!(err instanceof ApiError) || err.status !== 404) throw err; }
+    if (closed) return;
+    const ev = evaluationOf(trace, run);
+    const spans = spansOf(trace);
+    fill(parts.trace, waterfall(spans, ev.gates));
+    fill(parts.gates, gatesList(ev.gates));
+    const root = spans.find((s) => s.name === "orchestrator.run");
+    const queued = root ? Number(root.attrs["durable.queued_ms"] || 0) : 0;
+    const latency = root ? root.end - root.start - queued : spans.length ? Math.max(...spans.map((s) => s.end)) - Math.min(...spans.map((s) => s.start)) : 0;
+    const tokens = spans.reduce((a, s) => a + (s.tokens || 0), 0);
+    const cost = spans.reduce((a, s) => a + (s.cost || 0), 0);
+    fill(parts.budgets, spans.length ? [
+      meter("Latency", latency, ev.latencyBudgetMs, fmtMs),
+      meter("Cost", cost, ev.costBudgetUsd, (v) => fmtUsd(v, 4)),
+      h("div.meter", {}, h("span.meter-label", { text: "Tokens" }), h("span.meter-value", { text: fmtInt(tokens) || "0" })),
+      ev.gates.length ? h("div.meter", {}, h("span.meter-label", { text: "Evals" }),
+        h("span.meter-value", { text: `${ev.gates.filter((g) => g.passed).length}/${ev.gates.length}` })) : null,
+    ] : []);
+    const line = decisionLine(ev.output, ev.summary);
+    parts.decision.textContent = line;
+    parts.decision.hidden = !line;
+  }
+  function status() {
+    const s = String((run && run.status) || "UNKNOWN").toUpperCase();
+    return s;
+  }
+  function draw() {
+    fill(parts.status, badge(status()));
+    fill(parts.timeline, events.length ? timeline(events) : h("p.muted", { text: "No journal events yet." }));
+    replayButton.disabled = session.role && session.role !== "operator";
+  }
+  function onEvent(msg) {
+    let e;
+    try { e = JSON.parse(msg.data); } catch { return; }
+    if (!e || typeof e !== "object") return;
+    const key = e.event_id || `${e.seq}`;
+    if (!events.some((x) => (x.event_id || `${x.seq}`) === key)) events.push(e);
+    events.sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0));
+    if (e.status) run.status = e.status;
+    draw();
+    clearTimeout(pending);
+    // A finished run's last spans are written just after its last event: read the run and trace once more.
+    pending = setTimeout(() => (ENDS.has(e.kind) ? load() : loadTrace()).catch(() => {}), ENDS.has(e.kind) ? 600 : 300);
+  }
+  async function replay() {
+    fill(parts.replay, h("section.card", {}, h("p.muted", { text: "Replaying from the journal…" })));
+    try {
+      const report = await post(`${runPath(id)}/replay`);
+      const verdict = report.identical ?? report.matches ?? report.ok ?? report.same;
+      fill(parts.replay, h("section.card#replay", { "aria-labelledby": "replay-title" },
+        h("h2#replay-title", { tabindex: "-1", text: "Replay report" }),
+        verdict === undefined ? null : h(`p.${verdict ? "pass" : "fail"}`,
+          { text: verdict ? "The replay matches the recorded run (nothing was written)." : "The replay differs from the recorded run." }),
+        jsonBlock(report, "Replay report")));
+      document.getElementById("replay-title").focus();
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 403) session.remember("", session.role || "not operator");
+      fill(parts.replay, h("section.card", {}, h("p.error", { role: "alert", text: `Replay: ${err.message}` })));
+      draw();
+    }
+  }
+
+  await load();
+  if (!TERMINAL.has(status())) {
+    parts.live.textContent = "● live";
+    stop = follow(`${runPath(id)}/events`, onEvent, (err) => {
+      parts.live.textContent = "";
+      if (err && !closed) say(`Live events stopped: ${err.message}`, "error");
+      if (!closed) load().catch(() => {});
+    });
+  }
+  return () => { closed = true; clearTimeout(pending); if (stop) stop(); };
+}
