@@ -11,12 +11,9 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from processors.engine.status import run_status
 from schemas import DecodeError, decode
-from schemas.models import JournalKind, RunStatus
 from streams import authentication, deadletters
 from streams.cli.common import NamespaceOpt, WorkflowOpt, fail, out, settings, workflows
-from streams.journal import run_journal
 from streams.reading import dumps
 
 dlq_app = typer.Typer(help="Dead letters: list them, show one, redrive runs from them.", no_args_is_help=True)
@@ -108,13 +105,7 @@ def dlq_show(
             raise fail(f"{letter_id} holds an undecodable record ({exc}); its raw bytes are in `dlq show`") from None
         print(dumps(record))
         return
-    shown = letter.model_dump(mode="json", exclude={"payload", "attempts_json", "input_json"})
-    shown["status"] = entry.status
-    if entry.redrive is not None:
-        shown["redrive"] = entry.redrive.model_dump(mode="json")
-    shown["payload"] = letter.payload[:512].decode("utf-8", errors="backslashreplace") if letter.payload else ""
-    shown["input"] = json.loads(letter.input_json) if letter.input_json else None
-    shown["attempts"] = json.loads(letter.attempts_json) if letter.attempts_json else []
+    shown = deadletters.shown(entry)
     print(json.dumps(shown, indent=2, sort_keys=False, default=str))
 
 
@@ -156,18 +147,15 @@ def dlq_redrive(
     for e in chosen:
         letter = e.letter
         try:
-            control = deadletters.control_for(letter, by)
+            check = deadletters.check_redrive(s, letter, by)
         except deadletters.NotRedrivable as exc:
             raise fail(str(exc), 2) from None
-        events = run_journal(s, control.run_id)
-        if any(
-            ev.kind is JournalKind.RUN_REDRIVEN and letter.dead_letter_id in (ev.detail_json or "") for ev in events
-        ):
+        control = check.control
+        if check.already:
             out.print(f"{letter.dead_letter_id}: already redriven", markup=False, highlight=False)
             continue
-        state = run_status(events)
-        if state not in (RunStatus.FAILED, RunStatus.COMPENSATED):
-            shown = state.value if state else "UNKNOWN"
+        if not check.stopped:
+            shown = check.status.value if check.status else "UNKNOWN"
             out.print(
                 f"{letter.dead_letter_id}: run {control.run_id} is {shown}; redrive it once it has stopped",
                 markup=False,
