@@ -11,11 +11,20 @@ as code; the scripts also only ever set text, never HTML.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from starlette.staticfiles import PathLike
+from starlette.types import Scope
+
+from connectors.gateway.auth import Principal
+from connectors.gateway.context import caller
+from connectors.gateway.problems import documented
 
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS_PATH = "/console"
@@ -35,8 +44,11 @@ SECURITY_HEADERS = {
 class _Assets(StaticFiles):
     """Static files with the console's security headers."""
 
-    def file_response(self, *args: object, **kwargs: object) -> Response:  # type: ignore[override]
-        response = super().file_response(*args, **kwargs)  # type: ignore[arg-type]
+    def file_response(
+        self, full_path: PathLike, stat_result: os.stat_result, scope: Scope, status_code: int = 200
+    ) -> Response:
+        """The file, as Starlette serves it, with the headers above."""
+        response = super().file_response(full_path, stat_result, scope, status_code)
         response.headers.update(SECURITY_HEADERS)
         return response
 
@@ -46,10 +58,36 @@ def index() -> FileResponse:
     return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS)
 
 
+class WhoAmI(BaseModel):
+    """The key the request carries, as the console shows it (never the key itself)."""
+
+    key_id: str
+    tenant: str
+    role: str
+
+
+async def whoami(who: Annotated[Principal, Depends(caller)]) -> WhoAmI:
+    """The tenant and role of the presented API key: the console shows operator actions only to operators."""
+    return WhoAmI(key_id=who.key_id, tenant=who.tenant, role=who.role.value)
+
+
 def mount_console(app: FastAPI) -> None:
-    """Serve the console on ``app``: the page at ``/``, its assets under ``/console/``."""
+    """Serve the console on ``app``: the page at ``/``, its assets under ``/console/``, and ``/api/v1/whoami``.
+
+    Calling it twice changes nothing (the gateway calls it; a test may too).
+    """
+    if any(getattr(route, "name", None) == "console" for route in app.routes):
+        return
     app.mount(ASSETS_PATH, _Assets(directory=STATIC), name="console")
     app.add_api_route("/", index, methods=["GET"], include_in_schema=False, response_class=FileResponse)
+    app.add_api_route(
+        "/api/v1/whoami",
+        whoami,
+        methods=["GET"],
+        response_model=WhoAmI,
+        responses=documented(401, 429),
+        tags=["console"],
+    )
 
 
 __all__ = ["mount_console"]

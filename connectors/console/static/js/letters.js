@@ -2,7 +2,7 @@
 import { ApiError, get, items, letterPath, post, session } from "./api.js";
 import { fill, fmtTime, h, jsonBlock, msOf, say } from "./dom.js";
 
-const idOf = (d) => d.id || d.letter_id || d.dead_letter_id || d.key;
+const idOf = (d) => d.dead_letter_id || d.id;
 
 function firstLine(text) {
   return String(text || "").split("\n").find((l) => l.trim()) || "";
@@ -38,8 +38,9 @@ function item(d, open) {
   const details = h("details.card", { "data-letter": id, open },
     h("summary", {},
       h("strong", { text: d.run_id || id }), " ",
-      h("span.muted", { text: [d.step, fmtTime(msOf(d, "at_ms", "failed_at_ms", "at", "created_at"))].filter(Boolean).join(" · ") }),
-      h("span.errline", { text: firstLine(d.error || d.reason || d.error_message) })),
+      h("span.muted", { text: [d.kind, d.step, fmtTime(msOf(d, "at_ms"))].filter(Boolean).join(" · ") }),
+      h(`span.badge.s-${d.status === "open" ? "failed" : "completed"}`, { text: d.status || "" }),
+      h("span.errline", { text: [d.error_type, firstLine(d.reason)].filter(Boolean).join(": ") })),
     body);
   let loaded = false;
   const load = async () => {
@@ -57,21 +58,25 @@ function item(d, open) {
   return h("li", {}, details);
 }
 
-function draw(body, full, summary) {
-  const letter = full.dead_letter || full.letter || full;
+/** One letter as GET /deadletters/{id} gives it (`durable dlq show`): why, where from, each attempt, the input. */
+function draw(body, letter, summary) {
   const id = idOf(letter) || idOf(summary);
   const result = h("p", { role: "status" });
-  const button = h("button", { type: "button", "data-action": "redrive",
-    disabled: session.role && session.role !== "operator", on: { click: redrive } }, "Redrive");
-  const traceback = letter.traceback || letter.stack || (Array.isArray(letter.attempts)
-    ? letter.attempts.map((a) => a.traceback || a.error || "").filter(Boolean).join("\n\n") : "");
+  const operator = !session.role || session.role === "operator";
+  const button = operator && letter.status !== "redriven" && ["step", "compensation"].includes(letter.kind)
+    ? h("button", { type: "button", "data-action": "redrive", on: { click: redrive } }, "Redrive") : null;
+  const attempts = Array.isArray(letter.attempts) ? letter.attempts : [];
+  const traceback = attempts.map((a, i) => [`${a.action || "attempt"} #${a.attempt ?? i + 1}${a.worker ? ` on ${a.worker}` : ""}: ${a.type || ""}: ${a.message || ""}`,
+    a.traceback || ""].filter(Boolean).join("\n")).join("\n\n") || letter.traceback || "";
   fill(body,
     h("dl.facts", {},
-      ["run_id", "workflow", "step", "attempts", "redrivable"].filter((k) => letter[k] !== undefined && typeof letter[k] !== "object")
-        .map((k) => [h("dt", { text: k.replace("_", " ") }), h("dd", { text: String(letter[k]) })])),
-    h("h3", { text: "Error" }), h("pre.err", { tabindex: "0", text: letter.error || letter.reason || letter.error_message || "" }),
+      ["dead_letter_id", "run_id", "workflow", "step", "attempt", "kind", "status", "source_topic", "source_partition", "source_offset"]
+        .filter((k) => letter[k] !== undefined && letter[k] !== null && typeof letter[k] !== "object")
+        .map((k) => [h("dt", { text: k.replaceAll("_", " ") }), h("dd", { text: String(letter[k]) })])),
+    h("h3", { text: "Error" }), h("pre.err", { tabindex: "0", text: [letter.error_type, letter.reason].filter(Boolean).join(": ") }),
     traceback ? [h("h3", { text: "Traceback" }), jsonBlock(traceback, "Traceback")] : null,
-    h("h3", { text: "Input" }), jsonBlock(letter.input ?? letter.record ?? letter.payload ?? {}, "Input"),
+    h("h3", { text: "Input" }), jsonBlock(letter.input ?? letter.payload ?? {}, "Input"),
+    letter.redrive ? [h("h3", { text: "Redrive" }), jsonBlock(letter.redrive, "Redrive")] : null,
     h("div.actions", {}, button, result));
 
   async function redrive() {
@@ -79,7 +84,7 @@ function draw(body, full, summary) {
     result.textContent = "Redriving…";
     try {
       const answer = await post(`${letterPath(id)}/redrive`);
-      result.textContent = `Redriven: ${answer.detail || answer.status || answer.message || "sent back to its run"}`;
+      result.textContent = `Redrive ${answer.status}: run ${answer.run_id} resumes at its dead-lettered step.`;
       result.className = "pass";
     } catch (err) {
       if (err instanceof ApiError && err.status === 403) session.remember("", session.role || "not operator");

@@ -57,15 +57,16 @@ export function spansOf(trace) {
   return out;
 }
 
+/** The trace's gates, budgets and output (GET /runs/{id}/trace); the run's output while the trace has none. */
 function evaluationOf(trace, run) {
-  const ev = (trace && (trace.evaluation || trace.eval)) || {};
-  const budgets = (trace && (trace.budgets || trace.budget)) || {};
+  const t = trace || {};
   return {
-    gates: items(ev.gates ? ev : trace, "gates"),
-    latencyBudgetMs: ev.latency_budget_ms ?? budgets.latency_budget_ms ?? (budgets.latency_s ? budgets.latency_s * 1000 : null),
-    costBudgetUsd: ev.cost_budget_usd ?? budgets.cost_budget_usd ?? budgets.cost_usd ?? null,
-    output: (trace && (trace.output || trace.decision)) || (run && (run.decision || run.output)) || null,
-    summary: (trace && (trace.decision_line || trace.summary)) || (run && (run.decision_line || run.summary)) || "",
+    gates: items(t, "gates"),
+    latencyMs: t.latency_ms ?? null,
+    latencyBudgetMs: t.latency_budget_ms ?? null,
+    costBudgetUsd: t.cost_budget_usd ?? null,
+    output: t.output || (run && run.output) || null,
+    summary: t.summary || "",
   };
 }
 
@@ -130,6 +131,26 @@ function timeline(events) {
     h("time.muted", { text: fmtTime(msOf(e, "at_ms", "at")) }))));
 }
 
+/** POST /runs/{id}/replay's report: the verdict per recorded attempt, what differs, and the report itself. */
+function replayReport(report) {
+  const attempts = items(report, "attempts");
+  const differing = attempts.filter((a) => (a.diff || []).length || !/^(same|match|identical|ok)/i.test(a.verdict || ""));
+  const counts = Object.entries(report.counts || {}).map(([k, v]) => `${k} ${v}`).join(" · ");
+  return h("section.card#replay", { "aria-labelledby": "replay-title" },
+    h("h2#replay-title", { tabindex: "-1", text: "Replay report" }),
+    h("p", {}, "Recorded ", badge(report.recorded_status),
+      h(`strong.${report.would_complete ? "pass" : "fail"}`, { text: report.would_complete ? " · would complete with the current code" : " · would not complete with the current code" })),
+    counts ? h("p.muted", { text: `Attempts: ${counts}. Nothing was written.` }) : h("p.muted", { text: "Nothing was written." }),
+    attempts.length ? h("div.scroll", {}, h("table", {},
+      h("thead", {}, h("tr", {}, ["Step", "Action", "Attempt", "Verdict", "Differences"].map((t) => h("th", { scope: "col", text: t })))),
+      h("tbody", {}, attempts.map((a) => h("tr", {},
+        h("td", { text: a.step }), h("td", { text: a.action }), h("td.num", { text: a.attempt }),
+        h(`td.${differing.includes(a) ? "fail" : "pass"}`, { text: a.verdict }),
+        h("td", { text: (a.diff || []).join("; ") })))))) : null,
+    (report.not_finished || []).length ? h("p.muted", { text: `Not finished: ${report.not_finished.join(", ")}` }) : null,
+    h("details", {}, h("summary", { text: "The report as JSON" }), jsonBlock(report, "Replay report")));
+}
+
 export async function showRun(view, id) {
   const parts = {
     status: h("span"), decision: h("p.decision", { "aria-live": "polite" }), budgets: h("div.budgets"),
@@ -168,7 +189,7 @@ export async function showRun(view, id) {
     fill(parts.gates, gatesList(ev.gates));
     const root = spans.find((s) => s.name === "orchestrator.run");
     const queued = root ? Number(root.attrs["durable.queued_ms"] || 0) : 0;
-    const latency = root ? root.end - root.start - queued : spans.length ? Math.max(...spans.map((s) => s.end)) - Math.min(...spans.map((s) => s.start)) : 0;
+    const latency = ev.latencyMs ?? (root ? root.end - root.start - queued : 0);
     const tokens = spans.reduce((a, s) => a + (s.tokens || 0), 0);
     const cost = spans.reduce((a, s) => a + (s.cost || 0), 0);
     fill(parts.budgets, spans.length ? [
@@ -189,7 +210,7 @@ export async function showRun(view, id) {
   function draw() {
     fill(parts.status, badge(status()));
     fill(parts.timeline, events.length ? timeline(events) : h("p.muted", { text: "No journal events yet." }));
-    replayButton.disabled = session.role && session.role !== "operator";
+    replayButton.hidden = Boolean(session.role) && session.role !== "operator";
   }
   function onEvent(msg) {
     let e;
@@ -208,12 +229,7 @@ export async function showRun(view, id) {
     fill(parts.replay, h("section.card", {}, h("p.muted", { text: "Replaying from the journal…" })));
     try {
       const report = await post(`${runPath(id)}/replay`);
-      const verdict = report.identical ?? report.matches ?? report.ok ?? report.same;
-      fill(parts.replay, h("section.card#replay", { "aria-labelledby": "replay-title" },
-        h("h2#replay-title", { tabindex: "-1", text: "Replay report" }),
-        verdict === undefined ? null : h(`p.${verdict ? "pass" : "fail"}`,
-          { text: verdict ? "The replay matches the recorded run (nothing was written)." : "The replay differs from the recorded run." }),
-        jsonBlock(report, "Replay report")));
+      fill(parts.replay, replayReport(report));
       document.getElementById("replay-title").focus();
     } catch (err) {
       if (err instanceof ApiError && err.status === 403) session.remember("", session.role || "not operator");

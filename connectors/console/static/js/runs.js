@@ -54,8 +54,8 @@ export async function showRuns(view) {
 
 function row(run) {
   const id = run.run_id || run.id;
-  const started = msOf(run, "started_ms", "started_at", "created_at");
-  const last = msOf(run, "last_ms", "updated_at", "ended_at");
+  const started = msOf(run, "started_at_ms", "started_ms");
+  const last = msOf(run, "last_event_at_ms", "last_ms");
   const decision = run.decision || run.output;
   return h("tr", { "data-run": id },
     h("td", {}, h("a", { href: `#/runs/${encodeURIComponent(id)}`, text: id })),
