@@ -65,7 +65,7 @@ async def letters(request: Request, who: Annotated[Principal, Depends(caller)]) 
 
 
 @router.get(
-    "/api/v1/deadletters/{letter_id}",
+    "/api/v1/deadletters/{letter_id:path}",
     responses={200: {"description": "the letter as `durable dlq show` prints it"}, **documented(401, 403, 404, 429, 503)},
 )
 async def letter(request: Request, letter_id: str, who: Annotated[Principal, Depends(caller)]) -> dict[str, Any]:
@@ -75,7 +75,7 @@ async def letter(request: Request, letter_id: str, who: Annotated[Principal, Dep
 
 
 @router.post(
-    "/api/v1/deadletters/{letter_id}/redrive",
+    "/api/v1/deadletters/{letter_id:path}/redrive",
     status_code=202,
     response_model=RedriveAnswer,
     responses={200: {"model": RedriveAnswer, "description": "already redriven"}, **documented(401, 403, 404, 409, 429, 503)},
