@@ -174,10 +174,16 @@ export async function showRun(view, id) {
   let closed = false;
 
   async function load() {
-    run = await get(runPath(id));
-    events = eventsOf(run);
+    try {
+      run = await get(runPath(id));
+    } catch (err) {
+      // Just submitted: the gateway took it but no worker has journaled it yet. Its events will say when.
+      if (!(err instanceof ApiError) || err.status !== 404 || (run && !run.missing)) throw err;
+      run = { run_id: id, status: "ACCEPTED", timeline: [], missing: true };
+    }
+    if (!run.missing) events = eventsOf(run);
     draw();
-    await loadTrace();
+    if (!run.missing) await loadTrace();
   }
   async function loadTrace() {
     let trace = null;
@@ -219,11 +225,11 @@ export async function showRun(view, id) {
     const key = e.event_id || `${e.seq}`;
     if (!events.some((x) => (x.event_id || `${x.seq}`) === key)) events.push(e);
     events.sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0));
-    if (e.status) run.status = e.status;
     draw();
     clearTimeout(pending);
-    // A finished run's last spans are written just after its last event: read the run and trace once more.
-    pending = setTimeout(() => (ENDS.has(e.kind) ? load() : loadTrace()).catch(() => {}), ENDS.has(e.kind) ? 600 : 300);
+    // The run's own view after each event (its status); a finished run's last spans are written just after
+    // its last event, so the trace is read once more a little later.
+    pending = setTimeout(() => load().catch(() => {}), ENDS.has(e.kind) ? 600 : 300);
   }
   async function replay() {
     fill(parts.replay, h("section.card", {}, h("p.muted", { text: "Replaying from the journal…" })));
