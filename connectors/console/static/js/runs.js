@@ -61,6 +61,6 @@ function row(run) {
     h("td", {}, h("a", { href: `#/runs/${encodeURIComponent(id)}`, text: id })),
     h("td", {}, badge(run.status)),
     h("td", { text: fmtTime(started) }),
-    h("td", { text: started && last ? fmtMs(last - started) : "" }),
-    h("td.decision", { text: decision ? decisionLine(decision, run.summary) : "" }));
+    h("td.nowrap", { text: started && last ? fmtMs(last - started) : "" }),
+    h("td.dline", { text: decision ? decisionLine(decision, run.summary) : "" }));
 }
