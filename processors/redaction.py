@@ -30,12 +30,18 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Protocol
+
+from presidio_analyzer import Pattern, PatternRecognizer
+from presidio_analyzer.predefined_recognizers import (
+    CreditCardRecognizer,
+    EmailRecognizer,
+    IbanRecognizer,
+    PhoneRecognizer,
+    UkNinoRecognizer,
+    UkPostcodeRecognizer,
+)
 
 from processors import pii
-
-if TYPE_CHECKING:
-    from presidio_analyzer import RecognizerResult
 
 # Which kind wins where findings overlap: a known value first (it carries its token), then the most specific.
 PRIORITY = ("card", "iban", "nino", "email", "phone", "address", "postcode", "plate", "name")
@@ -71,44 +77,24 @@ class Finding:
     label: str
 
 
-class _Recognizer(Protocol):
-    """What this module asks of a Presidio recognizer."""
+class _OfflineEmailRecognizer(EmailRecognizer):
+    """Presidio's email recognizer without its top-level-domain check.
 
-    supported_entities: list[str]
+    That check (tldextract) fetches the public suffix list over the network on
+    first use; a redactor must work offline, and taking out something shaped
+    like an email at an unknown domain is the safe side.
+    """
 
-    def analyze(self, text: str, entities: list[str]) -> list[RecognizerResult]: ...
+    def validate_result(self, pattern_text: str) -> bool | None:
+        """Neither confirm nor refute: keep the pattern's score."""
+        return None
 
 
 @cache
-def _recognizers() -> tuple[tuple[str, _Recognizer], ...]:
-    """The detectors, built once per process on first use.
-
-    Presidio is imported here, not at module import: it pulls in spaCy (about a second), which commands
-    that never redact (``durable --help``, ``status``) should not pay for.
-    """
-    from presidio_analyzer import Pattern, PatternRecognizer
-    from presidio_analyzer.predefined_recognizers import (
-        CreditCardRecognizer,
-        EmailRecognizer,
-        IbanRecognizer,
-        PhoneRecognizer,
-        UkNinoRecognizer,
-        UkPostcodeRecognizer,
-    )
-
-    class OfflineEmailRecognizer(EmailRecognizer):
-        """Presidio's email recognizer without its top-level-domain check.
-
-        That check (tldextract) fetches the public suffix list over the network on first use; a redactor
-        must work offline, and taking out something shaped like an email at an unknown domain is the safe side.
-        """
-
-        def validate_result(self, pattern_text: str) -> bool | None:
-            """Neither confirm nor refute: keep the pattern's score."""
-            return None
-
+def _recognizers() -> tuple[tuple[str, PatternRecognizer | PhoneRecognizer], ...]:
+    """The detectors, built once per process (compiling Presidio's patterns costs milliseconds)."""
     return (
-        ("email", OfflineEmailRecognizer()),
+        ("email", _OfflineEmailRecognizer()),
         # GB for national formats; an international number (+33 ...) is parsed whatever the region.
         ("phone", PhoneRecognizer(supported_regions=("GB",), leniency=1)),
         ("phone", PatternRecognizer("PHONE_SHAPE", patterns=[Pattern("phone shape", _PHONE_SHAPE, 0.4)])),
@@ -140,14 +126,6 @@ def _detected(text: str) -> Iterable[Finding]:
             yield Finding(r.start, r.end, kind, f"[{kind}]")
 
 
-def _deny_list(kind: str, terms: tuple[str, ...]) -> _Recognizer:
-    """Presidio's deny-list recognizer for a report's own values: whole words, any case."""
-    from presidio_analyzer import PatternRecognizer
-
-    recognizer: _Recognizer = PatternRecognizer(kind.upper(), deny_list=list(terms), global_regex_flags=_CASE_BLIND)
-    return recognizer
-
-
 def _known(text: str, known: Mapping[str, str], tenant: str) -> Iterable[Finding]:
     """The report's own values, each labelled with its keyed token; the name's parts count as the name."""
     for kind, value in known.items():
@@ -158,7 +136,7 @@ def _known(text: str, known: Mapping[str, str], tenant: str) -> Iterable[Finding
         terms = [value]
         if kind == "name":
             terms += [part for part in re.split(r"[\s,]+", value) if len(part) >= 3]
-        recognizer = _deny_list(kind, tuple(terms))
+        recognizer = PatternRecognizer(kind.upper(), deny_list=terms, global_regex_flags=_CASE_BLIND)
         for r in recognizer.analyze(text, recognizer.supported_entities):
             yield Finding(r.start, r.end, kind, label)
 
