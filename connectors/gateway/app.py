@@ -86,9 +86,11 @@ def _openapi(app: FastAPI, wf: Workflow) -> dict[str, Any]:
             if path.startswith("/api/"):
                 op["security"] = [{"apiKey": []}]
             for code, response in op.get("responses", {}).items():
-                content = response.get("content", {})
-                if code.isdigit() and int(code) >= 400 and "application/json" in content:
-                    content[problems.MEDIA_TYPE] = content.pop("application/json")
+                if code.isdigit() and int(code) >= 400 and path.startswith("/api/"):
+                    # FastAPI's own 422 says HTTPValidationError; ours are all problems (problems.install).
+                    response["content"] = {problems.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}}
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
     app.openapi_schema = doc
     return doc
 

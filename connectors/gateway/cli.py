@@ -34,9 +34,14 @@ def gateway(
 
     from connectors.gateway.app import create_app
     from connectors.gateway.config import GatewayConfig, GatewayConfigError
+    from processors import pii
     from streams.workflows import load_workflows
 
     configure_logging(verbose)
+    try:
+        pii.require_explicit_key()  # reports are tokenised here, as by `durable produce`: the same key rule
+    except pii.PiiKeyError as exc:
+        raise fail(f"refusing to serve: {exc}", 2) from None
     s = settings(namespace)
     try:
         config = GatewayConfig.from_env(s.state_dir)

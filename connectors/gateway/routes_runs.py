@@ -80,7 +80,11 @@ async def runs(
     request: Request,
     who: Annotated[Principal, Depends(caller)],
     status: Annotated[str | None, Query(description=f"one of {', '.join(STATUSES)}")] = None,
-    since: Annotated[datetime | None, Query(description="ISO-8601: runs started at or after")] = None,
+    since: Annotated[
+        str | None,
+        Query(description="ISO-8601 date-time with zone: runs started at or after", max_length=40,
+              pattern=r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> RunList:
     """The tenant's runs, newest first."""
@@ -89,9 +93,13 @@ async def runs(
         raise Problem(422, f"status must be one of {', '.join(STATUSES)}", type_="invalid-query", field="status")
     since_ms = None
     if since is not None:
-        if since.tzinfo is None:
+        try:
+            moment = datetime.fromisoformat(since.replace("Z", "+00:00"))
+        except ValueError:
+            raise Problem(422, "since is not an ISO-8601 date-time", type_="invalid-query", field="since") from None
+        if moment.tzinfo is None:
             raise Problem(422, "since needs a time zone (e.g. Z)", type_="invalid-query", field="since")
-        since_ms = int(since.timestamp() * 1000)
+        since_ms = int(moment.timestamp() * 1000)
     gw = gateway(request)
     found = await run_in_threadpool(list_runs, gw.settings, status, since_ms, 1_000_000)
     mine = [r for r in found if tenant_of_run(r.run_id) == who.tenant][:limit]
