@@ -148,6 +148,12 @@ def test_sign_in_follow_a_run_live_watch_the_list_and_redrive_a_dead_letter(stac
             expect(row).to_be_visible()
             expect(row.locator(".badge")).to_have_text(re.compile("^(COMPENSATED|FAILED|COMPLETED)$"))
             _shot(page, "runs-list")
+            page.get_by_label("Status").select_option("COMPLETED")  # the filter: only completed runs
+            expect(row).to_have_count(0)
+            expect(page.locator(f'tr[data-run="{routed}"]')).to_be_visible()
+            page.get_by_label("Started").select_option("900")
+            expect(page.locator(f'tr[data-run="{routed}"]')).to_be_visible()
+            page.get_by_label("Status").select_option("")
 
             page.locator("#nav").get_by_role("link", name="Dead letters").click()
             letter = page.locator(f'details[data-letter^="{unreachable}/request_documents"]')
