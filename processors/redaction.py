@@ -63,7 +63,7 @@ _ADDRESS = (
 _PHONE_SHAPE = r"(?<![\w+])(?:(?:\+|00)\d{1,3}[ .-]?(?:\(0\)[ .-]?)?|\(?0)\d{2,4}\)?[ .-]?\d{3,4}[ .-]?\d{3,4}(?![\w])"
 _PLATE = r"\b[a-z]{2}\d{2}\s?[a-z]{3}\b"
 # A raw name introduced the way claimants write it: the intro in any case, the name capitalised.
-_NAMED = r"\b(?i:i am|i'm|my name is|this is)\s+[A-Z][a-z]+(?:[ -][A-Z][a-z]+)+"
+_NAMED = r"\b(?i:i am|i'm|my name is)\s+[A-Z][a-z]+(?:[ -][A-Z][a-z]+)+"
 _CASE_BLIND = re.DOTALL | re.MULTILINE | re.IGNORECASE
 
 

@@ -1,29 +1,35 @@
-"""Personal data in, none out: reports full of it go through `durable produce` and a real worker on the broker.
+"""Personal data in, none out: reports full of it go through `durable produce`, the gateway and a real worker.
 
 Every kind the edge redacts is put in every free-text field and the
-structured fields of accepted reports, and in reports the intake rejects;
-one accepted claim is then sent again with other words straight to the
-input topic, so the worker dead-letters it. Afterwards every topic of the
-namespace is read raw (keys, values, headers), and the worker's log and the
-CLI's output are searched: no raw value may be anywhere.
+structured fields of accepted reports, and in reports the intake rejects,
+both through `durable produce` and `POST /api/v1/agent/run`; one accepted
+claim is then sent again with other words straight to the input topic, so
+the worker dead-letters it. Afterwards every topic of the namespace is read
+raw (keys, values, headers: inputs, journal, spans, decisions, dead letters),
+and the worker's log, the CLI's output, the gateway's answers and this
+process's log records are searched: no raw value may be anywhere.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from confluent_kafka import TopicPartition
 
+from connectors.gateway.keys import Role
 from processors.engine.inputs import Accepted, parse_lines
 from processors.fnol import FNOL
 from streams.config import Settings
 from streams.kafka import admin, read_to_end, reader
 from streams.topics import Topics
 from tests.conftest import ROOT, WorkerProcesses, wait_for
+from tests.gateway_helpers import LiveGateway
 from tests.helpers import decisions, produce
 from tests.unit.test_redaction import CORPUS
 
@@ -98,8 +104,9 @@ def _absent(haystack: str, where: str) -> None:
 
 
 def test_no_raw_personal_data_reaches_topics_logs_spans_or_dead_letters(
-    settings: Settings, workers: WorkerProcesses, tmp_path: Path
+    settings: Settings, workers: WorkerProcesses, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     accepted = [_report(i) for i in range(3)]
     batch = tmp_path / "reports.jsonl"
     batch.write_text("\n".join([*map(json.dumps, accepted), *_rejected_lines()]) + "\n")
@@ -115,8 +122,18 @@ def test_no_raw_personal_data_reaches_topics_logs_spans_or_dead_letters(
     )
     assert produced.returncode == 1 and "produced 3 input(s)" in produced.stderr, produced.stderr
     assert produced.stderr.count(": ") >= len(_rejected_lines()), produced.stderr  # each rejected line said why
-    run_ids = {f"fnol:acme:RED-{i:03d}" for i in range(3)}
-    wait_for(lambda: {d["run_id"] for d in decisions(settings)} >= run_ids, 90, "the three claims decided")
+    answers: list[str] = []
+    with LiveGateway(settings) as gw, gw.client(gw.key("acme", Role.SUBMITTER)) as http:
+        for i in (20, 21):
+            taken = http.post("/api/v1/agent/run", json=_report(i))
+            assert taken.status_code == 202, taken.text
+            answers.append(taken.text)
+        for line in _rejected_lines():
+            refused = http.post("/api/v1/agent/run", content=line, headers={"Content-Type": "application/json"})
+            assert refused.status_code in (400, 422), refused.text
+            answers.append(refused.text)
+    run_ids = {f"fnol:acme:RED-{i:03d}" for i in (0, 1, 2, 20, 21)}
+    wait_for(lambda: {d["run_id"] for d in decisions(settings)} >= run_ids, 90, "the five claims decided")
 
     # The first claim again with other words, straight to the topic: journaled as a conflict and dead-lettered.
     other = next(iter(parse_lines(FNOL, [json.dumps(_report(0, description=f"Also {NAMES[0]} on {PHONES[1]}"))])))
@@ -130,6 +147,8 @@ def test_no_raw_personal_data_reaches_topics_logs_spans_or_dead_letters(
     _absent(on_topics, "a topic")
     _absent(workers.log("w1"), "the worker's log")
     _absent(produced.stdout + produced.stderr, "durable produce's output")
+    _absent("\n".join(answers), "the gateway's answers")
+    _absent(caplog.text, "this process's log (the gateway's included)")
 
 
 def _topics_with_records(settings: Settings) -> set[str]:
