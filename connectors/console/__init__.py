@@ -13,18 +13,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.staticfiles import PathLike
 from starlette.types import Scope
-
-from connectors.gateway.auth import Principal
-from connectors.gateway.context import caller
-from connectors.gateway.problems import documented
 
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS_PATH = "/console"
@@ -66,8 +61,12 @@ class WhoAmI(BaseModel):
     role: str
 
 
-async def whoami(who: Annotated[Principal, Depends(caller)]) -> WhoAmI:
+async def whoami(request: Request) -> WhoAmI:
     """The tenant and role of the presented API key: the console shows operator actions only to operators."""
+    # Imported here, not at the top: the gateway imports this module from its app factory.
+    from connectors.gateway.context import caller
+
+    who = await caller(request)  # 401 for no, a malformed or a revoked key; counts against the rate limit
     return WhoAmI(key_id=who.key_id, tenant=who.tenant, role=who.role.value)
 
 
@@ -76,6 +75,8 @@ def mount_console(app: FastAPI) -> None:
 
     Calling it twice changes nothing (the gateway calls it; a test may too).
     """
+    from connectors.gateway.problems import documented
+
     if any(getattr(route, "name", None) == "console" for route in app.routes):
         return
     app.mount(ASSETS_PATH, _Assets(directory=STATIC), name="console")
