@@ -132,7 +132,8 @@ def test_sign_in_follow_a_run_live_watch_the_list_and_redrive_a_dead_letter(stac
             expect(page.locator(".budgets")).to_contain_text("of $")  # cost against the tenant's budget
             expect(page.locator('li.span[data-span="evaluator"] .mark')).to_have_text("✓")
             _shot(page, "run-trace-1280")
-            page.get_by_role("button", name="Replay").click()
+            page.get_by_role("button", name="Replay").focus()  # operated by keyboard, as the rest below
+            page.keyboard.press("Enter")
             expect(page.get_by_role("heading", name="Replay report")).to_be_focused()
             expect(page.locator("#replay")).to_contain_text("would complete")
             page.set_viewport_size({"width": 390, "height": 844})
@@ -157,11 +158,13 @@ def test_sign_in_follow_a_run_live_watch_the_list_and_redrive_a_dead_letter(stac
 
             page.locator("#nav").get_by_role("link", name="Dead letters").click()
             letter = page.locator(f'details[data-letter^="{unreachable}/request_documents"]')
-            letter.locator("summary").click()
+            letter.locator("summary").focus()
+            page.keyboard.press("Enter")
             expect(letter).to_contain_text("ClaimantUnreachable")
             expect(letter).to_contain_text("Traceback (most recent call last)")
             expect(letter.locator("pre.json").last).to_contain_text('"claim_id": "CLM-100005"')  # the input
-            letter.get_by_role("button", name="Redrive").click()
+            letter.get_by_role("button", name="Redrive").focus()
+            page.keyboard.press("Enter")
             expect(letter).to_contain_text("Redrive requested")
             _shot(page, "dead-letter-redriven")
         finally:
