@@ -23,7 +23,7 @@ test: $(STAMP) chromium
 # The console's browser test drives Debian's chromium package (playwright never downloads a browser here).
 # As root with apt-get it is installed when missing; otherwise the test fails naming the package.
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@test -x /usr/bin/chromium || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian's chromium package for the console's browser test"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
