@@ -7,6 +7,7 @@ import { showRuns } from "./runs.js";
 
 const $ = (id) => document.getElementById(id);
 let leave = null; // the current view's clean-up (timers, event streams)
+let shown = 0; // which navigation the view on screen belongs to: a view still loading when the user moves on is ended
 
 function signedIn(yes) {
   $("signin").hidden = yes;
@@ -34,10 +35,11 @@ async function route() {
   }
   const [, section, ...rest] = hash.split("/");
   const id = rest.length ? decodeURIComponent(rest.join("/")) : "";
+  const mine = ++shown;
   try {
-    if (section === "runs" && id) leave = await showRun(view, id);
-    else if (section === "deadletters") leave = await showLetters(view, id);
-    else leave = await showRuns(view);
+    const end = section === "runs" && id ? await showRun(view, id)
+      : section === "deadletters" ? await showLetters(view, id) : await showRuns(view);
+    if (mine === shown) leave = end; else end();
   } catch (err) {
     say(err instanceof ApiError ? `${err.status}: ${err.message}` : String(err), "error");
   }
