@@ -84,10 +84,10 @@ def _submit(base: str, key: str, report: dict[str, Any]) -> str:
     return run_id
 
 
-def _shot(page: Any, name: str) -> Path:
+def _shot(page: Any, name: str, full_page: bool = True) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path
 
 
@@ -137,7 +137,8 @@ def test_sign_in_follow_a_run_live_watch_the_list_and_redrive_a_dead_letter(stac
             expect(page.get_by_role("heading", name="Replay report")).to_be_focused()
             expect(page.locator("#replay")).to_contain_text("would complete")
             page.set_viewport_size({"width": 390, "height": 844})
-            _shot(page, "run-trace-phone")
+            page.evaluate("window.scrollTo(0, 0)")
+            _shot(page, "run-trace-phone", full_page=False)
             page.set_viewport_size({"width": 1280, "height": 800})
 
             # The live list: a new run appears and finishes there. Its claimant left no email or phone, so
