@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from connectors.console import mount_console
 from connectors.gateway import problems
 from connectors.gateway.backpressure import InputLag
 from connectors.gateway.config import GatewayConfig
@@ -144,6 +145,7 @@ def create_app(
     problems.install(app)
     for router in (submit_router, runs_router, letters_router, health_router):
         app.include_router(router)
+    mount_console(app)  # the web console at / (static files shipped in the package) and /api/v1/whoami
     app.openapi = lambda: _openapi(app, wf)  # type: ignore[method-assign]
     app.add_middleware(Measured, metrics=gw.metrics)
     return app
