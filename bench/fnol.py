@@ -183,7 +183,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="claims per second")
     parser.add_argument("--burst", action="store_true", help="produce every claim at once (low latency mode only)")
     parser.add_argument("--batches", action="store_true", help="count record batches per topic afterwards")
-    parser.add_argument("--default-only", action="store_true", help="skip the low latency run")
+    parser.add_argument("--default-only", action="store_true", help="only the default (low latency) settings")
     args = parser.parse_args()
     os.environ.setdefault("DURABLE_MODEL_SPEED", "1")
     os.environ.setdefault("DURABLE_FNOL_FRAUD_FAILURE_RATE", "0")
@@ -191,9 +191,9 @@ def main() -> None:
     broker = None if external else EmbeddedBroker().start()
     bootstrap = external or (broker.bootstrap_servers if broker else "")
     try:
-        for low_latency in (True,) if args.burst else (False,) if args.default_only else (True, False):
+        for low_latency in (True,) if args.burst or args.default_only else (True, False):
             r = run(bootstrap, args.claims, args.rate, low_latency, args.burst, args.batches)
-            label = "low latency" if low_latency else "default"
+            label = "default: low latency" if low_latency else "DURABLE_LOW_LATENCY=0"
             if args.burst:
                 print(
                     f"burst of {r['sent']:.0f} claims at once ({label}): {r['decided']:.0f} decided, the last after "

@@ -1,6 +1,7 @@
 """Soak: many FNOL runs against the embedded broker, to see whether throughput and latency stay flat.
 
-Usage: ``python bench/soak.py --claims 50000 --rate 40 [--burst 2000 --every 60] [--speed 50]``
+Usage: ``python bench/soak.py --claims 50000 --rate 40 [--burst 2000 --every 60] [--speed 50]
+[--retention 30 --marker 60]``
 
 A `durable worker` process (low latency, as `DURABLE_LOW_LATENCY=1`) runs the FNOL
 workflow with the simulated model ``--speed`` times faster than its real latency
@@ -9,7 +10,12 @@ many at once every ``--every`` seconds. Every ``--window`` seconds it prints the
 decisions per second in that window, end-to-end p50/p99 of the claims decided in
 it, the largest partition (in record batches) of the topics the worker reads
 (how near the broker's wall they are, see streams.wall) and the wall warnings the worker has
-logged so far. At the end: record batches per topic (bench.common.batch_table).
+logged so far; then the state it keeps (streams.retention): bytes in its state directory
+(RocksDB), run states and expired-run markers in its run table (opened read-only beside the
+worker), and records in the run changelog (its end offsets: the embedded broker never compacts,
+so this grows; on real Kafka compaction leaves one record per state or marker, i.e. the two
+table columns). ``--retention``/``--marker`` set the worker's DURABLE_RUN_RETENTION_S and
+DURABLE_EXPIRED_MARKER_S. At the end: record batches per topic (bench.common.batch_table).
 Asserts nothing.
 """
 
@@ -27,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from confluent_kafka import Producer
+from confluent_kafka import Producer, TopicPartition
 
 from bench.common import batch_table, claims, decisions_reader, pct
 from processors.fnol import FNOL
@@ -35,11 +41,44 @@ from schemas import decode, encode
 from streams import wall
 from streams.broker import EmbeddedBroker
 from streams.config import Settings
-from streams.kafka import LOW_LATENCY_SLICE_S, partition_for, take
+from streams.kafka import LOW_LATENCY_SLICE_S, partition_for, reader, take
 from streams.kafka_config import client_config
+from streams.runtable import RunTable
 from streams.topics import Topics, ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def dir_bytes(path: Path) -> int:
+    """Bytes of the files under ``path`` (files RocksDB deletes while we walk are skipped)."""
+    total = 0
+    for f in path.rglob("*"):
+        try:
+            total += f.stat().st_size if f.is_file() else 0
+        except FileNotFoundError:
+            continue
+    return total
+
+
+def table_counts(path: Path, changelog: str) -> dict[str, int]:
+    """Run states and expired-run markers in a worker's run table, read beside it (-1 each if it cannot open)."""
+    try:
+        table = RunTable(path, changelog, read_only=True)
+    except Exception:
+        return {"states": -1, "markers": -1}
+    try:
+        return table.counts()
+    finally:
+        table.close()
+
+
+def end_offsets(settings: Settings, topic: str) -> int:
+    """The sum of a topic's partitions' end offsets: the records ever written to it."""
+    c = reader(settings)
+    try:
+        return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(settings.partitions))
+    finally:
+        c.close()
 
 
 def soak(bootstrap: str, args: argparse.Namespace) -> None:
@@ -59,6 +98,8 @@ def soak(bootstrap: str, args: argparse.Namespace) -> None:
         "DURABLE_MODEL_SPEED": str(args.speed),
         "DURABLE_FNOL_FRAUD_FAILURE_RATE": "0",
         "DURABLE_WALL_PROBE_S": str(args.window),
+        **({"DURABLE_RUN_RETENTION_S": str(args.retention)} if args.retention is not None else {}),
+        **({"DURABLE_EXPIRED_MARKER_S": str(args.marker)} if args.marker is not None else {}),
     }
     with log_path.open("ab") as log:
         worker = subprocess.Popen(
@@ -73,10 +114,16 @@ def soak(bootstrap: str, args: argparse.Namespace) -> None:
     print(
         f"soak: {args.claims} claims at {args.rate:g}/s"
         + (f" + bursts of {args.burst} every {args.every:g} s" if args.burst else "")
-        + f", model {args.speed:g}x faster, namespace {ns}",
+        + f", model {args.speed:g}x faster, namespace {ns}"
+        + (f", run retention {args.retention:g} s" if args.retention is not None else "")
+        + (f", marker {args.marker:g} s" if args.marker is not None else ""),
         flush=True,
     )
-    print(f"{'t s':>6} {'decided':>8} {'per s':>6} {'e2e p50':>8} {'p99':>7} {'largest hot partition':>28} {'warnings':>8}")
+    table_path = Path(state.name) / ns / "soak"
+    print(
+        f"{'t s':>6} {'decided':>8} {'per s':>6} {'e2e p50':>8} {'p99':>7} {'largest hot partition':>28} {'warnings':>8}"
+        f" {'state MB':>8} {'states':>7} {'markers':>7} {'changelog':>9}"
+    )
 
     def produce(n: int) -> None:
         for _ in range(min(n, len(pending))):
@@ -120,9 +167,12 @@ def soak(bootstrap: str, args: argparse.Namespace) -> None:
                 )
                 warnings = log_path.read_text(errors="replace").count("embedded broker wall")
                 rate = (len(done) - window_done) / (now - window_start)
+                counts = table_counts(table_path, topics.run_changelog)
                 print(
                     f"{now - t0:>6.0f} {len(done):>8} {rate:>6.1f} {pct(window_e2e, 0.5):>6.0f}ms"
-                    f" {pct(window_e2e, 0.99):>5.0f}ms {where:>28} {warnings:>8}",
+                    f" {pct(window_e2e, 0.99):>5.0f}ms {where:>28} {warnings:>8}"
+                    f" {dir_bytes(table_path) / 1e6:>8.1f} {counts['states']:>7} {counts['markers']:>7}"
+                    f" {end_offsets(settings, topics.run_changelog):>9}",
                     flush=True,
                 )
                 window_start, window_done, window_e2e = now, len(done), []
@@ -138,6 +188,12 @@ def soak(bootstrap: str, args: argparse.Namespace) -> None:
     print(f"{len(done)}/{len(sent)} decided in {elapsed:.0f} s ({len(done) / max(elapsed, 1e-9):.1f}/s)")
     restarts = log_path.read_text(errors="replace").count("restarting this worker's consumers")
     print(f"worker restarts for the wall: {restarts}; worker exit code {worker.returncode}")
+    counts = table_counts(table_path, topics.run_changelog)
+    print(
+        f"state at the end: {dir_bytes(table_path) / 1e6:.1f} MB in the state directory, {counts['states']} run states"
+        f" and {counts['markers']} expired markers in the run table (what compaction would leave of the changelog),"
+        f" {end_offsets(settings, topics.run_changelog)} changelog records written"
+    )
     names = [inputs, topics.commands, topics.results, topics.journal, topics.run_changelog, decisions, topics.traces]
     print("\n".join(batch_table(bootstrap, names, settings.partitions, len(sent))))
     state.cleanup()
@@ -152,6 +208,8 @@ def main() -> None:
     ap.add_argument("--speed", type=float, default=50.0, help="how much faster than real the simulated model is")
     ap.add_argument("--window", type=float, default=30.0, help="seconds per printed line")
     ap.add_argument("--max-s", type=float, default=3600.0, help="give up after this long")
+    ap.add_argument("--retention", type=float, default=None, help="the worker's run retention, s (its default: 7 days)")
+    ap.add_argument("--marker", type=float, default=None, help="how long expired markers stay, s (default: 30 days)")
     args = ap.parse_args()
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     broker = None if external else EmbeddedBroker().start()

@@ -206,7 +206,7 @@ def main() -> None:
         )
         for local, low_latency in ((False, False), (True, False), (False, True), (True, True)):
             r = engine(bootstrap, local, low_latency, args.sequential, args.inflight)
-            label = f"{'local' if local else 'kafka'} steps{', low latency' if low_latency else ''}"
+            label = f"{'local' if local else 'kafka'} steps{', low latency (default)' if low_latency else ', DURABLE_LOW_LATENCY=0'}"
             print(
                 f"{label:29} per step p50 {r['step_p50_ms']:.2f} ms  p99 {r['step_p99_ms']:.2f} ms  "
                 f"(run p50 {r['run_p50_ms']:.1f} ms, p99 {r['run_p99_ms']:.1f} ms)  "

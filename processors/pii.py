@@ -4,8 +4,8 @@ A token is ``pii_`` + the first 16 hex digits of
 HMAC-SHA256(key, tenant \x1f kind:value): the same person gives the same token
 within a tenant (joins and fraud history still work), a different one in
 another tenant (no linking across tenants), and nobody without the key can
-reverse it. Free text is scrubbed of the report's own personal values and of
-anything shaped like an email, phone number or UK number plate.
+reverse it. Free text is scrubbed by :mod:`processors.redaction` (which puts
+these tokens in place of a report's own values).
 
 The key, in order:
 
@@ -27,7 +27,6 @@ import hashlib
 import hmac
 import logging
 import os
-import re
 from pathlib import Path
 
 from processors import keyfiles
@@ -37,10 +36,6 @@ log = logging.getLogger(__name__)
 KEY_ENV = "DURABLE_PII_KEY"
 KEY_FILE_ENV = "DURABLE_PII_KEY_FILE"
 PRODUCTION_ENV = "DURABLE_ENV"
-
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-PHONE = re.compile(r"(?<!\w)\+?\d[\d ()-]{7,}\d(?!\w)")
-UK_PLATE = re.compile(r"\b[A-Z]{2}\d{2}\s?[A-Z]{3}\b", re.IGNORECASE)
 
 # Public on purpose: the key the demo and the tests use, under which the
 # shipped fraud-history table (processors/fnol/history.json) is keyed.
@@ -117,21 +112,3 @@ def token(kind: str, value: str, tenant: str) -> str:
     norm = " ".join(value.split()).casefold()
     digest = hmac.new(_key(), f"{tenant}\x1f{kind}:{norm}".encode(), hashlib.sha256).hexdigest()
     return f"pii_{digest[:16]}"
-
-
-def scrub(text: str, known: dict[str, str], tenant: str) -> str:
-    """Replace each known personal value (kind -> value) of ``tenant`` and PII-shaped text in ``text``."""
-    out = text
-    for kind, value in sorted(known.items(), key=lambda kv: -len(kv[1])):
-        if value and value.strip():
-            out = re.sub(re.escape(value.strip()), f"[{kind}:{token(kind, value, tenant)}]", out, flags=re.IGNORECASE)
-            if kind == "name":
-                for part in value.split():
-                    if len(part) >= 3:
-                        out = re.sub(
-                            rf"\b{re.escape(part)}\b", f"[name:{token('name', value, tenant)}]", out, flags=re.IGNORECASE
-                        )
-    out = EMAIL.sub("[email]", out)
-    out = PHONE.sub("[phone]", out)
-    out = UK_PLATE.sub("[plate]", out)
-    return out

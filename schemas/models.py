@@ -232,6 +232,22 @@ class RunState(Record):
     received_at_ms: int = 0
 
 
+class ExpiredRun(Record):
+    """What the run table keeps of a finished run past its retention (streams.retention)."""
+
+    avro_name: ClassVar[str] = "durable.engine.ExpiredRun"
+
+
+    run_id: str
+    workflow: str
+    status: str
+    input_digest: str
+    started_at_ms: int
+    ended_at_ms: int
+    expired_at_ms: int
+    generation: int = 0
+
+
 ENGINE_RECORDS: tuple[type[Record], ...] = (
     StepCommand,
     StepResult,
@@ -240,5 +256,6 @@ ENGINE_RECORDS: tuple[type[Record], ...] = (
     RunState,
     RunControl,
     TraceSpan,
+    ExpiredRun,
 )
 SCHEMA_OF: dict[type[BaseModel], str] = {model: model.avro_name for model in ENGINE_RECORDS}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 
 def _parse(variable: str) -> tuple[str, int]:
@@ -24,6 +25,10 @@ def _parse(variable: str) -> tuple[str, int]:
 
 _crash, _crash_left = _parse("DURABLE_CRASH_AT")
 _pause, _pause_left = _parse("DURABLE_PAUSE_AT")
+_continued = threading.Event()
+if _pause and threading.current_thread() is threading.main_thread():
+    # SIGSTOP stops the other threads at once but may let this one run on a little: it waits for the SIGCONT.
+    signal.signal(signal.SIGCONT, lambda _signum, _frame: _continued.set())
 
 
 def point(name: str) -> None:
@@ -36,4 +41,6 @@ def point(name: str) -> None:
     if _pause == name:
         _pause_left -= 1
         if _pause_left == 0:
+            _continued.clear()
             os.kill(os.getpid(), signal.SIGSTOP)
+            _continued.wait()

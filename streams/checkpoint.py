@@ -9,7 +9,8 @@
    waits for the broker's acknowledgements; records whose id the take-over
    scan found already written are skipped (:mod:`streams.recovery`);
 2. the changed run states to the compacted changelog, and waits for the
-   acknowledgements;
+   acknowledgements; an expired run's marker or a forgotten run's tombstone
+   (:mod:`streams.retention`) goes the same way, under the run's key;
 3. the states into the local run table (RocksDB), with the changelog offsets
    they bring it to, in one atomic write batch per partition;
 4. the input offsets, committed asynchronously: a commit lost in a crash only
@@ -42,10 +43,10 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from schemas import to_bytes
-from schemas.models import RunState
+from schemas.models import ExpiredRun, RunState
 from streams import chaos
 from streams.fencing import Fence
-from streams.runtable import RunTable, is_live, waits
+from streams.runtable import Changes, RunTable
 from streams.writer import Writer
 
 # Headers on every record the orchestrator writes: which input caused it, and its id (what the guard checks).
@@ -81,6 +82,8 @@ class Checkpoint:
     encoded: dict[tuple[int, str], bytes] = field(default_factory=dict)  # the states' bytes, encoded once
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     fired_timers: bool = False
+    markers: dict[tuple[int, str], ExpiredRun] = field(default_factory=dict)  # runs expiring (streams.retention)
+    forgotten: set[tuple[int, str]] = field(default_factory=set)  # expired runs whose markers go
 
     def consumed(self, topic: str, partition: int, offset: int) -> None:
         """An input was applied: its offset is committed with this checkpoint."""
@@ -88,7 +91,11 @@ class Checkpoint:
 
     def partitions(self) -> set[int]:
         """The partitions whose ownership this checkpoint acts on."""
-        return {w.owned_by for w in self.writes} | {p for p, _ in self.states} | {p for _, p in self.offsets}
+        return (
+            {w.owned_by for w in self.writes}
+            | {p for p, _ in [*self.states, *self.markers, *self.forgotten]}
+            | {p for _, p in self.offsets}
+        )
 
     def drop(self, partitions: set[int]) -> None:
         """Forget everything this checkpoint would write or commit for ``partitions`` (no longer ours)."""
@@ -96,6 +103,8 @@ class Checkpoint:
         self.states = {k: v for k, v in self.states.items() if k[0] not in partitions}
         self.encoded = {k: v for k, v in self.encoded.items() if k[0] not in partitions}
         self.offsets = {k: v for k, v in self.offsets.items() if k[1] not in partitions}
+        self.markers = {k: v for k, v in self.markers.items() if k[0] not in partitions}
+        self.forgotten = {k for k in self.forgotten if k[0] not in partitions}
 
     def commit(
         self,
@@ -111,7 +120,7 @@ class Checkpoint:
         With a ``fence``, first drop what the batch holds for partitions another orchestrator has claimed
         since this one did (:mod:`streams.fencing`); returns those partitions.
         """
-        if not (self.writes or self.states or self.offsets):
+        if not (self.writes or self.states or self.offsets or self.markers or self.forgotten):
             return set()  # a poll that brought nothing to apply (end-of-partition events, admission waits)
         chaos.point("orchestrator.before_outputs")
         lost: set[int] = set()
@@ -144,7 +153,7 @@ class Checkpoint:
         writer.flush()
 
     def _write_states(self, writer: Writer, changelog_topic: str, table: RunTable) -> None:
-        if not self.states:
+        if not (self.states or self.markers or self.forgotten):
             return
         offsets: dict[int, int] = defaultdict(lambda: -1)
 
@@ -153,18 +162,19 @@ class Checkpoint:
                 p = msg.partition() or 0
                 offsets[p] = max(offsets[p], msg.offset() or 0)
 
-        encoded: dict[int, dict[str, bytes]] = defaultdict(dict)
-        waiting: dict[int, set[str]] = defaultdict(set)
-        live: dict[int, set[str]] = defaultdict(set)
+        changes: dict[int, Changes] = defaultdict(Changes)
         for (p, run_id), state in self.states.items():
             value = self.encoded.get((p, run_id)) or to_bytes(state)  # one encoding for the changelog and RocksDB
-            encoded[p][run_id] = value
-            if waits(state):
-                waiting[p].add(run_id)
-            if is_live(state):
-                live[p].add(run_id)
+            changes[p].state(state, value)
             writer.send(changelog_topic, value, key=run_id, partition=p, on_delivery=delivered)
+        for (p, run_id), marker in self.markers.items():
+            value = to_bytes(marker)
+            changes[p].marker(marker, value)
+            writer.send(changelog_topic, value, key=run_id, partition=p, on_delivery=delivered)
+        for p, run_id in self.forgotten:
+            changes[p].forget(run_id)
+            writer.send(changelog_topic, None, key=run_id, partition=p, on_delivery=delivered)  # a tombstone
         writer.flush()
         chaos.point("orchestrator.after_changelog")
-        for p, states in encoded.items():
-            table.write(p, states, waiting[p], offsets[p] + 1, live[p])
+        for p, partition_changes in changes.items():
+            table.apply(p, partition_changes, offsets[p] + 1)

@@ -21,18 +21,20 @@ custody.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from confluent_kafka import Message
 
+from processors.engine.status import run_status
 from schemas import DecodeError, from_bytes, to_bytes
-from schemas.models import DeadLetter, JournalKind, RunControl
-from streams import authentication
+from schemas.models import DeadLetter, JournalKind, RunControl, RunStatus
+from streams import authentication, retention
 from streams.config import Settings
 from streams.journal import run_journal
 from streams.kafka import partition_for
@@ -176,6 +178,19 @@ def letters(settings: Settings) -> list[Letter]:
     return sorted(seen.values(), key=lambda entry: (entry.letter.at_ms, entry.letter.dead_letter_id))
 
 
+def shown(entry: Letter) -> dict[str, Any]:
+    """One letter as ``durable dlq show`` and the gateway show it: why, where from, every attempt, the input."""
+    letter = entry.letter
+    value = letter.model_dump(mode="json", exclude={"payload", "attempts_json", "input_json"})
+    value["status"] = entry.status
+    if entry.redrive is not None:
+        value["redrive"] = entry.redrive.model_dump(mode="json")
+    value["payload"] = letter.payload[:512].decode("utf-8", errors="backslashreplace") if letter.payload else ""
+    value["input"] = json.loads(letter.input_json) if letter.input_json else None
+    value["attempts"] = json.loads(letter.attempts_json) if letter.attempts_json else []
+    return value
+
+
 def find(settings: Settings, letter_id: str) -> Letter | None:
     return next((entry for entry in letters(settings) if entry.letter.dead_letter_id == letter_id), None)
 
@@ -202,6 +217,37 @@ def control_for(letter: DeadLetter, requested_by: str) -> RunControl:
         requested_at_ms=int(time.time() * 1000),
         requested_by=requested_by,
     )
+
+
+@dataclass(frozen=True)
+class RedriveCheck:
+    """What redriving a letter would do: its request, whether it was applied already, the run's status now."""
+
+    control: RunControl
+    already: bool
+    status: RunStatus | None
+    expired: str | None = None  # why it cannot be: its state left the run table (streams.retention)
+
+    @property
+    def stopped(self) -> bool:
+        """Only a run that has stopped (failed or compensated) is redriven."""
+        return self.status in (RunStatus.FAILED, RunStatus.COMPENSATED)
+
+
+def check_redrive(settings: Settings, letter: DeadLetter, requested_by: str) -> RedriveCheck:
+    """The redrive request for ``letter`` and whether it can go now (:class:`NotRedrivable` if it never can).
+
+    The CLI (``durable dlq redrive``) and the gateway decide from this one check.
+    """
+    control = control_for(letter, requested_by)
+    events = run_journal(settings, control.run_id)
+    already = any(
+        ev.kind is JournalKind.RUN_REDRIVEN and letter.dead_letter_id in (ev.detail_json or "") for ev in events
+    )
+    marker = retention.lookup(settings, control.run_id)
+    expired = retention.describe(marker, control.run_id) if marker is not None else None
+    return RedriveCheck(control, already, run_status(events), expired)
+
 
 
 @dataclass(frozen=True)

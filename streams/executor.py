@@ -31,6 +31,7 @@ from schemas import DecodeError, from_bytes, to_bytes
 from schemas.models import StepCommand, StepError, StepResult
 from streams import authentication, chaos, deadletters
 from streams.config import Settings
+from streams.groupwatch import LEAVE_LIMIT_S, GroupWatch, leave
 from streams.kafka import LOW_LATENCY_SLICE_S, take
 from streams.kafka import consumer as make_consumer
 from streams.telemetry import Telemetry, context_from_headers, headers_of
@@ -92,6 +93,7 @@ class Executor:
     ) -> None:
         self.settings = settings
         self.topics = Topics(settings.namespace)
+        self.group_watch = GroupWatch(self.topics.executor_group, settings.group_stuck_s)
         self.workflows = {wf.name: wf for wf in workflows}
         self.models = client_from_env(simulations=[wf.simulation for wf in workflows])
         self.telemetry = telemetry
@@ -130,7 +132,9 @@ class Executor:
         self._secret = authentication.signing_secret()  # a worker that cannot sign must not start
         self._accepted = authentication.verifying_secrets()
         ensure_topics(self.settings, [self.topics.commands, self.topics.results, self.topics.dead_letters])
-        self._consumer = make_consumer(self.settings, self.topics.executor_group, self.reads)
+        self._consumer = make_consumer(
+            self.settings, self.topics.executor_group, self.reads, **self.group_watch.consumer_config()
+        )
         # Results linger to share batches (the embedded broker's reads slow down with the number of batches
         # in a partition, streams.wall): 2 ms when hops are fast, 20 ms when each hop waits ~250 ms anyway.
         linger = RESULT_LINGER_MS if self.settings.low_latency else RESULT_LINGER_DEFAULT_MS
@@ -169,7 +173,7 @@ class Executor:
             writer.poll(0)
             writer.close()  # flushes what was produced, so the commit below counts it
             self._commit()
-            consumer.close()
+            leave(consumer, self.group_watch, self.settings.heartbeat_interval_ms / 1000, LEAVE_LIMIT_S)
         if self.failure is not None:
             raise RuntimeError(f"a step result could not be written: {self.failure}") from self.failure
 

@@ -15,7 +15,7 @@ from schemas import encode
 from streams.config import Settings
 from streams.kafka import partition_for
 from streams.topics import Topics, ensure_topics
-from streams.writer import Writer
+from streams.writer import OnDelivery, Writer
 
 
 def input_topic(settings: Settings, wf: Workflow) -> str:
@@ -23,20 +23,49 @@ def input_topic(settings: Settings, wf: Workflow) -> str:
     return Topics(settings.namespace).name(wf.input_topic)
 
 
+class InputWriter:
+    """A long-lived writer of accepted inputs (the gateway keeps one; :func:`produce_inputs` uses one per call).
+
+    Each input goes to the workflow's input topic, keyed by its run id, on the run's partition; ``on_delivery``
+    hears the broker's acknowledgement (or failure) of that one record when :meth:`poll` or :meth:`flush` runs.
+    """
+
+    def __init__(self, settings: Settings, wf: Workflow) -> None:
+        self.topic = input_topic(settings, wf)
+        self._settings = settings
+        self._wf = wf
+        ensure_topics(settings, [self.topic])
+        self._writer = Writer(settings)
+
+    def send(self, item: Accepted, on_delivery: OnDelivery | None = None) -> None:
+        """Queue one accepted input."""
+        self._writer.send(
+            self.topic,
+            encode(self._wf.input_schema, item.record),
+            key=item.run_id,
+            partition=partition_for(item.run_id, self._settings.partitions),
+            on_delivery=on_delivery,
+        )
+
+    def poll(self, timeout_s: float = 0) -> None:
+        """Serve delivery reports."""
+        self._writer.poll(timeout_s)
+
+    def flush(self, timeout_s: float = 30) -> int:
+        """Wait for every queued input's acknowledgement (:class:`DeliveryFailed` if one failed); returns how many were sent."""
+        self._writer.flush(timeout_s)
+        return self._writer.sent
+
+    def close(self) -> None:
+        self._writer.close()
+
+
 def produce_inputs(settings: Settings, wf: Workflow, inputs: Iterable[Accepted]) -> int:
     """Write accepted inputs keyed by run id to the run's partition; returns how many were acknowledged."""
-    topic = input_topic(settings, wf)
-    ensure_topics(settings, [topic])
-    writer = Writer(settings)
+    writer = InputWriter(settings, wf)
     try:
         for item in inputs:
-            writer.send(
-                topic,
-                encode(wf.input_schema, item.record),
-                key=item.run_id,
-                partition=partition_for(item.run_id, settings.partitions),
-            )
-        writer.flush(30)
-        return writer.sent
+            writer.send(item)
+        return writer.flush(30)
     finally:
         writer.close()

@@ -8,6 +8,10 @@ commits the batch's writes in the order that makes a crash harmless
 (:mod:`streams.checkpoint`: outputs, changelog, RocksDB, offsets). When it is
 given partitions it takes them over first (:mod:`streams.recovery`).
 
+Every ``sweep_every_s`` it also expires the finished runs past their retention
+and forgets the expired ones past their marker period, in a checkpoint of
+its own (:mod:`streams.retention`).
+
 Retries waiting out a backoff are timers in their run's state; a fired timer
 has no input offset: its records carry ``src=timer:...`` and are always
 guarded on take-over, and its event time is its due time, so firing it again
@@ -42,12 +46,13 @@ from processors.engine.workflow import Workflow
 from processors.models import client_from_env
 from schemas import DecodeError, encode, to_bytes
 from schemas.models import DeadLetter, JournalEvent, JournalKind, RunState, StepCommand, StepResult
-from streams import authentication, deadletters
+from streams import authentication, deadletters, retention
 from streams.admission import Admission
 from streams.checkpoint import Checkpoint, Write
 from streams.config import Settings
 from streams.events import Inputs
 from streams.fencing import Fence
+from streams.groupwatch import LEAVE_LIMIT_S, GroupWatch, leave
 from streams.kafka import LOW_LATENCY_SLICE_S, take
 from streams.kafka import consumer as make_consumer
 from streams.local_steps import LocalSteps
@@ -89,6 +94,7 @@ class Orchestrator:
         self.settings = settings
         self.telemetry = telemetry
         self.topics = Topics(settings.namespace)
+        self.group_watch = GroupWatch(self.topics.orchestrator_group, settings.group_stuck_s)
         self.workflows = {wf.name: wf for wf in workflows}
         self.inputs = Inputs(self.topics, self.workflows, settings.partitions)
         self._secret = authentication.signing_secret()  # signs the step commands it writes
@@ -102,11 +108,18 @@ class Orchestrator:
         self._fence: Fence | None = None
         self._fenced: set[int] = set()  # partitions found claimed by another orchestrator, until reassigned
         self.admission = Admission(settings.max_runs_in_flight)
+        # After a take-over, run inputs are re-applied before run controls, and both before step results.
+        self.admission.ranks = {
+            **dict.fromkeys(self.inputs.by_topic, 0),
+            self.topics.control: 1,
+            self.topics.results: 2,
+        }
         self.timers = TimerQueue()
         self._consumer: Consumer | None = None
         self._writer: Writer | None = None
         self._table: RunTable | None = None
         self._slice = LOW_LATENCY_SLICE_S if settings.low_latency else None
+        self._next_sweep = time.monotonic()
 
     # -- topics ----------------------------------------------------------------
 
@@ -141,8 +154,8 @@ class Orchestrator:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         assert self._table is not None
         new = sorted({tp.partition for tp in partitions} - self.owned)
-        if not new:
-            return
+        if not new or self.stop.is_set():
+            return  # nothing new; or leaving (streams.groupwatch.leave): someone else will take them over
         # Claimed before the take-over scan: a zombie's later write is fenced, an earlier one is in the scan.
         assert self._fence is not None
         self._fence.claim(new)
@@ -155,6 +168,7 @@ class Orchestrator:
         for p, taken in found.items():
             self.guard[p] = taken.guard
             self.admission.take_over(p, self._table.live(p))
+            self.admission.replay(p, taken.replay_to)
             for state in taken.waiting:
                 self.timers.set_run(p, state.run_id, timers(state))
             log.info(
@@ -190,7 +204,9 @@ class Orchestrator:
             log.warning("state in %s was built from another changelog: emptied, restoring from the log", state_path)
         self._writer = Writer(self.settings)
         self._fence = Fence(self.settings, self._writer)
-        self._consumer = make_consumer(self.settings, self.topics.orchestrator_group, self.reads)
+        self._consumer = make_consumer(
+            self.settings, self.topics.orchestrator_group, self.reads, **self.group_watch.consumer_config()
+        )
         self._consumer.subscribe(
             self.input_topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
         )
@@ -200,11 +216,27 @@ class Orchestrator:
                 due = self.timers.pop_due(_now_ms())
                 if msgs or due or self.admission.waiting():
                     self._process(msgs, due)
+                if retention.expires(self.settings) and time.monotonic() >= self._next_sweep:
+                    self._sweep()
         finally:
-            self._consumer.close()
+            leave(self._consumer, self.group_watch, self.settings.heartbeat_interval_ms / 1000, LEAVE_LIMIT_S)
             self._writer.close()
             self._table.close()
             self.local.close()
+
+    def _sweep(self) -> None:
+        """Expire finished runs past retention, forget expired ones past their marker period (streams.retention)."""
+        assert self._writer and self._consumer and self._table
+        checkpoint, full = retention.sweep(self.settings, self._table, set(self.owned), _now_ms())
+        lost = checkpoint.commit(
+            self._writer, self.topics.run_changelog, self._table, self._consumer, self.guard, self._fence
+        )
+        if lost:
+            self._fenced_out(lost, 0)
+        if checkpoint.markers or checkpoint.forgotten:
+            log.info("retention: %d runs expired, %d forgotten", len(checkpoint.markers), len(checkpoint.forgotten))
+        # A backlog (retention just shortened, or a long stop) is worked off batch by batch between inputs.
+        self._next_sweep = time.monotonic() + (0.0 if full else retention.sweep_every_s(self.settings))
 
     def _poll_timeout(self) -> float:
         """Wait for records no longer than until the next retry is due."""
@@ -233,26 +265,32 @@ class Orchestrator:
             topic, p, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
             if p in self._fenced or self.admission.behind_held(msg):
                 continue  # another orchestrator owns it now; or it waits behind inputs held for admission
+            if self.admission.blocked(msg):
+                self.admission.hold(msg)  # a result before its run is re-applied after a take-over: it waits
+                continue
             src = f"{topic}:{p}:{offset}"
             try:
                 inbound = self.inputs.decode(msg)
             except DecodeError as exc:
                 checkpoint.consumed(topic, p, offset)
+                self.admission.applied(msg)
                 self._dead_letter(checkpoint, report, msg, str(exc), type(exc).__name__)
                 continue
             event = inbound.event
-            if (
-                inbound.forward_to is None
-                and isinstance(event, RunRequested)
-                and self._is_new(checkpoint, p, inbound.run_id)
-            ):
-                was_held = self.admission.admit(msg)
-                if was_held is None:
-                    continue  # no room: held, with the rest of its partition
-                if was_held:
-                    # Held back by admission: the run starts (and its latency budget runs) now; the wait is traced.
-                    event = dataclasses.replace(event, admitted_at_ms=admitted_at)
+            if inbound.forward_to is None and isinstance(event, RunRequested):
+                if self._expired(checkpoint, report, msg, p, event):
+                    checkpoint.consumed(topic, p, offset)
+                    self.admission.applied(msg)
+                    continue
+                if self._is_new(checkpoint, p, inbound.run_id) and not self.admission.was_admitted(msg):
+                    was_held = self.admission.admit(msg)
+                    if was_held is None:
+                        continue  # no room: held, with the rest of its partition
+                    if was_held:
+                        # Held back by admission: the run starts (and its latency budget runs) now; the wait is traced.
+                        event = dataclasses.replace(event, admitted_at_ms=admitted_at)
             checkpoint.consumed(topic, p, offset)
+            self.admission.applied(msg)
             if inbound.forward_to is not None:
                 # Written by a producer that partitioned by another rule: its run's owner gets it, once.
                 checkpoint.writes.append(
@@ -291,6 +329,22 @@ class Orchestrator:
     def _is_new(self, checkpoint: Checkpoint, p: int, run_id: str) -> bool:
         assert self._table is not None
         return (p, run_id) not in checkpoint.states and self._table.get(p, run_id) is None
+
+    def _expired(self, checkpoint: Checkpoint, report: _Report, msg: Message, p: int, event: RunRequested) -> bool:
+        """Whether ``event`` re-submits an expired run (streams.retention): if so, it never starts a second run.
+
+        The same input is a duplicate, ignored like one for a retained run; a different one is dead-lettered.
+        """
+        assert self._table is not None
+        marker = None if (p, event.run_id) in checkpoint.states else self._table.expired(p, event.run_id)
+        if marker is None:
+            return False
+        if retention.resubmission(marker, event.input) == "duplicate":
+            log.info("%s; its re-submission is a duplicate, ignored", retention.describe(marker))
+        else:
+            reason = f"{retention.describe(marker)}; this input differs from the one it ran with, so it is not started"
+            self._dead_letter(checkpoint, report, msg, reason, "ExpiredRunConflict", event.run_id)
+        return True
 
     def _dead_letter(
         self,

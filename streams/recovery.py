@@ -9,7 +9,14 @@ another worker died), for all of them together it:
    by no checkpoint (:mod:`streams.checkpoint`), since the inputs that caused
    them will be re-applied and recompute the same records;
 3. lists the runs waiting out a retry backoff, whose timers the orchestrator
-   re-arms (a retry that fell due while no worker ran fires at once).
+   re-arms (a retry that fell due while no worker ran fires at once);
+4. notes, per topic read, the offset up to which uncommitted records had
+   their writes made (:attr:`TakeOver.replay_to`). Those writes went out
+   before the state that expects what answers them: a command may have been
+   run, and its result be waiting, for a run whose state was never written.
+   Until the inputs that start runs are re-applied up to there, the
+   orchestrator holds the partition's results back (:mod:`streams.admission`),
+   so no result arrives before its run.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ class TakeOver:
     restored: int
     guard: set[str]
     waiting: list[RunState]
+    replay_to: dict[str, int]  # topic read -> the offset past the last uncommitted record whose writes were made
 
 
 def take_over(
@@ -48,8 +56,8 @@ def take_over(
 ) -> dict[int, TakeOver]:
     """Restore, guard-scan and list the waiting runs of ``partitions`` (``committed``: the input offsets)."""
     restored = table.restore(settings, partitions)
-    guards = scan_written(settings, output_topics, partitions, committed)
-    return {p: TakeOver(restored[p], guards[p], table.waiting(p)) for p in partitions}
+    guards, replay_to = scan_written(settings, output_topics, partitions, committed)
+    return {p: TakeOver(restored[p], guards[p], table.waiting(p), replay_to[p]) for p in partitions}
 
 
 def scan_written(
@@ -57,8 +65,8 @@ def scan_written(
     output_topics: list[str],
     partitions: list[int],
     committed: Mapping[tuple[str, int], int],
-) -> dict[int, set[str]]:
-    """Per partition, the ids we wrote for inputs whose offsets are not committed.
+) -> tuple[dict[int, set[str]], dict[int, dict[str, int]]]:
+    """Per partition, the ids we wrote for inputs whose offsets are not committed, and how far those inputs go.
 
     Reads each output partition backwards in chunks until it reaches a
     record caused by an input that is committed: everything before that
@@ -66,6 +74,7 @@ def scan_written(
     partitions of all output topics are read together, chunk by chunk.
     """
     ids: dict[int, set[str]] = {p: set() for p in partitions}
+    replay_to: dict[int, dict[str, int]] = {p: {} for p in partitions}
     scan = reader(settings)
     try:
         bounds: dict[tuple[str, int], list[int]] = {}
@@ -94,7 +103,10 @@ def scan_written(
                     reached.add((msg.topic() or "", msg.partition() or 0))
                 else:
                     ids[msg.partition() or 0].add(mid)
+                    ends = replay_to.get(int(src_part))
+                    if ends is not None:
+                        ends[src_topic] = max(ends.get(src_topic, 0), int(src_off) + 1)
             pending = [k for k in pending if k not in reached and bounds[k][1] > bounds[k][0]]
     finally:
         scan.close()
-    return ids
+    return ids, replay_to

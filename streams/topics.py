@@ -10,6 +10,10 @@ from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from streams.config import Settings
 from streams.kafka import admin as admin_client
 
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+TRACES_RETENTION_MS = 7 * DAY_MS  # spans back `durable trace`; the exporter keeps the long-term copy
+
 
 class TopicLayoutError(RuntimeError):
     """Existing topics do not have the partition counts co-partitioning needs."""
@@ -74,8 +78,37 @@ class Topics:
         return self.name("executors")
 
 
+def topic_config(settings: Settings, name: str) -> dict[str, str]:
+    """The configuration a topic of this namespace is created with, by its role (streams.retention).
+
+    Compacted (one record per key, tombstones kept a day after compaction): the run changelog and the
+    orchestrators' partition claims. Short: step commands, step results, run controls, which matter only
+    until the orchestrator or an executor has applied them. Long: the journal (what `durable status` and
+    `durable replay` read), dead letters (an operator may redrive them weeks later) and the workflows' own
+    input and output topics (claims, decisions). Traces: a week. Real Kafka honours these; the embedded
+    broker accepts and ignores them (notes/broker-facts.md).
+    """
+    topics = Topics(settings.namespace)
+    if name in (topics.run_changelog, topics.owners):
+        # Segments roll hourly so the cleaner drops replaced states and tombstones within hours, not a week.
+        return {"cleanup.policy": "compact", "delete.retention.ms": str(DAY_MS), "segment.ms": str(HOUR_MS)}
+    if name in (topics.commands, topics.results, topics.control):
+        return _delete_after(settings.short_topic_retention_s)
+    if name == topics.traces:
+        return {"cleanup.policy": "delete", "retention.ms": str(TRACES_RETENTION_MS)}
+    return _delete_after(settings.long_topic_retention_s)
+
+
+def _delete_after(seconds: float) -> dict[str, str]:
+    return {"cleanup.policy": "delete", "retention.ms": str(int(seconds * 1000))}
+
+
 def ensure_topics(settings: Settings, names: list[str], compacted: frozenset[str] = frozenset()) -> None:
-    """Create missing topics with ``settings.partitions`` partitions; check existing ones."""
+    """Create missing topics with ``settings.partitions`` partitions and their role's retention; check existing ones.
+
+    ``compacted`` names topics outside the catalogue to compact as well. The configuration is set at
+    creation only: an existing topic keeps whatever it has (change it with kafka-configs).
+    """
     admin = admin_client(settings)
     existing = admin.list_topics(timeout=10).topics
     missing = [n for n in names if n not in existing]
@@ -86,7 +119,7 @@ def ensure_topics(settings: Settings, names: list[str], compacted: frozenset[str
                     n,
                     num_partitions=settings.partitions,
                     replication_factor=-1,
-                    config={"cleanup.policy": "compact"} if n in compacted else {},
+                    config=_config(settings, n, compacted),
                 )
                 for n in missing
             ],
@@ -102,6 +135,14 @@ def ensure_topics(settings: Settings, names: list[str], compacted: frozenset[str
     wrong = {n: len(existing[n].partitions) for n in names if len(existing[n].partitions) != settings.partitions}
     if wrong:
         raise TopicLayoutError(f"topics must all have {settings.partitions} partitions for co-partitioning: {wrong}")
+
+
+def _config(settings: Settings, name: str, compacted: frozenset[str]) -> dict[str, str]:
+    config = topic_config(settings, name)
+    if name in compacted:
+        config = {**config, "cleanup.policy": "compact"}
+        config.pop("retention.ms", None)
+    return config
 
 
 def topic_id(settings: Settings, name: str) -> str:

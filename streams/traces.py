@@ -72,3 +72,61 @@ def load(settings: Settings, run_id: str, wf: Workflow) -> RunTrace:
         except DecodeError:
             continue
     return RunTrace(run_id, sorted(spans.values(), key=lambda s: s.start_unix_nano), evaluation, output)
+
+
+def attributes(span: TraceSpan) -> dict[str, Any]:
+    """A span's attributes (empty when they are not a JSON object)."""
+    try:
+        value = json.loads(span.attributes_json)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def tokens_of(attrs: dict[str, Any]) -> int:
+    """Input plus output tokens a span's model calls used."""
+    return int(attrs.get("gen_ai.usage.input_tokens", 0)) + int(attrs.get("gen_ai.usage.output_tokens", 0))
+
+
+def cost_of(attrs: dict[str, Any]) -> float:
+    return float(attrs.get("durable.cost_usd", 0.0))
+
+
+def marks(view: RunTrace) -> dict[str, bool]:
+    """The evaluator's mark per span name: passed only if every gate on that span passed."""
+    found: dict[str, bool] = {}
+    for gate in view.evaluation.gates if view.evaluation is not None else ():
+        if gate.span:
+            found[gate.span] = found.get(gate.span, True) and gate.passed
+    return found
+
+
+@dataclass(frozen=True)
+class Totals:
+    """A run's trace summed up: its root span, its latency (less queueing for admission), tokens and cost."""
+
+    root: TraceSpan | None
+    latency_ms: float
+    queued_ms: float
+    tokens: int
+    cost_usd: float
+
+
+def totals(view: RunTrace) -> Totals:
+    """What `durable trace` and the gateway print under the spans."""
+    ids = {s.span_id for s in view.spans}
+    roots = [s for s in view.spans if s.parent_span_id not in ids]
+    first_root = min(roots, key=lambda s: (s.start_unix_nano, s.name)) if roots else None
+    root = next((s for s in view.spans if s.name == "orchestrator.run"), first_root)
+    t0 = min((s.start_unix_nano for s in view.spans), default=0)
+    t_end = max((s.end_unix_nano for s in view.spans), default=0)
+    queued_ms = float(attributes(root).get("durable.queued_ms", 0)) if root is not None else 0.0
+    whole_ms = (root.end_unix_nano - root.start_unix_nano if root is not None else t_end - t0) / 1e6
+    spans = [attributes(s) for s in view.spans]
+    return Totals(
+        root=root,
+        latency_ms=whole_ms - queued_ms,
+        queued_ms=queued_ms,
+        tokens=sum(tokens_of(a) for a in spans),
+        cost_usd=sum(cost_of(a) for a in spans),
+    )

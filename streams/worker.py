@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from processors.engine.workflow import Workflow
-from streams import wall
+from streams import offsets, wall
 from streams.brokerwatch import EXIT_BROKER_LOST, BrokerLost, BrokerWatch
 from streams.config import Settings
 from streams.executor import Executor
@@ -51,7 +51,10 @@ class Worker:
     stop_event: threading.Event = field(default_factory=threading.Event)
     telemetry: Telemetry | None = None
     wall_watch: wall.WallWatch | None = None
-    resize_for_wall: bool = False  # set when the wall watch asks for consumers with a longer fetch wait
+    # Why run_forever should start this worker's consumers anew (the wall watch wants longer fetch waits,
+    # or a group watch found its member stuck rebalancing); None while all is well.
+    restart_for: str | None = None
+    _stuck_groups: set[str] = field(default_factory=set)
     watch_interval_s: float = 1.0
     _exit_on_broker_loss: bool = False
     _parts: list[Orchestrator | Executor] = field(default_factory=list)
@@ -132,9 +135,38 @@ class Worker:
 
     def _wall_critical(self) -> None:
         # Only new consumers get a longer fetch wait: stop these cleanly; run_forever starts new ones.
-        if not self.resize_for_wall:
-            self.resize_for_wall = True
+        self._restart("embedded broker wall: restarting this worker's consumers with a longer fetch wait")
+        wall.forget(self.settings)
+
+    def _restart(self, reason: str) -> None:
+        if self.restart_for is None:
+            self.restart_for = reason
             self.stop_event.set()
+
+    def _check_groups(self) -> None:
+        for part in self._parts:
+            watch = part.group_watch
+            if watch.stuck:
+                self._stuck_groups.add(watch.group)
+                self._restart(
+                    f"group {watch.group} has been rebalancing for {watch.stuck_for_s:.0f} s with its coordinator"
+                    " up (the broker's wedged-group bug, notes/broker-facts.md): re-creating the group and this worker's"
+                    " consumers"
+                )
+                return
+
+    def _recreate_stuck_groups(self) -> None:
+        # Only the embedded broker wedges groups; on Kafka a stuck member is reported and re-created, no more.
+        stuck, self._stuck_groups = self._stuck_groups, set()
+        if not wall.is_embedded(self.settings):
+            return
+        for group in sorted(stuck):
+            try:
+                kept = offsets.recreate_group(self.settings, group)
+            except Exception:  # the new consumers join anyway; a wedge that persists is reported again
+                log.exception("could not re-create group %s", group)
+                continue
+            log.warning("group %s deleted and re-created with its %d committed offsets", group, kept)
 
     @property
     def ready(self) -> bool:
@@ -157,9 +189,11 @@ class Worker:
     def run_forever(self) -> int:
         """Run until SIGTERM/SIGINT; returns an exit code.
 
-        When the wall watch finds a partition at the critical fraction of its
-        consumers' fetch wait, the roles are stopped cleanly (offsets committed)
-        and started again: their new consumers get a wait that fits.
+        The roles are stopped cleanly (offsets committed) and started again
+        with new consumers when the wall watch finds a partition at the
+        critical fraction of its consumers' fetch wait (the new ones get a wait
+        that fits), or when a group watch finds a member stuck rebalancing
+        (the new ones join as new members).
         """
         signalled = threading.Event()
 
@@ -174,14 +208,14 @@ class Worker:
         while True:
             self.start()
             while not self.stop_event.wait(0.5):
-                pass
+                self._check_groups()
             self.join(30)
             if any(isinstance(e, BrokerLost) for e in self._errors):
                 return EXIT_BROKER_LOST
-            if self.failed or not self.resize_for_wall or signalled.is_set():
+            if self.failed or self.restart_for is None or signalled.is_set():
                 return 1 if self.failed else 0
-            log.warning("embedded broker wall: restarting this worker's consumers with a longer fetch wait")
-            wall.forget(self.settings)
+            log.warning("%s", self.restart_for)
+            self._recreate_stuck_groups()
             self.stop_event.clear()
-            self.resize_for_wall = False
+            self.restart_for = None
             self._parts, self._threads = [], []

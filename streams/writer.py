@@ -43,14 +43,14 @@ class Writer:
     def send(
         self,
         topic: str,
-        value: bytes,
+        value: bytes | None,
         *,
         key: str | bytes | None = None,
         partition: int | None = None,
         headers: Headers | None = None,
         on_delivery: OnDelivery | None = None,
     ) -> None:
-        """Queue one record; ``on_delivery`` (if given) is told its outcome when ``poll``/``flush`` run."""
+        """Queue one record (``value`` None: a tombstone); ``on_delivery`` is told its outcome at ``poll``/``flush``."""
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
             if err is not None:

@@ -8,6 +8,7 @@ present; else the embedded Tansu broker, started here and stopped at the end.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ from confluent_kafka import TopicPartition
 import schemas.fnol  # noqa: F401 - FNOL's records, known to the codec
 from processors import pii
 from schemas import DecodeError, decode, register
-from streams.broker import EmbeddedBroker
+from streams.broker import EmbeddedBroker, free_port
 from streams.config import Settings
 from streams.kafka import read_to_end, reader
 from streams.reading import header
@@ -152,5 +153,36 @@ def workers(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcesses]:
     procs = WorkerProcesses(settings, tmp_path)
     try:
         yield procs
+    finally:
+        procs.stop_all()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[list[EmbeddedBroker]]:
+    """A broker of this test alone (a list: a restart replaces it), stopped at the end."""
+    log = ROOT / ".durable" / "test-broker-loss.log"
+    brokers = [EmbeddedBroker(port=free_port(), log_path=str(log)).start()]
+    try:
+        yield brokers
+    finally:
+        for broker in brokers:
+            pid = broker.pid
+            if pid is not None and not broker.exited:
+                os.kill(pid, signal.SIGCONT)  # a paused broker cannot stop
+            broker.stop()
+
+
+@pytest.fixture
+def on_own_broker(own_broker: list[EmbeddedBroker], tmp_path: Path) -> Iterator[tuple[Settings, WorkerProcesses]]:
+    settings = Settings(
+        bootstrap_servers=own_broker[0].bootstrap_servers,
+        namespace=f"t{uuid.uuid4().hex[:10]}",
+        partitions=4,
+        state_dir=tmp_path / "state",
+        worker_name="w0",
+    )
+    procs = WorkerProcesses(settings, tmp_path)
+    try:
+        yield settings, procs
     finally:
         procs.stop_all()

@@ -38,8 +38,36 @@ class Rejected:
     reason: str
 
 
+MAX_DEPTH = 32
+# Control characters other than tab, newline and carriage return: no report needs them, and they corrupt
+# logs and terminals downstream (a NUL ends C strings; an ESC rewrites a terminal).
+_CONTROL = frozenset(chr(c) for c in [*range(0x20), 0x7F]) - {"\t", "\n", "\r"}
+
+
+def screen(data: Any, path: str = "", depth: int = 0) -> None:
+    """Whatever the workflow: no object nested deeper than :data:`MAX_DEPTH`, no control character in a string.
+
+    Raises :class:`InputRejected` naming the field (dotted path; list items by index).
+    """
+    if depth > MAX_DEPTH:
+        raise InputRejected(f"{path or '(input)'}: nested deeper than {MAX_DEPTH} levels", path or None)
+    if isinstance(data, str):
+        if not _CONTROL.isdisjoint(data):
+            raise InputRejected(f"{path or '(input)'}: contains a control character", path or None)
+    elif isinstance(data, Mapping):
+        for key, value in data.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and not _CONTROL.isdisjoint(key):
+                raise InputRejected("a field name contains a control character", path or None)
+            screen(value, where, depth + 1)
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            screen(value, f"{path}.{i}" if path else str(i), depth + 1)
+
+
 def accept(wf: Workflow, data: Mapping[str, Any]) -> Accepted:
     """Validate one input object for ``wf``; returns it accepted (line 0) or raises :class:`InputRejected`."""
+    screen(data)
     if wf.intake is not None:
         try:
             record = wf.intake.accept(data)

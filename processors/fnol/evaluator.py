@@ -18,10 +18,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from typing import Any
 
+from processors import redaction
 from processors.engine import Evaluation, Gate, StepContext
 from processors.fnol.budgets import BUDGETS, Budget, budget_for
 from processors.models import ModelRequest, ModelResponse
-from processors.pii import EMAIL, PHONE, UK_PLATE
 
 NEEDS_DOCUMENTS = {"MEDIUM", "HIGH"}
 NO_USAGE: Mapping[str, Any] = {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0, "model": ""}
@@ -33,8 +33,8 @@ _NOT_PERSONAL = re.compile(
     + r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?",
     re.IGNORECASE,
 )
-# A raw name introduced the way claimants write it ("I am Jane Doe", "my name is Jane Doe").
-_NAMED = re.compile(r"\b(?i:i am|i'm|my name is)\s+[A-Z][a-z]+\s+[A-Z][a-z]+")
+# A postcode alone is location, kept raw in the report on purpose; with a street it is an address, which counts.
+_NOT_COUNTED = ("postcode",)
 # Fields that carry personal data (under any key, or under claimant/vehicle): only tokens (pii_...) may appear.
 _PERSONAL_KEYS = {"email", "phone", "plate", "claimant_name", "full_name"}
 _PERSONAL_UNDER = {"claimant": {"name", "email", "phone"}, "vehicle": {"plate"}}
@@ -75,17 +75,14 @@ def _strings(value: Any, parent: str = "", key: str = "") -> Iterator[tuple[str,
 
 
 def personal_data(value: Any) -> list[str]:
-    """The kinds of raw personal data in a JSON value: emails, phone numbers, plates, names (sorted, unique)."""
+    """The kinds of raw personal data in a JSON value (sorted, unique): what :mod:`processors.redaction` finds."""
     found: set[str] = set()
     for parent, key, text in _strings(value):
         field = key.lower()
         personal = field in _PERSONAL_KEYS or field in _PERSONAL_UNDER.get(parent.lower(), ())
         if personal and text and not text.startswith("pii_"):
             found.add("name" if field.endswith("name") else field)
-        text = _NOT_PERSONAL.sub(" ", text)
-        for kind, pattern in (("email", EMAIL), ("phone", PHONE), ("plate", UK_PLATE), ("name", _NAMED)):
-            if pattern.search(text):
-                found.add(kind)
+        found |= redaction.kinds(_NOT_PERSONAL.sub(" ", text), _NOT_COUNTED)
     return sorted(found)
 
 

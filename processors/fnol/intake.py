@@ -2,8 +2,11 @@
 
 This is where personal data stops: what :func:`tokenise` returns is what
 Kafka sees. The FNOL rules of what is personal (the claimant's name, email
-and phone, the vehicle's plate) live here; the tokens and the free-text
-scrubbing are :mod:`processors.pii`'s.
+and phone, the vehicle's plate) live here; the tokens are :mod:`processors.pii`'s
+and the free-text scrubbing :mod:`processors.redaction`'s. Free text (the
+description, the vehicle's make and model) is scrubbed; an identifier (claim
+id, policy number, postcode, photo URI) that holds personal data is refused,
+since rewriting an identifier would change what it identifies.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from processors import pii
+from processors import pii, redaction
 from processors.engine import InputRejected, Intake
 from schemas.fnol.models import ClaimantTokens, FnolReported, Location, LossType, Photo, Vehicle
 
@@ -33,9 +36,11 @@ SAMPLES = Path(__file__).resolve().parent / "samples" / "fnol.jsonl"
 
 
 # The contract, field by field: the same rules for a report at the edge and its record on Kafka.
-ClaimId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+ClaimId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$"), AfterValidator(lambda v: _no_personal(v))]
 TenantId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,64}$")]
-PolicyNumber = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_/.-]{1,64}$")]
+PolicyNumber = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9_/.-]{1,64}$"), AfterValidator(lambda v: _no_personal(v))
+]
 Token = Annotated[str, StringConstraints(pattern=r"^pii_[0-9a-f]{16}$")]
 ShortText = Annotated[str, StringConstraints(max_length=64)]
 Label = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")]
@@ -63,11 +68,19 @@ def _country(v: str) -> str:
     return v
 
 
+def _no_personal(v: str, ignore: tuple[str, ...] = ()) -> str:
+    # The reason names the kinds, never the value: a rejection is logged and shown.
+    found = redaction.kinds(v, ignore)
+    if found:
+        raise ValueError(f"holds personal data ({', '.join(sorted(found))}); identifiers may not")
+    return v
+
+
 def _uri(v: str) -> str:
     scheme, sep, rest = v.partition("://")
     if not sep or scheme.lower() not in URI_SCHEMES or not rest or any(c.isspace() for c in v):
         raise ValueError(f"not a photo URI of an allowed scheme ({', '.join(sorted(URI_SCHEMES))})")
-    return v
+    return _no_personal(v)
 
 
 def _day(v: str) -> date:
@@ -118,7 +131,7 @@ class RawClaimant(_Strict):
     @field_validator("email")
     @classmethod
     def _email(cls, v: str | None) -> str | None:
-        if v is not None and not pii.EMAIL.fullmatch(v):
+        if v is not None and not redaction.EMAIL_SHAPE.fullmatch(v):
             raise ValueError("not an email address")
         return v
 
@@ -133,6 +146,11 @@ class RawVehicle(_Strict):
 class RawLocation(_Strict):
     postcode: str = Field(min_length=1, max_length=16)
     country: Country
+
+    @field_validator("postcode")
+    @classmethod
+    def _postcode(cls, v: str) -> str:
+        return _no_personal(v, ("postcode",))  # a postcode is kept as it is; a card number in its place is not
 
 
 class RawPhoto(_Strict):
@@ -206,11 +224,19 @@ def tokenise(report: FnolReport) -> FnolReported:
     known = {"name": c.name, "email": c.email or "", "phone": c.phone or ""}
     if report.vehicle and report.vehicle.plate:
         known["plate"] = report.vehicle.plate
+
+    def scrub(text: str) -> str:
+        return redaction.redact(text, known, tenant)
+
     vehicle = None
     if report.vehicle is not None:
         v = report.vehicle
         vehicle = Vehicle(
-            plate_token=pii.token("plate", v.plate, tenant) if v.plate else None, make=v.make, model=v.model, year=v.year
+            plate_token=pii.token("plate", v.plate, tenant) if v.plate else None,
+            # Make and model are free text a careless upstream may fill with anything; scrubbed, then cut to fit.
+            make=scrub(v.make)[:64] if v.make else v.make,
+            model=scrub(v.model)[:64] if v.model else v.model,
+            year=v.year,
         )
     return FnolReported(
         claim_id=report.claim_id,
@@ -219,7 +245,7 @@ def tokenise(report: FnolReport) -> FnolReported:
         reported_at=report.reported_at,
         loss_date=report.loss_date,
         loss_type=report.loss_type,
-        description=pii.scrub(report.description, known, tenant),
+        description=scrub(report.description)[:10_000],
         location=Location(postcode=report.location.postcode, country=report.location.country),
         claimant=ClaimantTokens(
             name_token=pii.token("name", c.name, tenant),
@@ -237,7 +263,8 @@ def _reason(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:3]:
         loc = ".".join(str(x) for x in err["loc"]) or "(line)"
-        parts.append(f"{loc}: {err['msg']}")
+        # Some messages quote the value they refused; whatever personal data that held is taken out.
+        parts.append(f"{loc}: {redaction.redact(err['msg'])}")
     return "; ".join(parts)
 
 

@@ -47,7 +47,7 @@ def demo(
     file: Annotated[Path | None, typer.Option(help="Inputs to run (default: the workflow's samples).")] = None,
     timeout: Annotated[float, typer.Option(help="Give up after S seconds.")] = 90.0,
     low_latency: Annotated[
-        bool, typer.Option(help="Short fetch waits (one worker, so no rebalance risk; see notes/broker-facts.md).")
+        bool, typer.Option(help="Short fetch waits (the default; --no-low-latency shows librdkafka's long waits).")
     ] = True,
     rate: Annotated[float, typer.Option(help="Inputs produced per second (0: all at once).")] = 10.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,

@@ -11,12 +11,9 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from processors.engine.status import run_status
 from schemas import DecodeError, decode
-from schemas.models import JournalKind, RunStatus
 from streams import authentication, deadletters
 from streams.cli.common import NamespaceOpt, WorkflowOpt, fail, out, settings, workflows
-from streams.journal import run_journal
 from streams.reading import dumps
 from streams.topics import Topics
 
@@ -109,13 +106,7 @@ def dlq_show(
             raise fail(f"{letter_id} holds an undecodable record ({exc}); its raw bytes are in `dlq show`") from None
         print(dumps(record))
         return
-    shown = letter.model_dump(mode="json", exclude={"payload", "attempts_json", "input_json"})
-    shown["status"] = entry.status
-    if entry.redrive is not None:
-        shown["redrive"] = entry.redrive.model_dump(mode="json")
-    shown["payload"] = letter.payload[:512].decode("utf-8", errors="backslashreplace") if letter.payload else ""
-    shown["input"] = json.loads(letter.input_json) if letter.input_json else None
-    shown["attempts"] = json.loads(letter.attempts_json) if letter.attempts_json else []
+    shown = deadletters.shown(entry)
     print(json.dumps(shown, indent=2, sort_keys=False, default=str))
 
 
@@ -134,7 +125,8 @@ def dlq_redrive(
     Idempotent: a letter already redriven is reported and left alone, and the
     orchestrator ignores a repeated request. Exit 0 when every selected
     letter is (or already was) redriven, 1 when one was not applied in time
-    or its run has not stopped, 2 when a letter cannot be redriven or the
+    or its run has not stopped, 2 when a letter cannot be redriven (its run expired:
+    ``DURABLE_RUN_RETENTION_S``) or the
     worker secret is missing. The request is signed with the worker secret
     and records the OS user running this command as ``requested_by``.
     Letters of kinds an installed connector registers (``delivery``: the
@@ -166,10 +158,12 @@ def dlq_redrive(
     for e in chosen:
         letter = e.letter
         try:
-            request = deadletters.request_for(s, letter, by)
+            if letter.kind in handled:
+                request = deadletters.request_for(s, letter, by)
+            else:
+                check = deadletters.check_redrive(s, letter, by)
         except deadletters.NotRedrivable as exc:
             raise fail(str(exc), 2) from None
-        control = request.control
         if letter.kind in handled:
             # Owned by an upper layer (e.g. a sink's delivery): its owner applies the request, at most once.
             if e.redrive is not None:
@@ -177,22 +171,23 @@ def dlq_redrive(
             else:
                 to_send.append(request)
             continue
-        events = run_journal(s, control.run_id)
-        if any(
-            ev.kind is JournalKind.RUN_REDRIVEN and letter.dead_letter_id in (ev.detail_json or "") for ev in events
-        ):
+        control = check.control
+        if check.already:
             out.print(f"{letter.dead_letter_id}: already redriven", markup=False, highlight=False)
             continue
-        state = run_status(events)
-        if state not in (RunStatus.FAILED, RunStatus.COMPENSATED):
-            shown = state.value if state else "UNKNOWN"
+        if not check.stopped:
+            shown = check.status.value if check.status else "UNKNOWN"
             out.print(
                 f"{letter.dead_letter_id}: run {control.run_id} is {shown}; redrive it once it has stopped",
                 markup=False,
             )
             code = 1
             continue
-        to_send.append(request)
+        if check.expired is not None:  # its state left the run table: the orchestrator would ignore the request
+            out.print(f"{letter.dead_letter_id}: {check.expired}; cannot redrive it", markup=False)
+            code = 2
+            continue
+        to_send.append(deadletters.request_for(s, letter, by))
     deadletters.request_redrives(s, to_send)
     deadline = time.monotonic() + timeout
     for request in to_send:

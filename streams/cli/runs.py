@@ -10,10 +10,11 @@ import typer
 from rich.table import Table
 
 from processors.engine.replay import RecordedRun, recorded_run
-from processors.engine.status import run_status
+from streams import retention
 from streams.cli.common import NamespaceOpt, err, fail, out, settings
 from streams.config import Settings
 from streams.journal import run_journal
+from streams.runview import view
 
 runs_app = typer.Typer(help="Runs: export what a run captured.", no_args_is_help=True)
 
@@ -21,10 +22,16 @@ runs_app = typer.Typer(help="Runs: export what a run captured.", no_args_is_help
 def status(run_id: str, namespace: NamespaceOpt = None) -> None:
     """A run's state and step timeline, read from its journal."""
     s = settings(namespace)
-    events = run_journal(s, run_id)
-    if not events:
+    run = view(run_journal(s, run_id))
+    expired = retention.lookup(s, run_id)
+    if run is None:
+        if expired is not None:  # its journal is gone too (the journal topic's retention): the marker says what was
+            out.print(retention.describe(expired, run_id), highlight=False)
+            out.print("state: [bold]EXPIRED[/bold]")
+            return
         raise fail(f"no run {run_id} in namespace {s.namespace}")
-    t0 = events[0].at_ms
+    events = run.events
+    t0 = run.started_ms
     table = Table(title=f"run {run_id}")
     for col in ("seq", "+ms", "event", "step", "attempt"):
         table.add_column(col)
@@ -32,18 +39,28 @@ def status(run_id: str, namespace: NamespaceOpt = None) -> None:
         table.add_row(
             str(e.seq), str(e.at_ms - t0), e.kind.value, e.step or "", "" if e.attempt is None else str(e.attempt)
         )
-    state = run_status(events)
     out.print(table)
     started = datetime.fromtimestamp(t0 / 1000, UTC).isoformat(timespec="milliseconds")
     out.print(
-        f"state: [bold]{state.value if state else 'UNKNOWN'}[/bold]  started {started}  last event +{events[-1].at_ms - t0} ms"
+        f"state: [bold]{run.status_name}[/bold]  started {started}  last event +{events[-1].at_ms - t0} ms"
     )
+    if expired is not None:
+        out.print(f"{retention.describe(expired, run_id)}; its journal above is kept longer", highlight=False)
 
 
 def recorded(s: Settings, run_id: str) -> RecordedRun:
-    """A run's captured inputs and outcomes, from its journal (exit 2 if there is no such run)."""
+    """A run's captured inputs and outcomes, from its journal (exit 2 if there is no such run).
+
+    A run that expired from the run table (streams.retention) is said to have, on stderr; its journal,
+    kept longer, is still what is replayed or exported, and without it the exit is 2.
+    """
     events = run_journal(s, run_id)
+    expired = retention.lookup(s, run_id)
+    if expired is not None:
+        err.print(retention.describe(expired, run_id), highlight=False)
     if not events:
+        if expired is not None:
+            raise fail(f"run {run_id} expired and its journal is gone too (the journal topic's retention)", 2)
         raise fail(f"no run {run_id} in namespace {s.namespace}", 2)
     return recorded_run(events)
 

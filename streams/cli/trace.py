@@ -8,7 +8,6 @@ the workflow's one-line description of the output.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -37,11 +36,6 @@ def trace(run_id: str, namespace: NamespaceOpt = None, workflow: WorkflowOpt = N
     out.print(table)
     for line in lines:
         out.print(line)
-
-
-def _attrs(span: TraceSpan) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(span.attributes_json)
-    return value
 
 
 def _ordered(spans: list[TraceSpan]) -> list[tuple[int, TraceSpan]]:
@@ -73,29 +67,23 @@ def _bar(start: float, length: float, total: float) -> str:
 def render(view: RunTrace, describe: Callable[[Mapping[str, Any]], str]) -> tuple[Table, list[Text]]:
     """The span table and the summary lines (``describe``: the workflow's one line for its output)."""
     rows = _ordered(view.spans)
-    root = next((s for _, s in rows if s.name == "orchestrator.run"), rows[0][1] if rows else None)
+    summed = traces.totals(view)
+    root = summed.root
     t0 = min((s.start_unix_nano for s in view.spans), default=0)
     t_end = max((s.end_unix_nano for s in view.spans), default=0)
     total_ms = (t_end - t0) / 1e6
     gates = view.evaluation.gates if view.evaluation is not None else ()
-    marks: dict[str, bool] = {}
-    for gate in gates:
-        if gate.span:
-            marks[gate.span] = marks.get(gate.span, True) and gate.passed
+    marks = traces.marks(view)
     table = Table(title=f"trace of {view.run_id}" + (f"  (trace id {root.trace_id})" if root else ""))
     for col, justify in (("span", "left"), ("start", "right"), ("duration", "left"), ("ms", "right"),
                          ("tokens", "right"), ("cost", "right"), ("eval", "center")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    tokens = 0
-    cost = 0.0
     for depth, span in rows:
-        attrs = _attrs(span)
+        attrs = traces.attributes(span)
         start_ms = (span.start_unix_nano - t0) / 1e6
         length_ms = (span.end_unix_nano - span.start_unix_nano) / 1e6
-        span_tokens = int(attrs.get("gen_ai.usage.input_tokens", 0)) + int(attrs.get("gen_ai.usage.output_tokens", 0))
-        span_cost = float(attrs.get("durable.cost_usd", 0.0))
-        tokens += span_tokens
-        cost += span_cost
+        span_tokens = traces.tokens_of(attrs)
+        span_cost = traces.cost_of(attrs)
         mark = ("✓" if marks[span.name] else "✗") if span.name in marks else ""
         if span.status == "ERROR":
             mark = (mark + " error").strip()
@@ -111,14 +99,12 @@ def render(view: RunTrace, describe: Callable[[Mapping[str, Any]], str]) -> tupl
             mark,
         )
     evaluation = view.evaluation
-    queued_ms = float(_attrs(root).get("durable.queued_ms", 0)) if root else 0.0
-    run_ms = ((root.end_unix_nano - root.start_unix_nano) / 1e6 if root else total_ms) - queued_ms
-    summary = f"latency {run_ms / 1000:.2f} s"
-    if queued_ms:
-        summary += f" (after {queued_ms / 1000:.2f} s queued for admission)"
+    summary = f"latency {summed.latency_ms / 1000:.2f} s"
+    if summed.queued_ms:
+        summary += f" (after {summed.queued_ms / 1000:.2f} s queued for admission)"
     if evaluation is not None and evaluation.latency_budget_ms is not None:
         summary += f" / {evaluation.latency_budget_ms / 1000:.2f} s budget"
-    summary += f" · tokens {tokens:,} · cost ${cost:.4f}"
+    summary += f" · tokens {summed.tokens:,} · cost ${summed.cost_usd:.4f}"
     if evaluation is not None and evaluation.cost_budget_usd is not None:
         summary += f" / ${evaluation.cost_budget_usd:.3f} budget"
     if gates:

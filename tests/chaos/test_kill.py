@@ -103,3 +103,26 @@ def test_state_comes_back_from_the_changelog_when_rocksdb_is_deleted(
             assert state is not None and state.status is RunStatus.COMPLETED, run_id
     finally:
         table.close()
+
+
+def test_results_written_before_their_runs_state_wait_for_the_run_to_be_reapplied(
+    settings: Settings, workers: WorkerProcesses
+) -> None:
+    """The orchestrator dies after writing the first commands but before their runs' state; a separate
+    executor runs them, so their results are on the topic before the restarted orchestrator re-applies the
+    inputs that start those runs. It must hold the results back until then (streams.admission), or they
+    would be ignored as results for unknown runs and the runs would wait for good."""
+    orders = sample_orders(24, prefix="H")
+    run_ids = {c.run_id for c in orders}
+    workers.start("e", *SLOW, "--role", "executor")
+    o = workers.start("o", *SLOW, "--role", "orchestrator", env={"DURABLE_CRASH_AT": "orchestrator.after_outputs:1"})
+    produce_orders(settings, orders)
+    wait_for(lambda: o.poll() is not None, 60, "the orchestrator to die after its first outputs")
+    assert o.returncode == -signal.SIGKILL, workers.log("o")
+    topics = Topics(settings.namespace)
+    wait_for(lambda: read_topic(settings, topics.results), 60, "the executor to answer the commands")
+    assert not read_topic(settings, topics.run_changelog), "the crash must come before any run state is written"
+
+    workers.start("o", *SLOW, "--role", "orchestrator")  # same name: same local state dir
+    wait_for(lambda: _all_decided(settings, run_ids), 90, "every run to be decided after the restart")
+    assert_exactly_once(settings, run_ids, OUTPUT_TOPIC)

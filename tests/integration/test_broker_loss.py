@@ -11,49 +11,13 @@ from __future__ import annotations
 import os
 import signal
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-
-from streams.broker import EmbeddedBroker, free_port
+from streams.broker import EmbeddedBroker
 from streams.brokerwatch import EXIT_BROKER_LOST
 from streams.config import Settings
-from tests.conftest import ROOT, WorkerProcesses, wait_for
+from tests.conftest import WorkerProcesses, wait_for
 from tests.helpers import assert_exactly_once, decisions, produce, sample_claims
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[list[EmbeddedBroker]]:
-    """A broker of this test alone (a list: a restart replaces it), stopped at the end."""
-    log = ROOT / ".durable" / "test-broker-loss.log"
-    brokers = [EmbeddedBroker(port=free_port(), log_path=str(log)).start()]
-    try:
-        yield brokers
-    finally:
-        for broker in brokers:
-            pid = broker.pid
-            if pid is not None and not broker.exited:
-                os.kill(pid, signal.SIGCONT)  # a paused broker cannot stop
-            broker.stop()
-
-
-@pytest.fixture
-def on_own_broker(own_broker: list[EmbeddedBroker], tmp_path: Path) -> Iterator[tuple[Settings, WorkerProcesses]]:
-    settings = Settings(
-        bootstrap_servers=own_broker[0].bootstrap_servers,
-        namespace=f"t{uuid.uuid4().hex[:10]}",
-        partitions=4,
-        state_dir=tmp_path / "state",
-        worker_name="w0",
-    )
-    procs = WorkerProcesses(settings, tmp_path)
-    try:
-        yield settings, procs
-    finally:
-        procs.stop_all()
 
 
 def _decided(settings: Settings) -> set[str]:

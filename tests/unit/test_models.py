@@ -17,6 +17,7 @@ from schemas.models import (
     ENGINE_RECORDS,
     AttemptFailure,
     DeadLetter,
+    ExpiredRun,
     JournalEvent,
     JournalKind,
     RunControl,
@@ -331,6 +332,16 @@ INSTANCES: list[BaseModel] = [
         end_unix_nano=1_794_000_002_910_000_000,
         status="OK",
         attributes_json='{"durable.run_id":"fnol:acme:CLM-100001"}',
+    ),
+    ExpiredRun(
+        run_id=RUN,
+        workflow="fnol",
+        status="COMPLETED",
+        input_digest="3f2a9c0d1e4b5a67",
+        started_at_ms=1_794_000_000_000,
+        ended_at_ms=1_794_000_002_910,
+        expired_at_ms=1_794_604_802_910,
+        generation=0,
     ),
 ]
 

@@ -1,0 +1,135 @@
+"""The gateway's response bodies, as the OpenAPI document states them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class RunAccepted(BaseModel):
+    """202: the run is accepted (or was already); follow it at ``status_url``."""
+
+    run_id: str
+    status: str = Field(description="ACCEPTED, or the run's status if it existed already")
+    duplicate: bool = Field(description="this claim had been submitted before with the same content")
+    status_url: str
+    events_url: str
+
+
+class RunDecided(RunAccepted):
+    """200: the run has ended; ``output`` is its decision (or what its failure handling produced)."""
+
+    output: dict[str, Any] | None
+
+
+class JournalEntry(BaseModel):
+    seq: int
+    at_ms: int
+    kind: str
+    step: str | None = None
+    attempt: int | None = None
+    detail: Any = None
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    workflow: str
+    status: str
+    started_at_ms: int
+    last_event_at_ms: int
+    output: dict[str, Any] | None = None
+
+
+class RunList(BaseModel):
+    runs: list[RunSummary]
+
+
+class RunDetail(RunSummary):
+    """A run: state, step timeline (its journal), decision."""
+
+    timeline: list[JournalEntry]
+
+
+class Span(BaseModel):
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    start_unix_nano: int
+    end_unix_nano: int
+    duration_ms: float
+    status: str
+    tokens: int
+    cost_usd: float
+    eval_passed: bool | None = Field(description="the evaluator's mark on this span, if it judged it")
+    attributes: dict[str, Any]
+
+
+class Gate(BaseModel):
+    name: str
+    passed: bool
+    reason: str
+    span: str | None
+
+
+class TraceView(BaseModel):
+    run_id: str
+    trace_id: str | None
+    spans: list[Span]
+    gates: list[Gate]
+    latency_ms: float
+    latency_budget_ms: float | None
+    tokens: int
+    cost_usd: float
+    cost_budget_usd: float | None
+    output: dict[str, Any] | None
+    summary: str | None = Field(description="the workflow's one line for its output, e.g. ROUTED · reserve £5,600")
+
+
+class DeadLetterSummary(BaseModel):
+    dead_letter_id: str
+    kind: str
+    run_id: str | None
+    step: str | None
+    error_type: str
+    reason: str
+    at_ms: int
+    status: str
+
+
+class DeadLetterList(BaseModel):
+    dead_letters: list[DeadLetterSummary]
+
+
+class RedriveAnswer(BaseModel):
+    dead_letter_id: str
+    run_id: str
+    status: str = Field(description="requested, or already redriven")
+    status_url: str
+
+
+class AttemptVerdict(BaseModel):
+    step: str
+    action: str
+    attempt: int
+    verdict: str
+    recorded_error: dict[str, Any] | None
+    replayed_error: dict[str, Any] | None
+    diff: list[str]
+
+
+class ReplayReport(BaseModel):
+    """What replaying the run's recorded inputs with the current code gives; nothing is written."""
+
+    run_id: str
+    recorded_status: str
+    would_complete: bool
+    attempts: list[AttemptVerdict]
+    not_finished: list[str]
+    result: dict[str, Any] | None
+    counts: dict[str, int]
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)
