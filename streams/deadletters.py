@@ -37,7 +37,7 @@ from schemas.models import DeadLetter, JournalKind, RunControl, RunStatus
 from streams import authentication, retention
 from streams.config import Settings
 from streams.journal import run_journal
-from streams.kafka import partition_for
+from streams.kafka import admin, partition_for
 from streams.reading import read_all
 from streams.topics import Topics, ensure_topics
 from streams.writer import Writer
@@ -150,7 +150,10 @@ def redrives(settings: Settings) -> dict[str, RunControl]:
     """Every authenticated redrive ever requested in this namespace, by dead letter id (the first one wins)."""
     found: dict[str, RunControl] = {}
     accepted = authentication.verifying_secrets()
-    topics = [Topics(settings.namespace).control, *(h.topic(settings.namespace) for h in redrive_handlers().values())]
+    # A handler's topic is read only if it exists: reading creates a topic, and listing letters writes nothing.
+    present = set(admin(settings).list_topics(timeout=10).topics)
+    handled = [t for h in redrive_handlers().values() if (t := h.topic(settings.namespace)) in present]
+    topics = [Topics(settings.namespace).control, *handled]
     for topic in topics:
         for msg in read_all(settings, topic):
             value = msg.value() or b""

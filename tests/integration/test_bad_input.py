@@ -78,7 +78,7 @@ def test_undecodable_and_unknown_records_are_dead_lettered(settings: Settings) -
         shown = _cli(settings, "dlq", "show", str(garbage_id))
         assert shown.returncode == 0 and "not avro at all" in shown.stdout
         refused = _cli(settings, "dlq", "redrive", str(garbage_id))
-        assert refused.returncode == 2 and "only steps and compensations can be redriven" in refused.stderr
+        assert refused.returncode == 2 and "only step, compensation, delivery letters can be redriven" in refused.stderr
     finally:
         worker.stop()
         worker.join(20)
