@@ -223,43 +223,55 @@ def control_for(letter: DeadLetter, requested_by: str) -> RunControl:
 
 
 @dataclass(frozen=True)
-class RedriveCheck:
-    """What redriving a letter would do: its request, whether it was applied already, the run's status now."""
-
-    control: RunControl
-    already: bool
-    status: RunStatus | None
-    expired: str | None = None  # why it cannot be: its state left the run table (streams.retention)
-
-    @property
-    def stopped(self) -> bool:
-        """Only a run that has stopped (failed or compensated) is redriven."""
-        return self.status in (RunStatus.FAILED, RunStatus.COMPENSATED)
-
-
-def check_redrive(settings: Settings, letter: DeadLetter, requested_by: str) -> RedriveCheck:
-    """The redrive request for ``letter`` and whether it can go now (:class:`NotRedrivable` if it never can).
-
-    The CLI (``durable dlq redrive``) and the gateway decide from this one check.
-    """
-    control = control_for(letter, requested_by)
-    events = run_journal(settings, control.run_id)
-    already = any(
-        ev.kind is JournalKind.RUN_REDRIVEN and letter.dead_letter_id in (ev.detail_json or "") for ev in events
-    )
-    marker = retention.lookup(settings, control.run_id)
-    expired = retention.describe(marker, control.run_id) if marker is not None else None
-    return RedriveCheck(control, already, run_status(events), expired)
-
-
-
-@dataclass(frozen=True)
 class Request:
     """A redrive request and where it goes: the run's control partition, or a handler's topic."""
 
     control: RunControl
     topic: str
     partition: int
+
+
+@dataclass(frozen=True)
+class RedriveCheck:
+    """What redriving a letter would do: its request and, if it cannot go now, why not.
+
+    ``status`` is the run's status now (``None`` for a letter an upper layer owns, e.g. a sink's
+    delivery: its run completed, and only the letter's owner decides).
+    """
+
+    request: Request
+    already: bool
+    status: RunStatus | None
+    expired: str | None = None  # why it cannot be: its state left the run table (streams.retention)
+    owned: bool = False  # an upper layer's letter (a redrive handler's kind), not a run's
+
+    @property
+    def control(self) -> RunControl:
+        return self.request.control
+
+    @property
+    def stopped(self) -> bool:
+        """A run's letter is redriven only once its run has stopped (failed or compensated)."""
+        return self.owned or self.status in (RunStatus.FAILED, RunStatus.COMPENSATED)
+
+
+def check_redrive(settings: Settings, entry: Letter, requested_by: str) -> RedriveCheck:
+    """The redrive request for ``entry`` and whether it can go now (:class:`NotRedrivable` if it never can).
+
+    The CLI (``durable dlq redrive``) and the gateway decide from this one check.
+    """
+    letter = entry.letter
+    request = request_for(settings, letter, requested_by)
+    if letter.kind in redrive_handlers():
+        # Owned by an upper layer: its owner applies a request at most once; a second one is "already".
+        return RedriveCheck(request, entry.redrive is not None, None, owned=True)
+    events = run_journal(settings, request.control.run_id)
+    already = any(
+        ev.kind is JournalKind.RUN_REDRIVEN and letter.dead_letter_id in (ev.detail_json or "") for ev in events
+    )
+    marker = retention.lookup(settings, request.control.run_id)
+    expired = retention.describe(marker, request.control.run_id) if marker is not None else None
+    return RedriveCheck(request, already, run_status(events), expired)
 
 
 def request_for(settings: Settings, letter: DeadLetter, requested_by: str) -> Request:

@@ -81,12 +81,17 @@ async def letter(request: Request, letter_id: str, who: Annotated[Principal, Dep
     responses={200: {"model": RedriveAnswer, "description": "already redriven"}, **documented(401, 403, 404, 409, 429, 503)},
 )
 async def redrive(request: Request, letter_id: str, who: Annotated[Principal, Depends(caller)]) -> JSONResponse:
-    """Resume the letter's run at its dead-lettered step with a fresh budget (operators only); 202 once requested."""
+    """Redrive a letter (operators only); 202 once requested.
+
+    A run's letter resumes its run at the dead-lettered step with a fresh budget, once the run has
+    stopped; a letter an upper layer owns (a sink's ``delivery``) goes back to that owner, which
+    re-queues the work.
+    """
     require(who, OPERATE, "redriving")
     gw = gateway(request)
     found = await _own(gw, who, letter_id)
     try:
-        check = await run_in_threadpool(deadletters.check_redrive, gw.settings, found.letter, f"apikey:{who.key_id}")
+        check = await run_in_threadpool(deadletters.check_redrive, gw.settings, found, f"apikey:{who.key_id}")
     except deadletters.NotRedrivable as exc:
         raise Problem(409, str(exc), type_="not-redrivable") from None
     run_id = check.control.run_id
@@ -100,7 +105,7 @@ async def redrive(request: Request, letter_id: str, who: Annotated[Principal, De
         shown = check.status.value if check.status else "UNKNOWN"
         raise Problem(409, f"run {run_id} is {shown}; redrive it once it has stopped", type_="run-not-stopped")
     try:
-        await run_in_threadpool(deadletters.request_redrives, gw.settings, [check.control])
+        await run_in_threadpool(deadletters.request_redrives, gw.settings, [check.request])
     except authentication.WorkerSecretError:
         raise Problem(503, "the gateway holds no worker secret; redrives are signed with it", type_="unavailable") from None
     body = RedriveAnswer(dead_letter_id=letter_id, run_id=run_id, status="requested", status_url=url)

@@ -152,25 +152,14 @@ def dlq_redrive(
             and (e.letter.kind in deadletters.RUN_KINDS or e.redrive is None)
         ]
     by = getpass.getuser()
-    handled = deadletters.redrive_handlers()
     to_send: list[deadletters.Request] = []
     code = 0
     for e in chosen:
         letter = e.letter
         try:
-            if letter.kind in handled:
-                request = deadletters.request_for(s, letter, by)
-            else:
-                check = deadletters.check_redrive(s, letter, by)
+            check = deadletters.check_redrive(s, e, by)
         except deadletters.NotRedrivable as exc:
             raise fail(str(exc), 2) from None
-        if letter.kind in handled:
-            # Owned by an upper layer (e.g. a sink's delivery): its owner applies the request, at most once.
-            if e.redrive is not None:
-                out.print(f"{letter.dead_letter_id}: already redriven", markup=False, highlight=False)
-            else:
-                to_send.append(request)
-            continue
         control = check.control
         if check.already:
             out.print(f"{letter.dead_letter_id}: already redriven", markup=False, highlight=False)
@@ -187,7 +176,7 @@ def dlq_redrive(
             out.print(f"{letter.dead_letter_id}: {check.expired}; cannot redrive it", markup=False)
             code = 2
             continue
-        to_send.append(deadletters.request_for(s, letter, by))
+        to_send.append(check.request)
     deadletters.request_redrives(s, to_send)
     deadline = time.monotonic() + timeout
     for request in to_send:

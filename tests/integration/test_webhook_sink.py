@@ -22,6 +22,7 @@ from streams.config import Settings
 from streams.reading import read_all
 from streams.topics import Topics
 from tests.conftest import read_topic, wait_for
+from tests.gateway_helpers import LiveGateway
 from tests.sink_helpers import ROOT, decision, write_decisions
 
 pytestmark = pytest.mark.integration
@@ -288,10 +289,20 @@ def test_an_endpoint_that_never_recovers_yields_dead_letters_that_redrive_delive
     first_id = f"{decisions[0].decision_id}/delivery/webhook/1"
     one = dlq(settings, "redrive", first_id)
     assert one.returncode == 0 and f"{first_id}: redriven" in one.stdout, one.stdout + one.stderr
+    # An operator of the run's tenant redrives a second one over HTTP: it goes to the sink, like the CLI's.
+    second_id = f"{decisions[1].decision_id}/delivery/webhook/1"
+    with LiveGateway(settings) as gw, gw.client(gw.key("acme")) as http:
+        answer = http.post(f"/api/v1/deadletters/{second_id}/redrive")
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["status"] == "requested"
+        wait_for(lambda: state.acknowledged().get(decisions[1].decision_id) or None, 60, "the HTTP redrive delivered")
+        repeat = http.post(f"/api/v1/deadletters/{second_id}/redrive")
+        assert repeat.status_code == 200 and repeat.json()["status"] == "already redriven", repeat.text
     rest = dlq(settings, "redrive", "--all")
     assert rest.returncode == 0, rest.stdout + rest.stderr
-    # --all takes the open letters only: the five others, not the one already redriven.
-    assert first_id not in rest.stdout and rest.stdout.count(": redriven") == 5, rest.stdout
+    # --all takes the open letters only: the four others, not the ones already redriven.
+    assert first_id not in rest.stdout and second_id not in rest.stdout, rest.stdout
+    assert rest.stdout.count(": redriven") == 4, rest.stdout
     wait_for(lambda: len(state.acknowledged()) == 6 or None, 60, "every redriven delivery acknowledged")
     assert set(state.acknowledged()) == {d.decision_id for d in decisions}
     assert all(n == 1 for n in state.acknowledged().values()), "each redriven delivery acknowledged once"
