@@ -1,22 +1,32 @@
 """Benchmark: a 5-step saga of trivial steps, beside a raw Kafka produce-consume loop.
 
 Prints figures; asserts nothing. Runs on the embedded broker unless
-KAFKA_BOOTSTRAP_SERVERS is set. Usage: ``python bench/steps.py [--runs N]``.
+KAFKA_BOOTSTRAP_SERVERS is set. Usage: ``python bench/steps.py [--concurrency 1,64
+--duration 20] [--sequential N --inflight N] [--skip-open]``.
 
-Measured, in one process on one broker:
+Measured on one broker:
 - raw: confluent-kafka produce -> consume round trip (sequential, p50/p99) and
-  throughput (N records produced and consumed);
-- engine, steps over Kafka (command out, result back) and steps declared
-  ``local`` (run in the orchestrator, made durable by its journal/changelog
-  write): sequential runs (latency per run and per step) and N runs in
-  flight (steps/s).
+  throughput (N records produced and consumed); every other figure is also
+  given as a ratio to these;
+- closed loop, the shape peers publish: a ``durable worker`` process runs the
+  saga, C runs are kept in flight for D seconds (each finished run replaced at
+  once), giving sagas/s, steps/s, saga latency p50/p99 and the worker
+  process's CPU per step (the engine's own cost, in µs); C=1 is the
+  sequential case. For steps over Kafka (command out, result back) and steps
+  declared ``local`` (run in the orchestrator, made durable by its
+  journal/changelog write);
+- open burst (unless ``--skip-open``), in this process: sequential runs and N
+  runs started at once, with and without the low-latency settings.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -81,6 +91,116 @@ def saga(local: bool) -> Workflow:
         result=_result,
         on_failure=_failed,
     )
+
+
+# Loaded by the closed loop's worker process (``--workflow bench.steps:SAGA_KAFKA``).
+SAGA_KAFKA = saga(local=False)
+SAGA_LOCAL = saga(local=True)
+ROOT = Path(__file__).resolve().parent.parent
+CLOCK_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far, all its threads (librdkafka's included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * CLOCK_TICK_S  # utime, stime: fields 14 and 15 of stat(5)
+
+
+def closed_loop(bootstrap: str, local: bool, concurrency: int, duration: float, warmup: float = 3.0) -> dict[str, float]:
+    """C runs kept in flight by a closed loop for ``duration`` s, against a ``durable worker`` process."""
+    ns = f"benchcl{uuid.uuid4().hex[:6]}"
+    state = tempfile.TemporaryDirectory(prefix="durable-bench-")
+    settings = Settings(bootstrap_servers=bootstrap, namespace=ns, state_dir=Path(state.name), worker_name="bench")
+    topics = Topics(ns)
+    ensure_topics(settings, [topics.name("fnol.reported"), topics.name("decisions")])
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "DURABLE_NAMESPACE": ns,
+        "DURABLE_STATE_DIR": state.name,
+        "DURABLE_MAX_RUNS_IN_FLIGHT": str(max(100, 2 * concurrency)),
+        "PYTHONPATH": str(ROOT),
+    }
+    flow = "bench.steps:SAGA_LOCAL" if local else "bench.steps:SAGA_KAFKA"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker", "--name", "bench", "--workflow", flow],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    prod = Producer(client_config(bootstrap, **{"linger.ms": 0, "log_level": 3}))
+    cons = decisions_reader(settings, topics.name("decisions"))
+    template = claims(1, "cl", vary=False)[0].record
+    started: dict[str, float] = {}
+    counter = iter(range(10**9))
+
+    def start_one() -> None:
+        claim = f"CL{next(counter):08d}"
+        run_id = f"bench-{claim}"
+        started[run_id] = time.perf_counter()
+        prod.produce(
+            topics.name("fnol.reported"),
+            key=run_id,
+            value=encode("durable.fnol.FnolReported", {**template, "claim_id": claim}),
+            partition=partition_for(run_id, settings.partitions),
+        )
+        prod.poll(0)
+
+    def finished() -> list[tuple[str, float]]:
+        now_done = []
+        for m in take(cons, 1000, 0.05, LOW_LATENCY_SLICE_S):
+            if m.error():
+                continue
+            _, d = decode(m.value() or b"")
+            if d["run_id"] in started:
+                now_done.append((d["run_id"], time.perf_counter()))
+        return now_done
+
+    try:
+        # The worker joins its groups first: one run through before the clock starts.
+        start_one()
+        deadline = time.perf_counter() + 90
+        while not finished():
+            if time.perf_counter() > deadline or worker.poll() is not None:
+                raise RuntimeError("the bench worker decided nothing in 90 s")
+        started.clear()
+        for _ in range(concurrency):
+            start_one()
+        t0 = time.perf_counter()
+        window = (t0 + warmup, t0 + warmup + duration)
+        cpu0: float | None = None
+        latencies: list[float] = []
+        while True:
+            now = time.perf_counter()
+            if cpu0 is None and now >= window[0]:
+                cpu0 = cpu_seconds(worker.pid)
+            if now >= window[1]:
+                cpu1 = cpu_seconds(worker.pid)
+                break
+            for run_id, at in finished():
+                begun = started.pop(run_id)
+                if window[0] <= at < window[1]:
+                    latencies.append((at - begun) * 1000)
+                start_one()  # closed loop: a finished run is replaced at once
+        prod.flush(10)
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        cons.close()
+        state.cleanup()
+    sagas = len(latencies)
+    return {
+        "sagas_per_s": sagas / duration,
+        "steps_per_s": sagas * STEPS / duration,
+        "p50_ms": pct(latencies, 0.5),
+        "p99_ms": pct(latencies, 0.99),
+        "cpu_us_per_step": (cpu1 - (cpu0 or cpu1)) / max(1, sagas * STEPS) * 1e6,
+        "worker_cpu_share": (cpu1 - (cpu0 or cpu1)) / duration,
+    }
 
 
 def raw_loop(bootstrap: str, n: int, seq: int) -> dict[str, float]:
@@ -189,21 +309,36 @@ def engine(bootstrap: str, local: bool, low_latency: bool, sequential: int, infl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sequential", type=int, default=100, help="runs one at a time")
-    parser.add_argument("--inflight", type=int, default=1000, help="runs started together")
+    parser.add_argument("--concurrency", default="1,64", help="runs kept in flight by the closed loop (comma list)")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds each closed loop is measured")
+    parser.add_argument("--sequential", type=int, default=100, help="open burst: runs one at a time")
+    parser.add_argument("--inflight", type=int, default=1000, help="open burst: runs started together")
     parser.add_argument("--raw", type=int, default=50_000, help="records for the raw throughput loop")
+    parser.add_argument("--skip-open", action="store_true", help="only the raw and closed-loop figures")
     args = parser.parse_args()
-    import os
 
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     broker = None if external else EmbeddedBroker().start()
     bootstrap = external or (broker.bootstrap_servers if broker else "")
     try:
         raw = raw_loop(bootstrap, args.raw, 500)
+        rtt = raw["rtt_p50_ms"]
         print(
-            f"raw kafka (fetch wait {LOW_LATENCY_FETCH_WAIT_MS} ms)  round trip p50 {raw['rtt_p50_ms']:.2f} ms  p99 {raw['rtt_p99_ms']:.2f} ms  "
+            f"raw kafka (fetch wait {LOW_LATENCY_FETCH_WAIT_MS} ms)  round trip p50 {rtt:.2f} ms  p99 {raw['rtt_p99_ms']:.2f} ms  "
             f"throughput {raw['msgs_per_s']:,.0f} msg/s"
         )
+        for local in (False, True):
+            for c in (int(x) for x in args.concurrency.split(",")):
+                r = closed_loop(bootstrap, local, c, args.duration)
+                label = f"closed loop, {'local' if local else 'kafka'} steps, C={c}"
+                print(
+                    f"{label:34} {r['sagas_per_s']:,.1f} sagas/s  {r['steps_per_s']:,.0f} steps/s "
+                    f"({r['steps_per_s'] / raw['msgs_per_s']:.4f}x raw)  saga p50 {r['p50_ms']:.1f} ms "
+                    f"({r['p50_ms'] / rtt:.1f} round trips)  p99 {r['p99_ms']:.1f} ms  "
+                    f"worker CPU {r['cpu_us_per_step']:,.0f} µs/step ({r['worker_cpu_share']:.0%} of a core)"
+                )
+        if args.skip_open:
+            return
         for local, low_latency in ((False, False), (True, False), (False, True), (True, True)):
             r = engine(bootstrap, local, low_latency, args.sequential, args.inflight)
             label = f"{'local' if local else 'kafka'} steps{', low latency (default)' if low_latency else ', DURABLE_LOW_LATENCY=0'}"
@@ -211,7 +346,7 @@ def main() -> None:
                 f"{label:29} per step p50 {r['step_p50_ms']:.2f} ms  p99 {r['step_p99_ms']:.2f} ms  "
                 f"(run p50 {r['run_p50_ms']:.1f} ms, p99 {r['run_p99_ms']:.1f} ms)  "
                 f"{r['steps_per_s']:,.0f} steps/s with {args.inflight} runs in flight  "
-                f"| per step / raw round trip: {r['step_p50_ms'] / raw['rtt_p50_ms']:.1f}x"
+                f"| per step / raw round trip: {r['step_p50_ms'] / rtt:.1f}x"
             )
     finally:
         if broker:
