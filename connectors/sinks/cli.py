@@ -89,6 +89,9 @@ def webhook(
     max_attempts: Annotated[int, typer.Option(help="Attempts per decision before it is dead-lettered.")] = 8,
     backoff: Annotated[float, typer.Option(help="First retry delay in seconds (doubles up to --max-backoff).")] = 0.5,
     max_backoff: Annotated[float, typer.Option(help="Longest retry delay in seconds.")] = 60.0,
+    delivered_retention: Annotated[
+        float, typer.Option(help="Seconds a delivered decision's entry stays in the delivery table.")
+    ] = 86_400.0,
     web_port: Annotated[int | None, typer.Option(help="Faust's web port (default: a free one).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -117,7 +120,8 @@ def webhook(
         [topics.name("decisions"), topics.dead_letters, redrive_topic(s.namespace), changelog],
         compacted=frozenset({changelog}),
     )
-    sink = WebhookSink(s, url, secret, DeliveryPolicy(timeout, max_attempts, backoff, max_backoff), web_port)
+    policy = DeliveryPolicy(timeout, max_attempts, backoff, max_backoff, delivered_retention_s=delivered_retention)
+    sink = WebhookSink(s, url, secret, policy, web_port)
     faust.Worker(sink.app, loglevel="info" if verbose else "warning", quiet=True).execute_from_commandline()
 
 

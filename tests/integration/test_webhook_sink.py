@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from connectors.sinks.health import status
 from connectors.sinks.webhook.redrive import changelog_topic
 from connectors.sinks.webhook.signing import HEADER, verify
 from streams.config import Settings
@@ -195,9 +196,50 @@ def deliveries(settings: Settings) -> dict[str, dict[str, object]]:
     """The sink's delivery table as its changelog holds it: each decision's latest state."""
     table: dict[str, dict[str, object]] = {}
     for msg in read_all(settings, changelog_topic(settings.namespace)):
+        key = json.loads(msg.key() or b'""')
         if msg.value():
-            table[json.loads(msg.key() or b'""')] = json.loads(msg.value() or b"{}")
+            table[key] = json.loads(msg.value() or b"{}")
+        else:  # a tombstone: the sink forgot the entry (connectors.sinks.webhook.pruning)
+            table.pop(key, None)
     return table
+
+
+def test_delivered_entries_are_forgotten_after_their_retention_even_those_delivered_before_a_restart(
+    settings: Settings, receiver: tuple[Receiver, str], sinks: Sinks
+) -> None:
+    state, _ = receiver
+    runs = [f"fnol:acme:WP-{i:04d}" for i in range(12)]
+    first = [decision(run, 1, T0 + i) for i, run in enumerate(runs)]
+    write_decisions(settings, list(first))
+    proc = sinks.start("wh-prune", "--delivered-retention", "2")
+    first_ids = {d.decision_id for d in first}
+
+    def recorded() -> dict[str, dict[str, object]] | None:
+        table = deliveries(settings)
+        return table if all(table.get(k, {}).get("status") == "delivered" for k in first_ids) else None
+
+    table = wait_for(recorded, 90, "the first decisions delivered and recorded")
+    # Stopped only once its offsets are committed: the restarted sink does not read the first ones again.
+    wait_for(
+        lambda: all(p.lag == 0 for p in status(settings, "webhook").partitions) or None, 60, "the sink's commit"
+    )
+    proc.kill()
+    proc.wait(10)
+    past = max(int(str(table[k]["done_ms"])) for k in first_ids) / 1000 + 2
+    wait_for(lambda: time.time() > past or None, 10, "the first deliveries to pass their 2 s retention")
+
+    sinks.start("wh-prune", "--delivered-retention", "2")  # restarted in place: its index is rebuilt by a scan
+    second = [decision(run, 2, T0 + 100 + i) for i, run in enumerate(runs)]  # same runs: the same partitions
+    write_decisions(settings, list(second))
+    second_ids = {d.decision_id for d in second}
+    wait_for(lambda: set(state.acknowledged()) == first_ids | second_ids or None, 90, "the second ones delivered")
+    table = wait_for(
+        lambda: t if not first_ids & set(t := deliveries(settings)) else None,
+        60,
+        "the restarted sink to forget the entries delivered before the restart",
+    )
+    assert all(table[k]["status"] == "delivered" for k in second_ids), "entries within their retention are kept"
+    assert all(n == 1 for n in state.acknowledged().values()), "forgetting an entry re-sends nothing"
 
 
 def test_a_sigkilled_sink_resumes_from_its_table_sending_nothing_recorded_twice(

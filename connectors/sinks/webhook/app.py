@@ -45,12 +45,14 @@ from typing import Any, cast
 
 import faust
 import httpx
+from mode.types.signals import BaseSignalT
 
 from connectors.sinks.decisions import BadRecord, Decision, Source, dead_letter, read
 from connectors.sinks.faust_app import sink_app
 from connectors.sinks.health import SinkMetrics
 from connectors.sinks.webhook import delivery as d
 from connectors.sinks.webhook.delivery import DeliveryPolicy, DeliveryState
+from connectors.sinks.webhook.pruning import Pruning
 from connectors.sinks.webhook.redrive import SINK, TABLE, redrive_topic
 from schemas import DecodeError, from_bytes, to_bytes
 from schemas.models import DeadLetter, RunControl
@@ -117,6 +119,14 @@ class WebhookSink:
             key_type=str,
             help="webhook deliveries by decision id: attempts, next due time, delivered or dead",
         )
+        self.pruning = Pruning(self.table, policy.delivered_retention_s)
+        decisions_name = topics.name("decisions")
+
+        async def revoked(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
+            tps = args[0] if args else kwargs.get("revoked", ())  # Faust sends the revoked partitions positionally
+            self.pruning.forget({tp.partition for tp in tps if tp.topic == decisions_name})
+
+        self.app.on_partitions_revoked.connect(revoked)
         self.in_flight = asyncio.Semaphore(policy.concurrency)
         self.last_of_run: dict[str, asyncio.Task[None]] = {}
         self.app.agent(decisions, name=f"{settings.namespace}.sink.webhook.decisions")(self._consume)
@@ -134,6 +144,9 @@ class WebhookSink:
             async for event in manual.events():
                 message = event.message
                 source = Source(message.topic, message.partition, message.offset)
+                # While this partition's event is current: Faust writes table changes to the event's partition.
+                if forgotten := self.pruning.prune(message.partition):
+                    self._count("forgotten", forgotten)
                 item = read(message.value, source)
                 if isinstance(item, BadRecord):
                     job: Callable[[], Awaitable[None]] = partial(self._send_letter, dead_letter(item, SINK))
@@ -213,7 +226,9 @@ class WebhookSink:
                 await asyncio.sleep(wait_s)  # the backoff (or Retry-After) the last attempt set, kept across restarts
             failure = await d.post(client, self.url, self.secret, key, body)
             if failure is None:
-                self._save(key, state.delivered())
+                done_ms = int(time.time() * 1000)
+                self._save(key, state.delivered(done_ms))
+                self.pruning.delivered(item.source.partition, key, done_ms)
                 self._count("delivered")
                 return
             self._count("retried")
@@ -275,9 +290,9 @@ class WebhookSink:
 
     # ------------------------------------------------------------------ letters and counts
 
-    def _count(self, outcome: str) -> None:
-        self.counts[outcome] += 1
-        self.metrics.count(outcome)
+    def _count(self, outcome: str, n: int = 1) -> None:
+        self.counts[outcome] += n
+        self.metrics.count(outcome, n)
 
     async def _send_letter(self, letter: DeadLetter) -> None:
         sent = await self.dead_letters.send(key=letter.dead_letter_id.encode(), value=to_bytes(letter))

@@ -30,6 +30,7 @@ class DeliveryPolicy:
     backoff_s: float = 0.5
     backoff_cap_s: float = 60.0
     concurrency: int = 64
+    delivered_retention_s: float = 86_400.0  # how long a delivered entry stays in the table (see app.Pruning)
 
     def backoff(self, failed: int) -> float:
         """Seconds to wait after the ``failed``-th failed attempt: ``backoff_s`` doubled each time, capped."""
@@ -54,6 +55,7 @@ class DeliveryState:
     redrive: str | None = None  # the redrive request that started this generation
     payload: str | None = None  # base64 of the decision record
     source: tuple[str, int, int] | None = None
+    done_ms: int = 0  # when it was delivered: the entry is forgotten a retention period later (app.Pruning)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,6 +71,7 @@ class DeliveryState:
             redrive=data.get("redrive"),
             payload=data.get("payload"),
             source=(str(source[0]), int(source[1]), int(source[2])) if source else None,
+            done_ms=int(data.get("done_ms", 0)),
         )
 
     @classmethod
@@ -86,8 +89,8 @@ class DeliveryState:
     def failed(self, now_ms: int, wait_s: float) -> DeliveryState:
         return replace(self, attempts=self.attempts + 1, due_ms=now_ms + int(wait_s * 1000))
 
-    def delivered(self) -> DeliveryState:
-        return replace(self, status=DELIVERED, payload=None, due_ms=0)
+    def delivered(self, now_ms: int) -> DeliveryState:
+        return replace(self, status=DELIVERED, payload=None, due_ms=0, done_ms=now_ms)
 
     def dead(self) -> DeliveryState:
         return replace(self, status=DEAD, due_ms=0)
