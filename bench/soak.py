@@ -84,7 +84,13 @@ def end_offsets(settings: Settings, topic: str) -> int:
 def soak(bootstrap: str, args: argparse.Namespace) -> None:
     ns = f"soak{uuid.uuid4().hex[:6]}"
     state = tempfile.TemporaryDirectory(prefix="durable-soak-")
-    settings = Settings(bootstrap_servers=bootstrap, namespace=ns, state_dir=Path(state.name), low_latency=True)
+    settings = Settings(
+        bootstrap_servers=bootstrap,
+        namespace=ns,
+        state_dir=Path(state.name),
+        low_latency=True,
+        partitions=args.partitions,
+    )
     topics = Topics(ns)
     inputs, decisions = topics.name("fnol.reported"), topics.name("decisions")
     ensure_topics(settings, [inputs, decisions])
@@ -94,6 +100,7 @@ def soak(bootstrap: str, args: argparse.Namespace) -> None:
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "DURABLE_NAMESPACE": ns,
         "DURABLE_STATE_DIR": state.name,
+        "DURABLE_PARTITIONS": str(args.partitions),
         "DURABLE_LOW_LATENCY": "1",
         "DURABLE_MODEL_SPEED": str(args.speed),
         "DURABLE_FNOL_FRAUD_FAILURE_RATE": "0",
@@ -114,7 +121,7 @@ def soak(bootstrap: str, args: argparse.Namespace) -> None:
     print(
         f"soak: {args.claims} claims at {args.rate:g}/s"
         + (f" + bursts of {args.burst} every {args.every:g} s" if args.burst else "")
-        + f", model {args.speed:g}x faster, namespace {ns}"
+        + f", model {args.speed:g}x faster, {args.partitions} partitions, namespace {ns}"
         + (f", run retention {args.retention:g} s" if args.retention is not None else "")
         + (f", marker {args.marker:g} s" if args.marker is not None else ""),
         flush=True,
@@ -205,6 +212,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=40.0, help="steady claims per second")
     ap.add_argument("--burst", type=int, default=0, help="claims sent at once every --every seconds")
     ap.add_argument("--every", type=float, default=60.0)
+    ap.add_argument("--partitions", type=int, default=4, help="the namespace's partitions (DURABLE_PARTITIONS)")
     ap.add_argument("--speed", type=float, default=50.0, help="how much faster than real the simulated model is")
     ap.add_argument("--window", type=float, default=30.0, help="seconds per printed line")
     ap.add_argument("--max-s", type=float, default=3600.0, help="give up after this long")
