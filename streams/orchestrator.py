@@ -42,11 +42,12 @@ from processors.engine.transition import (
     timers,
     transition,
 )
+from processors.engine.versions import Versions
 from processors.engine.workflow import Workflow
 from processors.models import client_from_env
 from schemas import DecodeError, encode, to_bytes
 from schemas.models import DeadLetter, JournalEvent, JournalKind, RunState, StepCommand, StepResult
-from streams import authentication, deadletters, retention
+from streams import authentication, blocked, deadletters, retention
 from streams.admission import Admission
 from streams.checkpoint import Checkpoint, Write
 from streams.config import Settings
@@ -76,7 +77,7 @@ class RecordTooLarge(ValueError):
 class _Report:
     """What a committed batch tells telemetry: local step attempts, journal events, record dead letters."""
 
-    local_results: list[tuple[StepResult, int]] = field(default_factory=list)
+    local_results: list[tuple[StepResult, int, Workflow]] = field(default_factory=list)
     journal: list[JournalEvent] = field(default_factory=list)
     record_letters: int = 0
 
@@ -95,7 +96,9 @@ class Orchestrator:
         self.telemetry = telemetry
         self.topics = Topics(settings.namespace)
         self.group_watch = GroupWatch(self.topics.orchestrator_group, settings.group_stuck_s)
-        self.workflows = {wf.name: wf for wf in workflows}
+        # Every loaded version, by name; as a mapping, each name's newest (new runs start on it).
+        self.workflows = Versions(workflows)
+        self._recheck: list[tuple[int, str]] = []  # runs to block or resume, found on a take-over
         self.inputs = Inputs(self.topics, self.workflows, settings.partitions)
         self._secret = authentication.signing_secret()  # signs the step commands it writes
         self.output_topic = {wf.name: self.topics.name(wf.output_topic) for wf in workflows}
@@ -170,7 +173,9 @@ class Orchestrator:
             self.admission.take_over(p, self._table.live(p))
             self.admission.replay(p, taken.replay_to)
             for state in taken.waiting:
-                self.timers.set_run(p, state.run_id, timers(state))
+                if not state.blocked:
+                    self.timers.set_run(p, state.run_id, timers(state))
+            self._recheck.extend(self._to_recheck(p))
             log.info(
                 "partition %d assigned: %d states restored, %d ids guarded, %d runs waiting to retry",
                 p,
@@ -214,7 +219,7 @@ class Orchestrator:
             while not self.stop.is_set():
                 msgs = take(self._consumer, self.settings.max_batch, self._poll_timeout(), self._slice)
                 due = self.timers.pop_due(_now_ms())
-                if msgs or due or self.admission.waiting():
+                if msgs or due or self.admission.waiting() or self._recheck:
                     self._process(msgs, due)
                 if retention.expires(self.settings) and time.monotonic() >= self._next_sweep:
                     self._sweep()
@@ -249,6 +254,7 @@ class Orchestrator:
         assert self._writer and self._consumer and self._table
         checkpoint = Checkpoint(fired_timers=bool(due))
         report = _Report()
+        self._block_or_resume(checkpoint, report)
         for p, timer in due or []:
             state = self._table.get(p, timer.run_id)
             if p not in self.owned or state is None or state.workflow not in self.workflows:
@@ -309,7 +315,7 @@ class Orchestrator:
             self._fenced_out(lost, sum(writes[p] for p in lost))
         # Timers are armed only once their state is durable; likewise what telemetry reports.
         for (p, run_id), state in checkpoint.states.items():
-            self.timers.set_run(p, run_id, timers(state))
+            self.timers.set_run(p, run_id, [] if state.blocked else timers(state))
             self.admission.settled(p, run_id, is_live(state))
         if self.admission.pause_or_resume(self._consumer):
             log.info("admission: %d runs in flight, new runs wait", self.admission.in_flight)
@@ -386,6 +392,12 @@ class Orchestrator:
         while queue:
             ev = queue.popleft()
             state = checkpoint.states.get((p, run_id)) or self._table.get(p, run_id)
+            if state is not None:
+                runs_on = self._runs_on(state)
+                if runs_on is None:  # its version is not loaded here: the run waits, nothing is guessed
+                    self._park(checkpoint, p, state, ev)
+                    return
+                wf = runs_on
             try:
                 applied = self._apply(checkpoint, report, src, p, wf, run_id, state, ev)
             except Exception as exc:  # a bad record, or a workflow that cannot handle it: never the partition's end
@@ -433,7 +445,7 @@ class Orchestrator:
         checkpoint.states[(p, run_id)] = tr.state
         checkpoint.encoded[(p, run_id)] = encoded
         report.journal.extend(journal)
-        report.local_results.extend((r, generation) for r in local)
+        report.local_results.extend((r, generation, wf) for r in local)
         return [StepFinished(r, r.finished_at_ms) for r in local]
 
     def _reject(
@@ -470,6 +482,69 @@ class Orchestrator:
             # Even failing the run cannot be written: the dead letter says why, and the run stays as it was.
             log.exception("run %s could not be failed after a rejected record; see dead letter %s", run_id, letter_id)
 
+    # -- versions: runs finish on the version they started on ----------------------------------------
+
+    def _runs_on(self, state: RunState) -> Workflow | None:
+        """The loaded version ``state``'s run continues on (a run recorded before versions: the newest)."""
+        return self.workflows.version(state.workflow, state.version)
+
+    def _park(self, checkpoint: Checkpoint, p: int, state: RunState, ev: Event | None) -> None:
+        """Keep ``ev`` in the blocked run's state, to apply once its version is loaded (streams.blocked)."""
+        why = blocked.reason(
+            state.workflow, state.version or "", self.workflows.loaded(state.workflow), self.settings.worker_name
+        )
+        parked = blocked.park(state, ev, why)
+        if parked is None:
+            return
+        if state.blocked is None:
+            log.warning("run %s waits: %s", state.run_id, why)
+            if self.telemetry is not None:
+                self.telemetry.blocked.add(1, {"role": "orchestrator", "workflow": state.workflow})
+        checkpoint.states[(p, state.run_id)] = parked
+        checkpoint.encoded[(p, state.run_id)] = to_bytes(parked)
+
+    def _to_recheck(self, p: int) -> list[tuple[int, str]]:
+        """The runs of partition ``p`` to block (version not loaded here) or to resume (blocked, version here)."""
+        assert self._table is not None
+        found = []
+        for run_id in sorted(self._table.live(p)):
+            state = self._table.get(p, run_id)
+            if state is not None and bool(state.blocked) == (self._runs_on(state) is not None):
+                found.append((p, run_id))
+        return found
+
+    def _block_or_resume(self, checkpoint: Checkpoint, report: _Report) -> None:
+        """After a take-over: block the runs whose version is not loaded here, resume the blocked ones whose is.
+
+        A resumed run's parked records are applied in the order they arrived.
+        """
+        assert self._table is not None
+        recheck, self._recheck = self._recheck, []
+        for p, run_id in recheck:
+            state = self._table.get(p, run_id)
+            if p not in self.owned or state is None:
+                continue
+            wf = self._runs_on(state)
+            if wf is None:
+                self._park(checkpoint, p, state, None)
+                continue
+            if not state.blocked:
+                continue
+            log.info(
+                "run %s resumes on %s version %s: %d parked record(s)",
+                run_id,
+                wf.name,
+                state.version,
+                len(state.parked),
+            )
+            if self.telemetry is not None:
+                self.telemetry.blocked.add(-1, {"role": "orchestrator", "workflow": state.workflow})
+            clear = blocked.unblocked(state)
+            checkpoint.states[(p, run_id)] = clear
+            checkpoint.encoded[(p, run_id)] = to_bytes(clear)
+            for i, ev in enumerate(blocked.parked_events(state)):
+                self._advance(checkpoint, report, f"{TIMER_SRC}resume/{run_id}/{i}", p, wf, run_id, ev)
+
     def _to_write(self, wf: Workflow, src: str, p: int, out: Outgoing, traceparent: str) -> Write:
         rec = out.record
         if isinstance(rec, StepCommand):
@@ -492,8 +567,8 @@ class Orchestrator:
         if self.telemetry is None:
             return
         t = self.telemetry
-        for result, generation in report.local_results:
-            spec = self.workflows[result.workflow].step(result.step)
+        for result, generation, wf in report.local_results:
+            spec = wf.step(result.step)
             output = json.loads(result.output_json) if result.output_json else None
             evaluation = spec.evaluation(output) if spec.evaluation is not None and output is not None else None
             t.step_span(result, spec.span_name, parent_of_run(result.run_id, generation), evaluation)

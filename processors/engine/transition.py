@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from processors.engine.canonical import canonical_json
+from processors.engine.versions import version_of
 from processors.engine.workflow import RunFailure, RunResult, Workflow
 from schemas.models import (
     AttemptFailure,
@@ -177,6 +178,7 @@ class _Builder:
         self.failure_json = state.failure_json
         self.conflicts = list(state.conflicts)
         self.received_at_ms = state.received_at_ms
+        self.version = state.version
         self.steps = {s.name: s for s in state.steps}
         self.out: list[Outgoing] = []
 
@@ -204,6 +206,7 @@ class _Builder:
             detail_json=None if detail is None else canonical_json(detail),
             recorded_json=recorded,
             settings_json=settings,
+            workflow_version=self.version,
         )
         self.out.append(Outgoing("journal", event.event_id, event))
 
@@ -250,6 +253,7 @@ class _Builder:
             scheduled_at_ms=self.at_ms,
             timeout_ms=int(spec.timeout_s * 1000),
             action=action,
+            workflow_version=self.version,
         )
         self.out.append(Outgoing("command", command.command_id, command))
 
@@ -522,6 +526,7 @@ class _Builder:
             failure_json=self.failure_json,
             conflicts=self.conflicts,
             received_at_ms=self.received_at_ms,
+            version=self.version,
         )
         return Transition(state, self.out, applied=True, note=note)
 
@@ -538,6 +543,7 @@ def start(wf: Workflow, event: RunRequested) -> Transition:
         updated_at_ms=started,
         steps=[StepState(name=s.name, status=StepStatus.PENDING) for s in wf.steps],
         received_at_ms=event.at_ms,
+        version=version_of(wf),
     )
     b = _Builder(wf, empty, started)
     b.journal(JournalKind.RUN_STARTED, detail=event.input)
