@@ -35,11 +35,15 @@ def _started_on(settings: Settings) -> dict[str, str | None]:
     return {e["run_id"]: e.get("workflow_version") for e in journal(settings) if e["kind"] == "RUN_STARTED"}
 
 
-def _cli(settings: Settings, *args: str) -> str:
+def _run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "DURABLE_NAMESPACE": settings.namespace}
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "streams.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
+
+
+def _cli(settings: Settings, *args: str) -> str:
+    done = _run_cli(settings, *args)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -119,3 +123,27 @@ def test_a_run_whose_version_no_worker_has_waits_visibly_and_completes_once_one_
     assert {decided[r]["steps"] for r in old_ids} == {4} and {decided[r]["status"] for r in old_ids} == {"DONE"}
     assert {decided[o.run_id]["steps"] for o in fresh} == {5}
     assert_exactly_once(settings, old_ids | {o.run_id for o in fresh}, OUTPUT_TOPIC)
+
+
+def test_the_deploy_check_catches_a_renamed_step_and_passes_an_added_one(
+    settings: Settings, workers: WorkerProcesses
+) -> None:
+    orders = sample_orders(6, prefix="D")
+    run_ids = {o.run_id for o in orders}
+    workers.start("a", *V1, env={"TEST_STEP_DELAY_S": "0.01"})
+    produce_orders(settings, orders)
+    wait_for(lambda: run_ids <= set(_decided(settings)), 60, "the recorded runs")
+
+    renamed = _run_cli(
+        settings, "replay", "--sample", "4", "--since", "2020-01-01", "--workflow", "tests.versioned:RENAMED"
+    )
+    assert renamed.returncode == 1, renamed.stdout + renamed.stderr
+    named = [r for r in run_ids if r in renamed.stdout]
+    assert len(named) == 4, renamed.stdout
+    assert "step 'c' was recorded but no longer exists" in renamed.stdout
+    assert "step 'd' now depends on ['b', 'c_renamed']" in renamed.stdout
+    assert "4 recorded run(s) replayed" in renamed.stderr and "4 would diverge" in renamed.stderr
+
+    additive = _run_cli(settings, "replay", "--sample", "6", "--workflow", "tests.versioned:ADDITIVE")
+    assert additive.returncode == 0, additive.stdout + additive.stderr
+    assert "6 recorded run(s) replayed against versioned v2-additive: 0 would diverge" in additive.stdout
