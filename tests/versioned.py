@@ -3,7 +3,8 @@
 Both take orders from the test order topics; an outcome's ``steps`` says how
 many steps its run had (4 on V1, 5 on V2), so a test sees which version a
 run finished on. ``RENAMED`` renames V1's step ``c`` (a breaking change for
-in-flight V1 runs); ``ADDITIVE`` adds a step that no V1 step depends on.
+in-flight V1 runs); ``PATCHED`` is V1 with a step patched in (``since="v2"``):
+one declaration that finishes V1 runs without it and runs it for new ones.
 """
 
 from __future__ import annotations
@@ -46,4 +47,6 @@ RENAMED = dataclasses.replace(
     version="v1-renamed",
 )
 
-ADDITIVE = dataclasses.replace(V2, version="v2-additive")
+PATCHED = dataclasses.replace(
+    V1, steps=(*_V1_STEPS, Step("e", _slow, after=("d",), since="v2")), version="v2", continues=("v1",)
+)

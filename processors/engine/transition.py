@@ -179,6 +179,7 @@ class _Builder:
         self.conflicts = list(state.conflicts)
         self.received_at_ms = state.received_at_ms
         self.version = state.version
+        self.specs = wf.steps_for(state.version)  # a run on an older version skips steps patched in since
         self.steps = {s.name: s for s in state.steps}
         self.out: list[Outgoing] = []
 
@@ -258,7 +259,7 @@ class _Builder:
         self.out.append(Outgoing("command", command.command_id, command))
 
     def schedule_ready(self) -> None:
-        for spec in self.wf.steps:
+        for spec in self.specs:
             state = self.steps[spec.name]
             if state.status is StepStatus.PENDING and all(
                 self.steps[d].status is StepStatus.SUCCEEDED for d in spec.after
@@ -521,7 +522,7 @@ class _Builder:
             seq=self.seq,
             started_at_ms=self.started_at_ms,
             updated_at_ms=self.at_ms,
-            steps=[self.steps[s.name] for s in self.wf.steps],
+            steps=[self.steps[s.name] for s in self.specs],
             generation=self.generation,
             failure_json=self.failure_json,
             conflicts=self.conflicts,

@@ -31,7 +31,10 @@ class Versions(Mapping[str, Workflow]):
 
     def __init__(self, workflows: Iterable[Workflow]) -> None:
         self._by: dict[str, dict[str, Workflow]] = {}
+        self._continued: dict[str, dict[str, Workflow]] = {}  # versions finished by a later declaration (patches)
         for wf in workflows:
+            for older in wf.continues:
+                self._continued.setdefault(wf.name, {})[older] = wf
             loaded = self._by.setdefault(wf.name, {})
             v = version_of(wf)
             if v in loaded and loaded[v] is not wf:
@@ -58,11 +61,12 @@ class Versions(Mapping[str, Workflow]):
             return None
         if not version:
             return self[name]
-        return loaded.get(version)
+        return loaded.get(version) or self._continued.get(name, {}).get(version)
 
     def loaded(self, name: str) -> list[str]:
-        """The versions of ``name`` loaded, oldest first."""
-        return list(self._by.get(name, {}))
+        """The versions of ``name`` loaded, oldest first (a declaration's own; then those it continues)."""
+        own = list(self._by.get(name, {}))
+        return own + [v for v in self._continued.get(name, {}) if v not in own]
 
     def all(self) -> list[Workflow]:
         """Every loaded workflow version."""
@@ -78,6 +82,6 @@ def resolve(workflows: Mapping[str, Workflow], name: str, version: str | None) -
     if isinstance(workflows, Versions):
         return workflows.version(name, version)
     wf = workflows.get(name)
-    if wf is None or (version and version_of(wf) != version):
+    if wf is None or (version and version_of(wf) != version and version not in wf.continues):
         return None
     return wf

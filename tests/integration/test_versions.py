@@ -125,7 +125,7 @@ def test_a_run_whose_version_no_worker_has_waits_visibly_and_completes_once_one_
     assert_exactly_once(settings, old_ids | {o.run_id for o in fresh}, OUTPUT_TOPIC)
 
 
-def test_the_deploy_check_catches_a_renamed_step_and_passes_an_added_one(
+def test_the_deploy_check_catches_a_renamed_step_and_passes_a_patched_one(
     settings: Settings, workers: WorkerProcesses
 ) -> None:
     orders = sample_orders(6, prefix="D")
@@ -144,6 +144,6 @@ def test_the_deploy_check_catches_a_renamed_step_and_passes_an_added_one(
     assert "step 'd' now depends on ['b', 'c_renamed']" in renamed.stdout
     assert "4 recorded run(s) replayed" in renamed.stderr and "4 would diverge" in renamed.stderr
 
-    additive = _run_cli(settings, "replay", "--sample", "6", "--workflow", "tests.versioned:ADDITIVE")
+    additive = _run_cli(settings, "replay", "--sample", "6", "--workflow", "tests.versioned:PATCHED")
     assert additive.returncode == 0, additive.stdout + additive.stderr
-    assert "6 recorded run(s) replayed against versioned v2-additive: 0 would diverge" in additive.stdout
+    assert "6 recorded run(s) replayed against versioned v2: 0 would diverge" in additive.stdout

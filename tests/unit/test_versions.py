@@ -8,9 +8,10 @@ import pytest
 
 from processors.engine.transition import RunRequested, StepFinished, TimerFired, transition
 from processors.engine.versions import VersionConflict, Versions, resolve, version_of
-from schemas.models import StepCommand, StepResult
+from processors.engine.workflow import Workflow
+from schemas.models import RunState, StepCommand, StepResult
 from streams import blocked
-from tests.versioned import V1, V2
+from tests.versioned import PATCHED, V1, V2
 from tests.workflows import SLOW
 
 ORDER = {"order_id": "O1", "customer": "c", "amount": 1.0}
@@ -85,3 +86,80 @@ def test_a_blocked_run_parks_results_and_controls_in_order_and_gives_them_back()
     (event,) = blocked.parked_events(parked)
     assert isinstance(event, StepFinished) and event.result == result and event.at_ms == 3
     assert blocked.unblocked(parked).blocked is None and not blocked.unblocked(parked).parked
+
+
+def _drive(wf: Workflow, state: RunState) -> RunState:
+    """Answer every command the run issues, in order, until it stops issuing any (a run of trivial steps)."""
+    pending = []
+    tr = transition(wf, None, RunRequested(state.run_id, ORDER, 1000)) if not state.steps else None
+    if tr is not None:
+        assert tr.state is not None
+        state, pending = tr.state, [o.record for o in tr.outgoing if isinstance(o.record, StepCommand)]
+    else:
+        pending = [
+            StepCommand(
+                command_id=f"{state.run_id}/{s.name}/{s.attempt}",
+                run_id=state.run_id,
+                workflow=wf.name,
+                step=s.name,
+                attempt=s.attempt,
+                input_json="{}",
+                scheduled_at_ms=0,
+                timeout_ms=1000,
+            )
+            for s in state.steps
+            if s.status.value == "SCHEDULED"
+        ]
+    while pending:
+        c = pending.pop(0)
+        result = StepResult(
+            command_id=c.command_id,
+            run_id=c.run_id,
+            workflow=c.workflow,
+            step=c.step,
+            attempt=c.attempt,
+            output_json="{}",
+            error=None,
+            started_at_ms=2000,
+            finished_at_ms=2000,
+            worker="w",
+        )
+        tr = transition(wf, state, StepFinished(result, 2000))
+        assert tr.state is not None
+        state = tr.state
+        pending += [o.record for o in tr.outgoing if isinstance(o.record, StepCommand)]
+    return state
+
+
+def test_a_patched_step_runs_for_new_runs_and_is_skipped_by_runs_recorded_on_the_version_before_it() -> None:
+    assert [s.name for s in PATCHED.steps_for("v1")] == ["a", "b", "c", "d"]
+    assert [s.name for s in PATCHED.steps_for("v2")] == ["a", "b", "c", "d", "e"]
+    assert Versions([PATCHED]).version("versioned", "v1") is PATCHED, "the patched declaration finishes v1 runs"
+    assert resolve({"versioned": PATCHED}, "versioned", "v1") is PATCHED
+
+    started_on_v1 = transition(V1, None, RunRequested("order-O1", ORDER, 1000)).state
+    assert started_on_v1 is not None
+    old = _drive(PATCHED, started_on_v1)  # V1's first commands answered by the patched code
+    assert old.status.value == "COMPLETED" and [s.name for s in old.steps] == ["a", "b", "c", "d"]
+    assert old.version == "v1"
+
+    new = _drive(
+        PATCHED,
+        RunState(
+            run_id="order-O2",
+            workflow="versioned",
+            status="RUNNING",
+            input_json="{}",
+            seq=0,
+            started_at_ms=0,
+            updated_at_ms=0,
+            steps=[],
+        ),
+    )
+    assert new.status.value == "COMPLETED" and [s.name for s in new.steps] == ["a", "b", "c", "d", "e"]
+    assert new.version == "v2"
+
+
+def test_a_patch_must_name_a_version_the_workflow_has() -> None:
+    with pytest.raises(ValueError, match="since"):
+        dataclasses.replace(V1, steps=(*V1.steps, dataclasses.replace(V1.steps[0], name="z", since="v9")))
