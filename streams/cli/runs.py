@@ -43,8 +43,7 @@ def status(run_id: str, namespace: NamespaceOpt = None) -> None:
     out.print(table)
     started = datetime.fromtimestamp(t0 / 1000, UTC).isoformat(timespec="milliseconds")
     out.print(f"state: [bold]{run.status_name}[/bold]  started {started}  last event +{events[-1].at_ms - t0} ms")
-    version = next((e.workflow_version for e in events if e.workflow_version), None)
-    out.print(f"workflow {escape(run.workflow)} version [bold]{escape(version or runlist.UNVERSIONED)}[/bold]")
+    out.print(f"workflow {escape(run.workflow)} version [bold]{escape(run.version or runlist.UNVERSIONED)}[/bold]")
     if expired is not None:
         out.print(f"{retention.describe(expired, run_id)}; its journal above is kept longer", highlight=False)
 
