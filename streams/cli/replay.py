@@ -24,6 +24,7 @@ from processors.engine.replay import (
     replay_run,
     setting_differences,
 )
+from processors.engine.versions import Versions
 from processors.engine.workflow import Workflow
 from processors.models import ModelClient, client_from_env
 from streams.cli.common import (
@@ -155,7 +156,10 @@ def replay(
     else:
         assert run_id is not None
         run_export = recorded(settings(namespace), run_id)
-    wf = workflow_named(run_export.workflow, workflow)
+    # The version the run started on, when it is loaded; else the newest (the code a fix would run).
+    wf = Versions(workflows(workflow)).version(run_export.workflow, run_export.version) or workflow_named(
+        run_export.workflow, workflow
+    )
     _print_settings(run_export, wf, live)
     replayed = asyncio.run(replay_run(run_export, wf, live=live, models=_models(wf)))
     _print_run_replay(replayed, live)
