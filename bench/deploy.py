@@ -1,7 +1,7 @@
 """A deploy mid-stream: N FNOL claims, a new workflow version deployed halfway, no run lost or failed by it.
 
 Prints figures; asserts nothing. Runs on the embedded broker unless
-KAFKA_BOOTSTRAP_SERVERS is set. Usage: ``python bench/deploy.py [--claims 200 --rate 20]``.
+KAFKA_BOOTSTRAP_SERVERS is set. Usage: ``python bench/deploy.py [--claims 200 --rate 20] [--no-deploy]``.
 
 A `durable worker` runs FNOL (its declared version). Claims are produced at
 R claims/s; halfway, the deploy: a worker loading FNOL and ``FNOL_NEXT`` (the
@@ -54,7 +54,7 @@ FNOL_NEXT = dataclasses.replace(
 )
 
 
-def run(bootstrap: str, n: int, rate: float) -> None:
+def run(bootstrap: str, n: int, rate: float, deploy: bool = True) -> None:
     ns = f"deploybench{uuid.uuid4().hex[:6]}"
     state = tempfile.TemporaryDirectory(prefix="durable-bench-")
     settings = Settings(bootstrap_servers=bootstrap, namespace=ns, state_dir=Path(state.name), worker_name="bench")
@@ -83,7 +83,7 @@ def run(bootstrap: str, n: int, rate: float) -> None:
         for i, g in enumerate(batch):
             while time.perf_counter() < t0 + i / rate:
                 time.sleep(0.001)  # pacing the producer, not synchronisation
-            if i == n // 2:
+            if deploy and i == n // 2:
                 new = worker("new", "processors.fnol:FNOL", "bench.deploy:FNOL_NEXT")
                 old.send_signal(signal.SIGKILL)
                 old.wait(10)
@@ -105,7 +105,10 @@ def run(bootstrap: str, n: int, rate: float) -> None:
         decisions = [m for m in read_all(settings, topics.name("decisions")) if (m.key() or b"").decode() in run_ids]
         ids = Counter(header(m, "id") for m in decisions)
         states = [r for r in runlist.latest_states(settings) if r.run_id in run_ids]
-        print(f"{n} claims at {rate:g}/s; deploy (start new worker with 2 versions, SIGKILL old) at {deployed_at:.1f}s")
+        what = (
+            f"deploy (start new worker with 2 versions, SIGKILL old) at {deployed_at:.1f}s" if deploy else "no deploy"
+        )
+        print(f"{n} claims at {rate:g}/s; {what}")
         print(f"all settled after {elapsed:.1f}s")
         for (wf, version, status), count in sorted(runlist.counts(states).items()):
             print(f"  {wf} {version:28} {status:12} {count}")
@@ -127,13 +130,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--claims", type=int, default=200)
     parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--no-deploy", action="store_true", help="the baseline: the same claims, no deploy")
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if bootstrap:
-        run(bootstrap, args.claims, args.rate)
+        run(bootstrap, args.claims, args.rate, not args.no_deploy)
         return
     with EmbeddedBroker() as broker:
-        run(broker.bootstrap_servers, args.claims, args.rate)
+        run(broker.bootstrap_servers, args.claims, args.rate, not args.no_deploy)
 
 
 if __name__ == "__main__":
