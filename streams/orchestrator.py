@@ -98,7 +98,7 @@ class Orchestrator:
         self.group_watch = GroupWatch(self.topics.orchestrator_group, settings.group_stuck_s)
         # Every loaded version, by name; as a mapping, each name's newest (new runs start on it).
         self.workflows = Versions(workflows)
-        self._recheck: list[tuple[int, str]] = []  # runs to block or resume, found on a take-over
+        self.gate = blocked.VersionGate(self.workflows, settings.worker_name, telemetry)
         self.inputs = Inputs(self.topics, self.workflows, settings.partitions)
         self._secret = authentication.signing_secret()  # signs the step commands it writes
         self.output_topic = {wf.name: self.topics.name(wf.output_topic) for wf in workflows}
@@ -175,7 +175,7 @@ class Orchestrator:
             for state in taken.waiting:
                 if not state.blocked:
                     self.timers.set_run(p, state.run_id, timers(state))
-            self._recheck.extend(self._to_recheck(p))
+            self.gate.taken_over(self._table, p)
             log.info(
                 "partition %d assigned: %d states restored, %d ids guarded, %d runs waiting to retry",
                 p,
@@ -219,7 +219,7 @@ class Orchestrator:
             while not self.stop.is_set():
                 msgs = take(self._consumer, self.settings.max_batch, self._poll_timeout(), self._slice)
                 due = self.timers.pop_due(_now_ms())
-                if msgs or due or self.admission.waiting() or self._recheck:
+                if msgs or due or self.admission.waiting() or self.gate.recheck:
                     self._process(msgs, due)
                 if retention.expires(self.settings) and time.monotonic() >= self._next_sweep:
                     self._sweep()
@@ -254,7 +254,12 @@ class Orchestrator:
         assert self._writer and self._consumer and self._table
         checkpoint = Checkpoint(fired_timers=bool(due))
         report = _Report()
-        self._block_or_resume(checkpoint, report)
+        self.gate.block_or_resume(
+            checkpoint,
+            self._table,
+            self.owned,
+            lambda c, src, p, wf, run_id, ev: self._advance(c, report, src, p, wf, run_id, ev),
+        )
         for p, timer in due or []:
             state = self._table.get(p, timer.run_id)
             if p not in self.owned or state is None or state.workflow not in self.workflows:
@@ -393,9 +398,19 @@ class Orchestrator:
             ev = queue.popleft()
             state = checkpoint.states.get((p, run_id)) or self._table.get(p, run_id)
             if state is not None:
-                runs_on = self._runs_on(state)
-                if runs_on is None:  # its version is not loaded here: the run waits, nothing is guessed
-                    self._park(checkpoint, p, state, ev)
+                runs_on = self.gate.runs_on(state)
+                if runs_on is None and is_live(state):  # its version is not loaded here: it waits, nothing guessed
+                    self.gate.park(checkpoint, p, state, ev)
+                    return
+                if runs_on is None:  # a stopped run: nothing to wait for but a redrive, which must be asked again
+                    log.warning(
+                        "run %s (%s version %s, %s): %s ignored, its version is not loaded here",
+                        run_id,
+                        state.workflow,
+                        state.version,
+                        state.status.value,
+                        type(ev).__name__,
+                    )
                     return
                 wf = runs_on
             try:
@@ -481,69 +496,6 @@ class Orchestrator:
         except Exception:
             # Even failing the run cannot be written: the dead letter says why, and the run stays as it was.
             log.exception("run %s could not be failed after a rejected record; see dead letter %s", run_id, letter_id)
-
-    # -- versions: runs finish on the version they started on ----------------------------------------
-
-    def _runs_on(self, state: RunState) -> Workflow | None:
-        """The loaded version ``state``'s run continues on (a run recorded before versions: the newest)."""
-        return self.workflows.version(state.workflow, state.version)
-
-    def _park(self, checkpoint: Checkpoint, p: int, state: RunState, ev: Event | None) -> None:
-        """Keep ``ev`` in the blocked run's state, to apply once its version is loaded (streams.blocked)."""
-        why = blocked.reason(
-            state.workflow, state.version or "", self.workflows.loaded(state.workflow), self.settings.worker_name
-        )
-        parked = blocked.park(state, ev, why)
-        if parked is None:
-            return
-        if state.blocked is None:
-            log.warning("run %s waits: %s", state.run_id, why)
-            if self.telemetry is not None:
-                self.telemetry.blocked.add(1, {"role": "orchestrator", "workflow": state.workflow})
-        checkpoint.states[(p, state.run_id)] = parked
-        checkpoint.encoded[(p, state.run_id)] = to_bytes(parked)
-
-    def _to_recheck(self, p: int) -> list[tuple[int, str]]:
-        """The runs of partition ``p`` to block (version not loaded here) or to resume (blocked, version here)."""
-        assert self._table is not None
-        found = []
-        for run_id in sorted(self._table.live(p)):
-            state = self._table.get(p, run_id)
-            if state is not None and bool(state.blocked) == (self._runs_on(state) is not None):
-                found.append((p, run_id))
-        return found
-
-    def _block_or_resume(self, checkpoint: Checkpoint, report: _Report) -> None:
-        """After a take-over: block the runs whose version is not loaded here, resume the blocked ones whose is.
-
-        A resumed run's parked records are applied in the order they arrived.
-        """
-        assert self._table is not None
-        recheck, self._recheck = self._recheck, []
-        for p, run_id in recheck:
-            state = self._table.get(p, run_id)
-            if p not in self.owned or state is None:
-                continue
-            wf = self._runs_on(state)
-            if wf is None:
-                self._park(checkpoint, p, state, None)
-                continue
-            if not state.blocked:
-                continue
-            log.info(
-                "run %s resumes on %s version %s: %d parked record(s)",
-                run_id,
-                wf.name,
-                state.version,
-                len(state.parked),
-            )
-            if self.telemetry is not None:
-                self.telemetry.blocked.add(-1, {"role": "orchestrator", "workflow": state.workflow})
-            clear = blocked.unblocked(state)
-            checkpoint.states[(p, run_id)] = clear
-            checkpoint.encoded[(p, run_id)] = to_bytes(clear)
-            for i, ev in enumerate(blocked.parked_events(state)):
-                self._advance(checkpoint, report, f"{TIMER_SRC}resume/{run_id}/{i}", p, wf, run_id, ev)
 
     def _to_write(self, wf: Workflow, src: str, p: int, out: Outgoing, traceparent: str) -> Write:
         rec = out.record
