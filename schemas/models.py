@@ -36,6 +36,7 @@ class StepCommand(Record):
     scheduled_at_ms: int
     timeout_ms: int
     action: str = "run"
+    workflow_version: str | None = None
 
 
 class StepError(Record):
@@ -104,6 +105,7 @@ class JournalEvent(Record):
     detail_json: str | None = None
     recorded_json: str | None = None
     settings_json: str | None = None
+    workflow_version: str | None = None
 
 
 class DeadLetter(Record):
@@ -212,6 +214,14 @@ class StepState(Record):
     failures: list[AttemptFailure] = Field(default_factory=list)
 
 
+class ParkedEvent(Record):
+    """A record that reached a blocked run (its version not loaded), kept in its state until it can be applied."""
+
+    kind: str
+    value: bytes
+    at_ms: int
+
+
 class RunState(Record):
     """The orchestrator's state of one run (the run table's value)."""
 
@@ -230,6 +240,9 @@ class RunState(Record):
     failure_json: str | None = None
     conflicts: list[str] = Field(default_factory=list)
     received_at_ms: int = 0
+    version: str | None = None
+    blocked: str | None = None
+    parked: list[ParkedEvent] = Field(default_factory=list)
 
 
 class ExpiredRun(Record):

@@ -28,7 +28,7 @@ with the reason; the orchestrator dead-letters it and goes on.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import Message
@@ -67,7 +67,7 @@ class Inputs:
     def __init__(
         self,
         topics: Topics,
-        workflows: dict[str, Workflow],
+        workflows: Mapping[str, Workflow],
         partitions: int,
         secrets: Sequence[bytes] | None = None,
     ) -> None:

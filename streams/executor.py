@@ -25,6 +25,7 @@ import time
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from processors.engine.execute import run_step
+from processors.engine.versions import Versions, resolve
 from processors.engine.workflow import Workflow
 from processors.models import client_from_env
 from schemas import DecodeError, from_bytes, to_bytes
@@ -94,7 +95,8 @@ class Executor:
         self.settings = settings
         self.topics = Topics(settings.namespace)
         self.group_watch = GroupWatch(self.topics.executor_group, settings.group_stuck_s)
-        self.workflows = {wf.name: wf for wf in workflows}
+        self.workflows = Versions(workflows)
+        self._held: set[str] = set()  # commands of a version this executor lacks, held unanswered
         self.models = client_from_env(simulations=[wf.simulation for wf in workflows])
         self.telemetry = telemetry
         self._partitions: set[int] = set()
@@ -196,6 +198,8 @@ class Executor:
                 log.warning("dead-lettered command %s: %s", letter.dead_letter_id, exc)
                 self._write(self.topics.dead_letters, partition, None, to_bytes(letter), offset)
                 return
+            if self._lacks_version(command):
+                return  # not answered, not committed: it runs where (or when) its version is loaded
             chaos.point("executor.during_step")
             result = await run_step(self.workflows, command, self.settings.worker_name, models=self.models)
             headers = self._trace(msg, command, result)
@@ -208,6 +212,31 @@ class Executor:
                 self._write_result(partition, offset, failed, headers)
         finally:
             slots.release()
+
+    def _lacks_version(self, command: StepCommand) -> bool:
+        """Whether ``command`` is of a version of a loaded workflow that this executor has not loaded.
+
+        Such a command is held: neither answered (a guess, or a failure, would end its run) nor committed,
+        so its partition's committed offset stays before it and it is delivered again when the partition
+        moves (a restart with the version loaded, or a rebalance). The commands after it on that partition
+        run now, and again then (at least once, under the same idempotency keys).
+        """
+        if command.workflow not in self.workflows or resolve(
+            self.workflows, command.workflow, command.workflow_version
+        ):
+            return False
+        if command.command_id not in self._held:
+            self._held.add(command.command_id)
+            log.warning(
+                "command %s waits: workflow %s version %s is not loaded by this executor (loaded: %s)",
+                command.command_id,
+                command.workflow,
+                command.workflow_version,
+                ", ".join(self.workflows.loaded(command.workflow)),
+            )
+            if self.telemetry is not None:
+                self.telemetry.blocked.add(1, {"role": "executor", "workflow": command.workflow})
+        return True
 
     def _authentic(self, msg: Message) -> StepCommand:
         """The command ``msg`` holds, if a worker wrote it; else :class:`DecodeError` saying why."""
@@ -231,7 +260,7 @@ class Executor:
         """The attempt's span, under the run span named by the command's traceparent; its header for the result."""
         if self.telemetry is None:
             return []
-        wf = self.workflows.get(command.workflow)
+        wf = resolve(self.workflows, command.workflow, command.workflow_version)
         spec = wf.step(command.step) if wf is not None and wf.has_step(command.step) else None
         output = json.loads(result.output_json) if result.output_json else None
         evaluation = spec.evaluation(output) if spec is not None and spec.evaluation and output is not None else None

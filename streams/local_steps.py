@@ -13,6 +13,7 @@ are verified, and a record there answering a local step is held to that too.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 from processors.engine.execute import run_step
 from processors.engine.workflow import Workflow
@@ -23,7 +24,7 @@ from schemas.models import StepCommand, StepResult
 class LocalSteps:
     """Runs local steps' commands to their results, on an event loop of its own."""
 
-    def __init__(self, workflows: dict[str, Workflow], worker_name: str, models: ModelClient) -> None:
+    def __init__(self, workflows: Mapping[str, Workflow], worker_name: str, models: ModelClient) -> None:
         self._workflows = workflows
         self._worker_name = worker_name
         self._models = models
@@ -34,9 +35,7 @@ class LocalSteps:
 
     def run(self, command: StepCommand) -> StepResult:
         """Execute one attempt now; step errors come back as the result's error, never raised."""
-        return self._loop.run_until_complete(
-            run_step(self._workflows, command, self._worker_name, models=self._models)
-        )
+        return self._loop.run_until_complete(run_step(self._workflows, command, self._worker_name, models=self._models))
 
     def close(self) -> None:
         self._loop.close()

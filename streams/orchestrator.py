@@ -42,11 +42,12 @@ from processors.engine.transition import (
     timers,
     transition,
 )
+from processors.engine.versions import Versions
 from processors.engine.workflow import Workflow
 from processors.models import client_from_env
 from schemas import DecodeError, encode, to_bytes
 from schemas.models import DeadLetter, JournalEvent, JournalKind, RunState, StepCommand, StepResult
-from streams import authentication, deadletters, retention
+from streams import authentication, blocked, deadletters, retention
 from streams.admission import Admission
 from streams.checkpoint import Checkpoint, Write
 from streams.config import Settings
@@ -76,7 +77,7 @@ class RecordTooLarge(ValueError):
 class _Report:
     """What a committed batch tells telemetry: local step attempts, journal events, record dead letters."""
 
-    local_results: list[tuple[StepResult, int]] = field(default_factory=list)
+    local_results: list[tuple[StepResult, int, Workflow]] = field(default_factory=list)
     journal: list[JournalEvent] = field(default_factory=list)
     record_letters: int = 0
 
@@ -95,7 +96,9 @@ class Orchestrator:
         self.telemetry = telemetry
         self.topics = Topics(settings.namespace)
         self.group_watch = GroupWatch(self.topics.orchestrator_group, settings.group_stuck_s)
-        self.workflows = {wf.name: wf for wf in workflows}
+        # Every loaded version, by name; as a mapping, each name's newest (new runs start on it).
+        self.workflows = Versions(workflows)
+        self.gate = blocked.VersionGate(self.workflows, settings.worker_name, telemetry)
         self.inputs = Inputs(self.topics, self.workflows, settings.partitions)
         self._secret = authentication.signing_secret()  # signs the step commands it writes
         self.output_topic = {wf.name: self.topics.name(wf.output_topic) for wf in workflows}
@@ -170,7 +173,9 @@ class Orchestrator:
             self.admission.take_over(p, self._table.live(p))
             self.admission.replay(p, taken.replay_to)
             for state in taken.waiting:
-                self.timers.set_run(p, state.run_id, timers(state))
+                if not state.blocked:
+                    self.timers.set_run(p, state.run_id, timers(state))
+            self.gate.taken_over(self._table, p)
             log.info(
                 "partition %d assigned: %d states restored, %d ids guarded, %d runs waiting to retry",
                 p,
@@ -214,7 +219,7 @@ class Orchestrator:
             while not self.stop.is_set():
                 msgs = take(self._consumer, self.settings.max_batch, self._poll_timeout(), self._slice)
                 due = self.timers.pop_due(_now_ms())
-                if msgs or due or self.admission.waiting():
+                if msgs or due or self.admission.waiting() or self.gate.recheck:
                     self._process(msgs, due)
                 if retention.expires(self.settings) and time.monotonic() >= self._next_sweep:
                     self._sweep()
@@ -249,6 +254,12 @@ class Orchestrator:
         assert self._writer and self._consumer and self._table
         checkpoint = Checkpoint(fired_timers=bool(due))
         report = _Report()
+        self.gate.block_or_resume(
+            checkpoint,
+            self._table,
+            self.owned,
+            lambda c, src, p, wf, run_id, ev: self._advance(c, report, src, p, wf, run_id, ev),
+        )
         for p, timer in due or []:
             state = self._table.get(p, timer.run_id)
             if p not in self.owned or state is None or state.workflow not in self.workflows:
@@ -309,7 +320,7 @@ class Orchestrator:
             self._fenced_out(lost, sum(writes[p] for p in lost))
         # Timers are armed only once their state is durable; likewise what telemetry reports.
         for (p, run_id), state in checkpoint.states.items():
-            self.timers.set_run(p, run_id, timers(state))
+            self.timers.set_run(p, run_id, [] if state.blocked else timers(state))
             self.admission.settled(p, run_id, is_live(state))
         if self.admission.pause_or_resume(self._consumer):
             log.info("admission: %d runs in flight, new runs wait", self.admission.in_flight)
@@ -386,6 +397,22 @@ class Orchestrator:
         while queue:
             ev = queue.popleft()
             state = checkpoint.states.get((p, run_id)) or self._table.get(p, run_id)
+            if state is not None:
+                runs_on = self.gate.runs_on(state)
+                if runs_on is None and is_live(state):  # its version is not loaded here: it waits, nothing guessed
+                    self.gate.park(checkpoint, p, state, ev)
+                    return
+                if runs_on is None:  # a stopped run: nothing to wait for but a redrive, which must be asked again
+                    log.warning(
+                        "run %s (%s version %s, %s): %s ignored, its version is not loaded here",
+                        run_id,
+                        state.workflow,
+                        state.version,
+                        state.status.value,
+                        type(ev).__name__,
+                    )
+                    return
+                wf = runs_on
             try:
                 applied = self._apply(checkpoint, report, src, p, wf, run_id, state, ev)
             except Exception as exc:  # a bad record, or a workflow that cannot handle it: never the partition's end
@@ -433,7 +460,7 @@ class Orchestrator:
         checkpoint.states[(p, run_id)] = tr.state
         checkpoint.encoded[(p, run_id)] = encoded
         report.journal.extend(journal)
-        report.local_results.extend((r, generation) for r in local)
+        report.local_results.extend((r, generation, wf) for r in local)
         return [StepFinished(r, r.finished_at_ms) for r in local]
 
     def _reject(
@@ -492,8 +519,8 @@ class Orchestrator:
         if self.telemetry is None:
             return
         t = self.telemetry
-        for result, generation in report.local_results:
-            spec = self.workflows[result.workflow].step(result.step)
+        for result, generation, wf in report.local_results:
+            spec = wf.step(result.step)
             output = json.loads(result.output_json) if result.output_json else None
             evaluation = spec.evaluation(output) if spec.evaluation is not None and output is not None else None
             t.step_span(result, spec.span_name, parent_of_run(result.run_id, generation), evaluation)

@@ -36,6 +36,11 @@ class RunView:
         return self.status.value if self.status is not None else "UNKNOWN"
 
     @property
+    def version(self) -> str | None:
+        """The workflow version the run started on (None: journaled before versions were recorded)."""
+        return next((e.workflow_version for e in self.events if e.workflow_version), None)
+
+    @property
     def ended(self) -> bool:
         return self.status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.COMPENSATED)
 

@@ -277,6 +277,9 @@ class Telemetry:
         self.retries = meter.create_counter("durable.step.retries", description="failed attempts waiting to retry")
         self.dead_letters = meter.create_counter("durable.dead_letters", description="records and steps dead-lettered")
         self.runs = meter.create_counter("durable.runs", description="runs ended, by outcome")
+        self.blocked = meter.create_up_down_counter(
+            "durable.runs.blocked", description="runs (orchestrator) or commands (executor) waiting for a version"
+        )
 
     def step_span(
         self,

@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Iterable
 
+from processors.engine.versions import VersionConflict, Versions
 from processors.engine.workflow import Workflow
 
 # The FNOL claims agent is the workflow a fresh checkout runs; any other is named the same way.
@@ -44,7 +45,9 @@ def load_workflows(specs: Iterable[str] | None = None) -> list[Workflow]:
         if not isinstance(wf, Workflow):
             raise WorkflowNotFound(f"{spec} is a {type(wf).__name__}, not a Workflow")
         out.append(wf)
-    names = [wf.name for wf in out]
-    if len(set(names)) != len(names):
-        raise WorkflowNotFound(f"two loaded workflows share a name: {names}")
+    # Several versions of one workflow may load side by side (processors.engine.versions); not one version twice.
+    try:
+        Versions(out)
+    except VersionConflict as exc:
+        raise WorkflowNotFound(str(exc)) from None
     return out

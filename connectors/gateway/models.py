@@ -35,6 +35,7 @@ class JournalEntry(BaseModel):
 class RunSummary(BaseModel):
     run_id: str
     workflow: str
+    version: str | None = Field(default=None, description="the workflow version the run started on, and finishes on")
     status: str
     started_at_ms: int
     last_event_at_ms: int

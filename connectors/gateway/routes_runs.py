@@ -48,6 +48,7 @@ def _summary(run: RunView) -> dict[str, Any]:
     return {
         "run_id": run.run_id,
         "workflow": run.workflow,
+        "version": run.version,
         "status": run.status_name,
         "started_at_ms": run.started_ms,
         "last_event_at_ms": run.last_ms,

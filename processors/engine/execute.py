@@ -16,6 +16,7 @@ from processors.engine.context import StepContext, StepHandler
 from processors.engine.errors import UnknownStep
 from processors.engine.recorder import Recorder
 from processors.engine.snapshot import capture
+from processors.engine.versions import resolve
 from processors.engine.workflow import Workflow
 from processors.models import ModelClient
 from schemas.models import StepCommand, StepError, StepResult
@@ -38,7 +39,7 @@ async def _call(handler: StepHandler, ctx: StepContext) -> Any:
 
 
 async def run_step(
-    workflows: dict[str, Workflow],
+    workflows: Mapping[str, Workflow],
     command: StepCommand,
     worker: str,
     *,
@@ -60,9 +61,10 @@ async def run_step(
     error: StepError | None = None
     snapshot: dict[str, Any] | None = None
     try:
-        wf = workflows.get(command.workflow)
+        wf = resolve(workflows, command.workflow, command.workflow_version)
         if wf is None or not wf.has_step(command.step):
-            raise UnknownStep(f"no step {command.workflow}.{command.step} in this worker")
+            version = f" (version {command.workflow_version})" if command.workflow_version else ""
+            raise UnknownStep(f"no step {command.workflow}.{command.step}{version} in this worker")
         spec = wf.step(command.step)
         handler = spec.compensate if command.action == "compensate" else spec.handler
         if handler is None or command.action not in ("run", "compensate"):

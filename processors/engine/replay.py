@@ -84,6 +84,7 @@ class RecordedRun:
     status: str
     output: dict[str, Any] | None
     ended_at_ms: int | None
+    version: str | None = None  # the workflow version it started on (None: recorded before versions)
 
     @property
     def settings_recorded(self) -> bool:
@@ -100,6 +101,7 @@ class RecordedRun:
                 "status": self.status,
                 "output": self.output,
                 "ended_at_ms": self.ended_at_ms,
+                "version": self.version,
                 "attempts": [a.__dict__ for a in self.attempts],
             },
             indent=2,
@@ -120,6 +122,7 @@ class RecordedRun:
                 status=data["status"],
                 output=data["output"],
                 ended_at_ms=data["ended_at_ms"],
+                version=data.get("version"),
             )
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise NotReplayable(f"not a run export: {exc}") from exc
@@ -167,6 +170,7 @@ def recorded_run(events: Iterable[JournalEvent]) -> RecordedRun:
         status=status.value,
         output=output,
         ended_at_ms=ended,
+        version=first.workflow_version,
     )
 
 
@@ -284,7 +288,7 @@ async def replay_run(
         if replayed.recorded.action == "run":
             last[replayed.recorded.step] = replayed
     outputs = {name: r.output for name, r in last.items() if r.error is None and r.output is not None}
-    would_complete = all(s.name in outputs for s in wf.steps)
+    would_complete = all(s.name in outputs for s in wf.steps_for(run.version))
     result = None
     if would_complete:
         run_result = RunResult(run.run_id, run.input, outputs, run.ended_at_ms or 0, output_id(run.run_id), 0)

@@ -50,6 +50,7 @@ def fingerprint(wf: Workflow) -> str:
                 "compensate_retry": policy(s.compensate_retry),
                 "timeout_s": s.timeout_s,
                 "local": s.local,
+                **({"since": s.since} if s.since else {}),
             }
             for s in wf.steps
         ],

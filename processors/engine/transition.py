@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from processors.engine.canonical import canonical_json
+from processors.engine.versions import version_of
 from processors.engine.workflow import RunFailure, RunResult, Workflow
 from schemas.models import (
     AttemptFailure,
@@ -177,6 +178,8 @@ class _Builder:
         self.failure_json = state.failure_json
         self.conflicts = list(state.conflicts)
         self.received_at_ms = state.received_at_ms
+        self.version = state.version
+        self.specs = wf.steps_for(state.version)  # a run on an older version skips steps patched in since
         self.steps = {s.name: s for s in state.steps}
         self.out: list[Outgoing] = []
 
@@ -204,6 +207,7 @@ class _Builder:
             detail_json=None if detail is None else canonical_json(detail),
             recorded_json=recorded,
             settings_json=settings,
+            workflow_version=self.version,
         )
         self.out.append(Outgoing("journal", event.event_id, event))
 
@@ -250,11 +254,12 @@ class _Builder:
             scheduled_at_ms=self.at_ms,
             timeout_ms=int(spec.timeout_s * 1000),
             action=action,
+            workflow_version=self.version,
         )
         self.out.append(Outgoing("command", command.command_id, command))
 
     def schedule_ready(self) -> None:
-        for spec in self.wf.steps:
+        for spec in self.specs:
             state = self.steps[spec.name]
             if state.status is StepStatus.PENDING and all(
                 self.steps[d].status is StepStatus.SUCCEEDED for d in spec.after
@@ -517,11 +522,12 @@ class _Builder:
             seq=self.seq,
             started_at_ms=self.started_at_ms,
             updated_at_ms=self.at_ms,
-            steps=[self.steps[s.name] for s in self.wf.steps],
+            steps=[self.steps[s.name] for s in self.specs],
             generation=self.generation,
             failure_json=self.failure_json,
             conflicts=self.conflicts,
             received_at_ms=self.received_at_ms,
+            version=self.version,
         )
         return Transition(state, self.out, applied=True, note=note)
 
@@ -538,6 +544,7 @@ def start(wf: Workflow, event: RunRequested) -> Transition:
         updated_at_ms=started,
         steps=[StepState(name=s.name, status=StepStatus.PENDING) for s in wf.steps],
         received_at_ms=event.at_ms,
+        version=version_of(wf),
     )
     b = _Builder(wf, empty, started)
     b.journal(JournalKind.RUN_STARTED, detail=event.input)

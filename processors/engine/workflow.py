@@ -42,6 +42,10 @@ class Step:
 
     ``evaluation`` marks a step that judges its run (an evaluator): it reads
     the step's output as an :class:`Evaluation`, which traces show.
+
+    ``since`` patches a step in: it exists from that version of its workflow
+    on. A run recorded on an earlier version the workflow ``continues`` goes
+    on without it (and without the steps that depend on it).
     """
 
     name: str
@@ -54,6 +58,7 @@ class Step:
     compensate_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=5))
     span: str = ""
     evaluation: Callable[[Mapping[str, Any]], Evaluation] | None = None
+    since: str = ""
 
     @property
     def span_name(self) -> str:
@@ -89,7 +94,11 @@ class Workflow:
     attempt records them and a replay serves them back
     (:mod:`processors.engine.settings`). ``version``: what the workflow's
     author calls this code, recorded with every attempt so a replay says
-    when it runs another.
+    when it runs another, and every run records the version it started on
+    (:mod:`processors.engine.versions`). ``continues``: the earlier versions,
+    oldest first, whose in-flight runs this declaration also finishes: their
+    runs skip the steps declared ``since`` a later version (a patch), instead
+    of a second copy of the workflow being loaded beside this one.
     """
 
     name: str
@@ -108,6 +117,7 @@ class Workflow:
     diff_ignores: frozenset[str] = frozenset()
     settings: tuple[Setting, ...] = ()
     version: str = ""
+    continues: tuple[str, ...] = ()
     _by_name: dict[str, Step] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -124,6 +134,12 @@ class Workflow:
         names = [s.name for s in self.settings]
         if len(set(names)) != len(names) or any(n.startswith(("workflow.", "model.")) for n in names):
             raise ValueError(f"{self.name}: setting names must be unique and not start with 'workflow.' or 'model.'")
+        history = (*self.continues, self.version)
+        patched = [s for s in self.steps if s.since]
+        if (patched or self.continues) and not self.version:
+            raise ValueError(f"{self.name}: a workflow with patched steps or 'continues' must declare its version")
+        if any(s.since not in history for s in patched):
+            raise ValueError(f"{self.name}: a step's 'since' must be one of its versions {list(history)}")
         object.__setattr__(self, "_by_name", by_name)
         for directory in self.schemas:
             register(directory)
@@ -133,6 +149,24 @@ class Workflow:
 
     def has_step(self, name: str) -> bool:
         return name in self._by_name
+
+    def steps_for(self, version: str | None) -> tuple[Step, ...]:
+        """The steps a run recorded on ``version`` has: all, less those patched in since a later version.
+
+        A step that depends on a left-out step is left out too. A version this declaration does not
+        continue (its own, or none recorded) has every step.
+        """
+        history = (*self.continues, self.version)
+        if not version or version not in history or version == self.version:
+            return self.steps
+        at = history.index(version)
+        kept: list[Step] = []
+        names: set[str] = set()
+        for step in self.steps:
+            if (not step.since or history.index(step.since) <= at) and all(d in names for d in step.after):
+                kept.append(step)
+                names.add(step.name)
+        return tuple(kept)
 
 
 @dataclass(frozen=True)

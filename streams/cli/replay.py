@@ -24,6 +24,7 @@ from processors.engine.replay import (
     replay_run,
     setting_differences,
 )
+from processors.engine.versions import Versions
 from processors.engine.workflow import Workflow
 from processors.models import ModelClient, client_from_env
 from streams.cli.common import (
@@ -37,6 +38,7 @@ from streams.cli.common import (
     workflow_named,
     workflows,
 )
+from streams.cli.deploycheck import deploy_check
 from streams.cli.runs import recorded
 from streams.reading import dumps
 from streams.sandbox import SandboxRefused, replay_window
@@ -120,20 +122,29 @@ def replay(
     to: Annotated[str | None, typer.Option(help="Window end (ISO-8601, exclusive).")] = None,
     sandbox: Annotated[str | None, typer.Option(help="Sandbox namespace for a window replay (default: <ns>-replay-<time>).")] = None,
     timeout: Annotated[float, typer.Option(help="Window replay: give up waiting for outputs after S seconds.")] = 120.0,
+    sample: Annotated[
+        int | None,
+        typer.Option(help="Deploy check: replay the newest N recorded runs against --workflow; exit 1 if any diverge."),
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Deploy check: only runs started at or after (ISO-8601).")] = None,
     export_spans: Annotated[
         bool, typer.Option(help="Window replay: also send the sandbox's spans to the OTLP exporter (off: replays stay out of production telemetry).")
     ] = False,
 ) -> None:
     """Re-execute with the current code and compare with what was recorded; writes nothing to production topics.
 
-    Three forms: `replay RUN_ID` (every attempt of a run on its captured inputs), `replay --step S --input F
+    Four forms: `replay RUN_ID` (every attempt of a run on its captured inputs), `replay --step S --input F
     [--run RUN_ID]` (one step against a known-bad input), `replay --from T1 --to T2` (a window of inputs, run in
-    a sandbox namespace, outputs diffed). Exit codes: 0 all same; 1 differences or new failures;
-    3 failures reproduced and nothing different; 2 usage errors.
+    a sandbox namespace, outputs diffed), `replay --sample N [--since T] --workflow new:FLOW` (the deploy check:
+    recorded runs against new code). Exit codes: 0 all same; 1 differences or new failures (or runs that would
+    diverge); 3 failures reproduced and nothing different; 2 usage errors.
     """
-    modes = [run_id is not None or file is not None, step is not None, from_ is not None]
+    modes = [run_id is not None or file is not None, step is not None, from_ is not None, sample is not None]
     if sum(modes) != 1:
-        raise fail("give a RUN_ID (or --file), or --step with --input, or --from with --to", 2)
+        raise fail("give a RUN_ID (or --file), or --step with --input, or --from with --to, or --sample", 2)
+    if sample is not None:
+        deploy_check(namespace, workflow, sample, since)
+        return
     if from_ is not None:
         _replay_window(namespace, workflow, from_, to, sandbox, timeout, export_spans)
         return
@@ -145,7 +156,10 @@ def replay(
     else:
         assert run_id is not None
         run_export = recorded(settings(namespace), run_id)
-    wf = workflow_named(run_export.workflow, workflow)
+    # The version the run started on, when it is loaded; else the newest (the code a fix would run).
+    wf = Versions(workflows(workflow)).version(run_export.workflow, run_export.version) or workflow_named(
+        run_export.workflow, workflow
+    )
     _print_settings(run_export, wf, live)
     replayed = asyncio.run(replay_run(run_export, wf, live=live, models=_models(wf)))
     _print_run_replay(replayed, live)

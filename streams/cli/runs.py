@@ -1,4 +1,4 @@
-"""`durable status RUN_ID` and `durable runs export`: a run as its journal tells it."""
+"""`durable status RUN_ID`, `durable runs export` and `durable runs list`: a run as its journal tells it, and runs by version."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from processors.engine.replay import RecordedRun, recorded_run
-from streams import retention
+from streams import retention, runlist
 from streams.cli.common import NamespaceOpt, err, fail, out, settings
 from streams.config import Settings
 from streams.journal import run_journal
@@ -41,9 +42,8 @@ def status(run_id: str, namespace: NamespaceOpt = None) -> None:
         )
     out.print(table)
     started = datetime.fromtimestamp(t0 / 1000, UTC).isoformat(timespec="milliseconds")
-    out.print(
-        f"state: [bold]{run.status_name}[/bold]  started {started}  last event +{events[-1].at_ms - t0} ms"
-    )
+    out.print(f"state: [bold]{run.status_name}[/bold]  started {started}  last event +{events[-1].at_ms - t0} ms")
+    out.print(f"workflow {escape(run.workflow)} version [bold]{escape(run.version or runlist.UNVERSIONED)}[/bold]")
     if expired is not None:
         out.print(f"{retention.describe(expired, run_id)}; its journal above is kept longer", highlight=False)
 
@@ -81,3 +81,31 @@ def runs_export(
     else:
         output.write_text(text + "\n")
         err.print(f"wrote {output}", markup=False)
+
+
+@runs_app.command("list")
+def runs_list(
+    namespace: NamespaceOpt = None,
+    version: Annotated[str | None, typer.Option(help="Only runs started on this workflow version.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs in this status (RUNNING, COMPLETED, ...).")] = None,
+    blocked: Annotated[
+        bool, typer.Option("--blocked", help="Only runs waiting for a version no owning worker has loaded.")
+    ] = False,
+) -> None:
+    """How many runs there are per workflow version and status, from the run changelog.
+
+    A version can be removed from the workers once it has no RUNNING or COMPENSATING run. With --blocked,
+    every blocked run is listed with the version it waits for.
+    """
+    runs = runlist.select(runlist.latest_states(settings(namespace)), version, status, blocked)
+    table = Table(title=f"runs in namespace {settings(namespace).namespace}")
+    for col in ("workflow", "version", "status", "runs"):
+        table.add_column(col, justify="right" if col == "runs" else "left")
+    for (workflow, v, st), n in sorted(runlist.counts(runs).items()):
+        table.add_row(escape(workflow), escape(v), st, str(n))
+    out.print(table)
+    if blocked:
+        for r in sorted(runs, key=lambda r: r.run_id):
+            out.print(
+                f"{escape(r.run_id)} blocked ({r.parked} record(s) parked): {escape(r.blocked or '')}", highlight=False
+            )

@@ -214,7 +214,7 @@ export async function showRun(view, id) {
     return s;
   }
   function draw() {
-    fill(parts.status, badge(status()));
+    fill(parts.status, badge(status()), run && run.version ? h("span.muted", { text: ` version ${run.version}` }) : null);
     fill(parts.timeline, events.length ? timeline(events) : h("p.muted", { text: "No journal events yet." }));
     replayButton.hidden = Boolean(session.role) && session.role !== "operator";
   }
