@@ -35,17 +35,28 @@ from streams.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
+GUARD = "guard"  # a parked entry holding ids already written, not an event
+
 # Applies one event to a run in a checkpoint: (checkpoint, src, partition, workflow, run id, event).
 Advance = Callable[[Checkpoint, str, int, Workflow, str, Event], None]
 
 
-def park(state: RunState, event: Event | None, reason: str) -> RunState | None:
+def park(state: RunState, event: Event | None, reason: str, guarded: Collection[str] = ()) -> RunState | None:
     """``state`` blocked for ``reason`` with ``event`` (if any) parked; None when nothing changes.
 
     No event: the run is found on a take-over, waiting on a step whose command no executor of its version
     may answer yet; it is marked blocked so that it is seen to wait.
+
+    ``guarded``: ids of the run's records the previous owner wrote for inputs it had not committed
+    (the take-over's guard). Parking commits those inputs here, so the guard would be lost with this
+    owner; it is parked too, and restored by the owner that resumes the run, which would otherwise write
+    those records a second time.
     """
     parked = list(state.parked)
+    known = {i for p in parked if p.kind == GUARD for i in p.value.decode().split("\n")}
+    new = sorted(set(guarded) - known)
+    if new:
+        parked.append(ParkedEvent(kind=GUARD, value="\n".join(new).encode(), at_ms=0))
     if isinstance(event, StepFinished):
         parked.append(ParkedEvent(kind="result", value=to_bytes(event.result), at_ms=event.at_ms))
     elif isinstance(event, RedriveRequested):
@@ -55,6 +66,11 @@ def park(state: RunState, event: Event | None, reason: str) -> RunState | None:
     if state.blocked == reason and len(parked) == len(state.parked):
         return None
     return state.model_copy(update={"blocked": reason, "parked": parked})
+
+
+def parked_guard(state: RunState) -> set[str]:
+    """The ids of records already written for what is parked in ``state`` (see :func:`park`)."""
+    return {i for p in state.parked if p.kind == GUARD for i in p.value.decode().split("\n") if i}
 
 
 def unblocked(state: RunState) -> RunState:
@@ -92,10 +108,16 @@ class VersionGate:
         """The loaded version ``state``'s run continues on (a run recorded before versions: the newest)."""
         return self.versions.version(state.workflow, state.version)
 
-    def park(self, checkpoint: Checkpoint, p: int, state: RunState, ev: Event | None) -> None:
-        """Block the run (if it is not yet) and keep ``ev`` in its state, to apply once its version is loaded."""
+    def park(
+        self, checkpoint: Checkpoint, p: int, state: RunState, ev: Event | None, guard: Collection[str] = ()
+    ) -> None:
+        """Block the run (if it is not yet) and keep ``ev`` in its state, to apply once its version is loaded.
+
+        ``guard``: the partition's take-over guard; the run's ids in it are kept with the run.
+        """
         why = reason(state.workflow, state.version or "", self.versions.loaded(state.workflow), self.worker_name)
-        parked = park(state, ev, why)
+        prefix = f"{state.run_id}/"
+        parked = park(state, ev, why, [i for i in guard if i.startswith(prefix)])
         if parked is None:
             return
         if state.blocked is None:
@@ -113,7 +135,12 @@ class VersionGate:
                 self.recheck.append((p, run_id))
 
     def block_or_resume(
-        self, checkpoint: Checkpoint, table: RunTable, owned: Collection[int], advance: Advance
+        self,
+        checkpoint: Checkpoint,
+        table: RunTable,
+        owned: Collection[int],
+        advance: Advance,
+        guard: dict[int, set[str]],
     ) -> None:
         """Block the runs noted whose version is not loaded here; resume the blocked ones whose is.
 
@@ -126,7 +153,7 @@ class VersionGate:
                 continue
             wf = self.runs_on(state)
             if wf is None:
-                self.park(checkpoint, p, state, None)
+                self.park(checkpoint, p, state, None, guard.get(p, ()))
                 continue
             if not state.blocked:
                 continue
@@ -139,6 +166,7 @@ class VersionGate:
             )
             if self.telemetry is not None:
                 self.telemetry.blocked.add(-1, {"role": "orchestrator", "workflow": state.workflow})
+            guard.setdefault(p, set()).update(parked_guard(state))  # written by an owner before the block
             clear = unblocked(state)
             checkpoint.states[(p, run_id)] = clear
             checkpoint.encoded[(p, run_id)] = to_bytes(clear)

@@ -259,6 +259,7 @@ class Orchestrator:
             self._table,
             self.owned,
             lambda c, src, p, wf, run_id, ev: self._advance(c, report, src, p, wf, run_id, ev),
+            self.guard,
         )
         for p, timer in due or []:
             state = self._table.get(p, timer.run_id)
@@ -400,7 +401,7 @@ class Orchestrator:
             if state is not None:
                 runs_on = self.gate.runs_on(state)
                 if runs_on is None and is_live(state):  # its version is not loaded here: it waits, nothing guessed
-                    self.gate.park(checkpoint, p, state, ev)
+                    self.gate.park(checkpoint, p, state, ev, self.guard.get(p, ()))
                     return
                 if runs_on is None:  # a stopped run: nothing to wait for but a redrive, which must be asked again
                     log.warning(

@@ -88,6 +88,18 @@ def test_a_blocked_run_parks_results_and_controls_in_order_and_gives_them_back()
     assert blocked.unblocked(parked).blocked is None and not blocked.unblocked(parked).parked
 
 
+def test_ids_the_previous_owner_wrote_travel_with_a_parked_run_so_its_resumer_writes_them_not_again() -> None:
+    state = transition(V1, None, RunRequested("order-O2", ORDER, 1000)).state
+    assert state is not None
+    written = ["order-O2/3", "order-O2/4"]  # the take-over guard: journal events the killed owner wrote
+    marked = blocked.park(state, None, "v1 not loaded", written)
+    assert marked is not None and blocked.parked_guard(marked) == set(written)
+    assert blocked.parked_events(marked) == [], "a guard entry is no event to apply"
+    again = blocked.park(marked, None, "v1 not loaded", [*written, "order-O2/5"])
+    assert again is not None and blocked.parked_guard(again) == {*written, "order-O2/5"}
+    assert blocked.park(again, None, "v1 not loaded", written) is None, "nothing new: the state is unchanged"
+
+
 def _drive(wf: Workflow, state: RunState) -> RunState:
     """Answer every command the run issues, in order, until it stops issuing any (a run of trivial steps)."""
     pending = []
