@@ -104,6 +104,7 @@ class JournalEvent(Record):
     detail_json: str | None = None
     recorded_json: str | None = None
     settings_json: str | None = None
+    prev_hash: str | None = None
 
 
 class DeadLetter(Record):
@@ -230,6 +231,7 @@ class RunState(Record):
     failure_json: str | None = None
     conflicts: list[str] = Field(default_factory=list)
     received_at_ms: int = 0
+    chain_head: str | None = None
 
 
 class ExpiredRun(Record):

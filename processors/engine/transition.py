@@ -28,6 +28,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from processors.engine import chain
 from processors.engine.canonical import canonical_json
 from processors.engine.workflow import RunFailure, RunResult, Workflow
 from schemas.models import (
@@ -125,6 +126,8 @@ class Outgoing:
     kind: Literal["command", "journal", "output", "dead_letter"]
     message_id: str
     record: StepCommand | JournalEvent | DeadLetter | dict[str, Any]
+    # With an output: the hash of the run's last journal event before it (processors.engine.chain), to sign.
+    chain_head: str | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,7 @@ class _Builder:
         self.failure_json = state.failure_json
         self.conflicts = list(state.conflicts)
         self.received_at_ms = state.received_at_ms
+        self.chain_head = state.chain_head
         self.steps = {s.name: s for s in state.steps}
         self.out: list[Outgoing] = []
 
@@ -204,7 +208,9 @@ class _Builder:
             detail_json=None if detail is None else canonical_json(detail),
             recorded_json=recorded,
             settings_json=settings,
+            prev_hash=self.chain_head,
         )
+        self.chain_head = chain.hash_event(event)
         self.out.append(Outgoing("journal", event.event_id, event))
 
     def update(self, name: str, **changes: Any) -> None:
@@ -429,7 +435,7 @@ class _Builder:
             return
         self.status = RunStatus.COMPLETED
         self.journal(JournalKind.RUN_COMPLETED, detail=result)
-        self.out.append(Outgoing("output", oid, result))
+        self.out.append(Outgoing("output", oid, result, self.chain_head))
 
     def finish_failed(self) -> None:
         failure = json.loads(self.failure_json or "{}")
@@ -468,7 +474,7 @@ class _Builder:
         kind = JournalKind.RUN_COMPENSATED if outcome == "COMPENSATED" else JournalKind.RUN_FAILED
         self.journal(kind, detail={"reason": info.reason, "outcome": outcome, "output": result})
         if result is not None:
-            self.out.append(Outgoing("output", info.output_id, result))
+            self.out.append(Outgoing("output", info.output_id, result, self.chain_head))
 
     # -- redrive ---------------------------------------------------------------------------
 
@@ -522,6 +528,7 @@ class _Builder:
             failure_json=self.failure_json,
             conflicts=self.conflicts,
             received_at_ms=self.received_at_ms,
+            chain_head=self.chain_head,
         )
         return Transition(state, self.out, applied=True, note=note)
 

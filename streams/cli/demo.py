@@ -25,7 +25,7 @@ from processors.engine.status import run_status
 from processors.engine.workflow import Workflow
 from schemas import encode
 from schemas.models import JournalEvent, JournalKind, RunStatus
-from streams import authentication, deadletters, discovery, traces
+from streams import authentication, deadletters, discovery, signing, traces
 from streams.broker import EmbeddedBroker
 from streams.cli.common import configure_logging, err, fail, out
 from streams.cli.trace import render
@@ -73,6 +73,9 @@ def demo(
     bootstrap = external or (b.bootstrap_servers if b else "")
     ns = f"demo{int(time.time())}"
     state_dir = tempfile.TemporaryDirectory(prefix="durable-demo-")
+    # The demo signs its decisions with a throwaway key in its temporary state (unless one is set).
+    if signing.signing_on() and not os.environ.get(signing.KEY_ENV):
+        signing.use_fresh_key(Path(state_dir.name))
     settings = Settings.from_env(
         namespace=ns,
         bootstrap_servers=bootstrap,
