@@ -102,7 +102,8 @@ def verify_run(run_id: str, journal: list[Written], outputs: list[Written], keyr
     seen: dict[str, bytes] = {}
     head: str | None = None
     endings: set[str] = set()
-    for rec in sorted(journal, key=lambda r: (r.partition, r.offset)):
+    ordered = sorted(journal, key=lambda r: (r.partition, r.offset))
+    for i, rec in enumerate(ordered):
         try:
             event = from_bytes(rec.value, JournalEvent)
         except DecodeError as exc:
@@ -113,7 +114,8 @@ def verify_run(run_id: str, journal: list[Written], outputs: list[Written], keyr
             return audit.fail(rec.where, f"event {event.event_id} written twice with different contents")
         expected = audit.events + 1
         if event.seq != expected:
-            what = "missing (deleted?)" if event.seq > expected else "out of order"
+            later = expected in {_seq(r) for r in ordered[i + 1 :]}
+            what = "out of order" if event.seq < expected or later else "missing (deleted?)"
             return audit.fail(rec.where, f"expected seq {expected}, found seq {event.seq} ({event.kind.value}): {what}")
         if event.prev_hash != head:
             return audit.fail(
@@ -144,6 +146,13 @@ def verify_run(run_id: str, journal: list[Written], outputs: list[Written], keyr
         signed[rec.value] = None
         audit.outputs += 1
     return audit
+
+
+def _seq(rec: Written) -> int | None:
+    try:
+        return from_bytes(rec.value, JournalEvent).seq
+    except DecodeError:
+        return None
 
 
 def _short(digest: object) -> str:

@@ -71,6 +71,7 @@ def verify(
 ) -> None:
     """Recompute hash chains from the journal and check every signature; exit 1 on the first broken run."""
     if file is not None:
+        workflows(workflow)  # their output schemas, known to the codec
         data = json.loads(file.read_text(encoding="utf-8"))
         try:
             result = audit.verify_bundle(data, _keyring(keys) if keys else None)
