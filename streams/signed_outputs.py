@@ -23,12 +23,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from processors.engine.chain import TRUST_FIELDS
 from schemas import DecodeError, encode
 from schemas.codec import decode, schema
 from streams.signing import Keyring, Signer
 
 DOMAIN = b"durable-decision/v1\x00"
-TRUST_FIELDS = ("signing_key_id", "journal_head", "signature")
 SIGNATURE_HEX = 128
 # Union branch 1 (zigzag 1 = 0x02), then the string's length 128 (zigzag 256 = varint 0x80 0x02).
 SIGNATURE_PREFIX = b"\x02\x80\x02"

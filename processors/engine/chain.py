@@ -17,6 +17,8 @@ from schemas import to_bytes
 from schemas.models import JournalEvent
 
 DOMAIN = b"durable-journal/v1\x00"
+# The fields a signed output schema ends with, in this order (streams.signed_outputs signs them).
+TRUST_FIELDS = ("signing_key_id", "journal_head", "signature")
 
 
 def hash_value(value: bytes) -> str:
