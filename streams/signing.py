@@ -180,8 +180,9 @@ def read_publics(path: Path) -> list[Ed25519PublicKey]:
     if text.lstrip().startswith("{"):
         return list(Keyring.from_json(json.loads(text)).keys.values())
     end = "-----END PUBLIC KEY-----"
-    blocks = [b + end for b in text.split(end) if "-----BEGIN PUBLIC KEY-----" in b]
-    return [_load_public(b.strip().encode()) for b in blocks]
+    begin = "-----BEGIN PUBLIC KEY-----"
+    blocks = [b[b.index(begin) :] + end for b in text.split(end) if begin in b]  # comment lines around them skipped
+    return [_load_public(b.encode()) for b in blocks]
 
 
 def keyring_from_env() -> Keyring:

@@ -258,3 +258,55 @@ def test_a_bundle_verifies_offline(signer: Signer, tmp_path: Path) -> None:
 
 def test_the_test_key_is_the_one_workers_use() -> None:
     assert os.environ.get(signing.KEY_ENV), "tests/conftest.py gives every worker a signing key"
+
+
+# ---------------------------------------------------------------- sinks verify before they store or deliver
+
+
+def test_a_sink_turns_an_unsigned_or_edited_decision_into_a_bad_record(signer: Signer) -> None:
+    from connectors.sinks.decisions import BadRecord, Decision, Source, read
+    from schemas import encode
+
+    ring, where = Keyring.of([signer.public]), Source("ns.decisions", 0, 7)
+    good = signed_outputs.sign(SCHEMA, decision(), "ab" * 32, signer)
+    assert isinstance(read(good, where, ring), Decision)
+    for bad in (encode(SCHEMA, decision()), good.replace(b"fast-track", b"fast-trick")):
+        item = read(bad, where, ring)
+        assert isinstance(item, BadRecord) and item.error_type == "InvalidSignature", item
+
+
+def test_a_sink_without_keys_refuses_to_start_unless_signing_is_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connectors.sinks.decisions import sink_keyring
+
+    monkeypatch.setenv(signing.KEY_ENV, str(tmp_path / "none.key"))
+    monkeypatch.delenv(signing.VERIFY_ENV, raising=False)
+    with pytest.raises(signing.SigningKeyError, match=signing.VERIFY_ENV):
+        sink_keyring()
+    monkeypatch.setenv(signing.SIGNING_ENV, "off")
+    assert sink_keyring() is None
+
+
+def test_keys_generate_then_public_prints_a_keyring_verifiers_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from streams.cli import app
+
+    key = tmp_path / "keys" / "signing.key"
+    monkeypatch.setenv(signing.KEY_ENV, str(key))
+    monkeypatch.delenv(signing.VERIFY_ENV, raising=False)
+    made = CliRunner().invoke(app, ["keys", "generate"])
+    assert made.exit_code == 0, made.output
+    kid = signing.load(key).key_id
+    assert f"key id: {kid}" in made.output and stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert CliRunner().invoke(app, ["keys", "generate"]).exit_code == 1, "an existing key is never overwritten"
+    pem = CliRunner().invoke(app, ["keys", "public"])
+    assert pem.exit_code == 0 and kid in pem.output
+    (tmp_path / "public.pem").write_text(pem.output)
+    assert set(Keyring.of(signing.read_publics(tmp_path / "public.pem")).keys) == {kid}
+    as_json = CliRunner().invoke(app, ["keys", "public", "--json"])
+    (tmp_path / "ring.json").write_text(as_json.output)
+    assert set(Keyring.of(signing.read_publics(tmp_path / "ring.json")).keys) == {kid}
