@@ -24,7 +24,7 @@ from tests.conftest import TEST_SIGNER, wait_for
 
 T = TypeVar("T")
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = Path(__file__).resolve().parent.parent  # the repository: subprocesses run its code, not an installed copy
 # This machine's PostgreSQL (trust auth); elsewhere set DURABLE_TEST_POSTGRES to a server's admin DSN.
 ADMIN_DSN = os.environ.get("DURABLE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
