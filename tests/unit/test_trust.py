@@ -310,3 +310,15 @@ def test_keys_generate_then_public_prints_a_keyring_verifiers_read_back(
     as_json = CliRunner().invoke(app, ["keys", "public", "--json"])
     (tmp_path / "ring.json").write_text(as_json.output)
     assert set(Keyring.of(signing.read_publics(tmp_path / "ring.json")).keys) == {kid}
+
+
+def test_a_worker_without_a_signing_key_refuses_to_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from streams.cli import app
+
+    monkeypatch.setenv(signing.KEY_ENV, str(tmp_path / "missing.key"))
+    refused = CliRunner().invoke(app, ["worker", "--role", "orchestrator"])
+    assert (
+        refused.exit_code == 2 and "refusing to start" in refused.output and "durable keys generate" in refused.output
+    )
