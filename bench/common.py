@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
@@ -12,6 +14,12 @@ from processors.fnol import FNOL
 from streams.config import Settings
 from streams.kafka import LOW_LATENCY_FETCH_WAIT_MS
 from streams.kafka_config import client_config
+from streams.signing import KEY_ENV, use_fresh_key
+
+# Workers sign their decisions: every benchmark's workers share one throwaway key (unless one is set).
+_KEY_DIR = tempfile.TemporaryDirectory(prefix="durable-bench-keys-")
+if not os.environ.get(KEY_ENV):
+    use_fresh_key(Path(_KEY_DIR.name))
 
 SAMPLES = (Path(__file__).resolve().parent.parent / "processors/fnol/samples/fnol.jsonl").read_text().splitlines()
 

@@ -33,13 +33,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from schemas import to_bytes
 from streams.broker import EmbeddedBroker
 from streams.config import Settings
 from streams.kafka import partition_for
 from streams.topics import Topics
 from streams.writer import Writer
-from tests.sink_helpers import ROOT, decision, fresh_database, query, write_decisions
+from tests.sink_helpers import ROOT, decision, fresh_database, query, signed, write_decisions
 
 
 def _wait_rows(dsn: str, n: int, timeout_s: float) -> None:
@@ -133,7 +132,7 @@ def run(bootstrap: str, backlog: int, rate: float, seconds: float) -> None:
         for i in range(n):
             time.sleep(max(0.0, t0 + i / rate - time.monotonic()))  # pacing the load generator
             d = decision(f"fnol:acme:S-{i:06d}", 1, time.time_ns() // 1_000_000)
-            writer.send(topic, to_bytes(d), key=d.run_id, partition=partition_for(d.run_id, settings.partitions))
+            writer.send(topic, signed(d), key=d.run_id, partition=partition_for(d.run_id, settings.partitions))
             writer.flush(10)  # each decision on its own, as the orchestrator writes them under light load
         writer.close()
         _wait_rows(dsn, backlog + n, 120)

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.common import claims, decisions_reader, pct
+from bench.trust import print_costs
 from processors.engine import RunFailure, RunResult, Step, StepContext, Workflow
 from processors.engine.inputs import Accepted
 from schemas import decode, encode
@@ -321,6 +322,7 @@ def main() -> None:
     broker = None if external else EmbeddedBroker().start()
     bootstrap = external or (broker.bootstrap_servers if broker else "")
     try:
+        print_costs()  # what signing each decision and chaining each journal event add (bench/trust.py)
         raw = raw_loop(bootstrap, args.raw, 500)
         rtt = raw["rtt_p50_ms"]
         print(

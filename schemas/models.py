@@ -106,6 +106,7 @@ class JournalEvent(Record):
     recorded_json: str | None = None
     settings_json: str | None = None
     workflow_version: str | None = None
+    prev_hash: str | None = None
 
 
 class DeadLetter(Record):
@@ -243,6 +244,7 @@ class RunState(Record):
     version: str | None = None
     blocked: str | None = None
     parked: list[ParkedEvent] = Field(default_factory=list)
+    chain_head: str | None = None
 
 
 class ExpiredRun(Record):

@@ -47,7 +47,7 @@ from processors.engine.workflow import Workflow
 from processors.models import client_from_env
 from schemas import DecodeError, encode, to_bytes
 from schemas.models import DeadLetter, JournalEvent, JournalKind, RunState, StepCommand, StepResult
-from streams import authentication, blocked, deadletters, retention
+from streams import authentication, blocked, deadletters, retention, signed_outputs, signing
 from streams.admission import Admission
 from streams.checkpoint import Checkpoint, Write
 from streams.config import Settings
@@ -101,6 +101,13 @@ class Orchestrator:
         self.gate = blocked.VersionGate(self.workflows, settings.worker_name, telemetry)
         self.inputs = Inputs(self.topics, self.workflows, settings.partitions)
         self._secret = authentication.signing_secret()  # signs the step commands it writes
+        # Signs every output it writes (streams.signed_outputs); None only with DURABLE_SIGNING=off.
+        self._signer = signing.signer_from_env()
+        if self._signer is None:
+            log.warning("%s=off: this worker writes unsigned outputs", signing.SIGNING_ENV)
+        else:
+            for wf in workflows:
+                signed_outputs.require_signable(wf.output_schema)
         self.output_topic = {wf.name: self.topics.name(wf.output_topic) for wf in workflows}
         self.local = LocalSteps(
             self.workflows, settings.worker_name, client_from_env(simulations=[wf.simulation for wf in workflows])
@@ -511,7 +518,10 @@ class Orchestrator:
         if isinstance(rec, DeadLetter):
             letter = rec.model_copy(update={"source_topic": self.topics.commands, "source_partition": p})
             return Write(src, out.message_id, self.topics.dead_letters, p, rec.run_id, to_bytes(letter))
-        value = encode(wf.output_schema, rec)
+        if self._signer is not None:
+            value = signed_outputs.sign(wf.output_schema, rec, out.chain_head, self._signer)
+        else:
+            value = encode(wf.output_schema, rec)
         key = str(rec.get("run_id", ""))
         return Write(src, out.message_id, self.output_topic[wf.name], p, key, value, traceparent)
 

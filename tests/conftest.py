@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from confluent_kafka import TopicPartition
 import schemas.fnol  # noqa: F401 - FNOL's records, known to the codec
 from processors import pii
 from schemas import DecodeError, decode, register
+from streams import signing
 from streams.broker import EmbeddedBroker, free_port
 from streams.config import Settings
 from streams.kafka import read_to_end, reader
@@ -43,6 +45,10 @@ os.environ["DURABLE_PII_KEY"] = pii.DEMO_KEY
 # One worker secret for every worker and CLI a test starts (each has its own state directory, so
 # generated secrets would differ), and no generated secret file in the working tree.
 os.environ["DURABLE_WORKER_SECRET"] = TEST_WORKER_SECRET = "durable-tests-worker-secret-not-secret-0123456789"
+# One throwaway decision-signing key for every worker a test starts (a worker refuses to start without one),
+# in a temporary directory removed at exit; tests of keys make their own.
+_KEY_DIR = tempfile.TemporaryDirectory(prefix="durable-test-keys-")
+TEST_SIGNER = signing.use_fresh_key(Path(_KEY_DIR.name))
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from typing import Any
 from processors.engine.inputs import Accepted, accept, parse_lines
 from processors.fnol import FNOL
 from processors.fnol.intake import SAMPLES
+from streams import audit, signing
 from streams.config import Settings
 from streams.intake import produce_inputs
 from streams.topics import Topics
@@ -109,3 +110,11 @@ def assert_exactly_once(settings: Settings, run_ids: set[str], output_topic: str
         for kind in ("STEP_SCHEDULED", "COMPENSATION_SCHEDULED"):
             scheduled = Counter((e["step"], e["attempt"]) for e in by_run[run_id] if e["kind"] == kind)
             assert all(c == 1 for c in scheduled.values()), f"{run_id}: an attempt scheduled twice: {scheduled}"
+    assert_verified(settings, run_ids, output_topic)
+
+
+def assert_verified(settings: Settings, run_ids: set[str], output_topic: str = "decisions") -> None:
+    """Every run's hash chain holds and every output of it is signed by the test key (streams.audit)."""
+    evidence = audit.read(settings, [Topics(settings.namespace).name(output_topic)], run_ids)
+    broken = [r for r in audit.verify_all(evidence, signing.keyring_from_env()) if not r.ok]
+    assert not broken, f"runs that do not verify: {[(r.run_id, r.where, r.problem) for r in broken[:3]]}"

@@ -14,17 +14,17 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 
-from schemas import to_bytes
 from schemas.fnol.models import RoutedDecision
+from streams import signed_outputs
 from streams.config import Settings
 from streams.kafka import partition_for
 from streams.topics import Topics, ensure_topics
 from streams.writer import Writer
-from tests.conftest import wait_for
+from tests.conftest import TEST_SIGNER, wait_for
 
 T = TypeVar("T")
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = Path(__file__).resolve().parent.parent  # the repository: subprocesses run its code, not an installed copy
 # This machine's PostgreSQL (trust auth); elsewhere set DURABLE_TEST_POSTGRES to a server's admin DSN.
 ADMIN_DSN = os.environ.get("DURABLE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -66,6 +66,11 @@ def decision(run: str, n: int, decided_at_ms: int, status: str = "ROUTED") -> Ro
     )
 
 
+def signed(item: RoutedDecision) -> bytes:
+    """A decision as a worker writes it: signed by the test key (sinks verify before they store or deliver)."""
+    return signed_outputs.sign(item.avro_name, item.model_dump(mode="python"), item.journal_head, TEST_SIGNER)
+
+
 def write_decisions(settings: Settings, items: list[RoutedDecision | bytes]) -> None:
     """Write decisions (keyed by run, on the run's partition, with the ``id`` header) or raw bytes to the topic."""
     topic = Topics(settings.namespace).name("decisions")
@@ -78,7 +83,7 @@ def write_decisions(settings: Settings, items: list[RoutedDecision | bytes]) -> 
             else:
                 writer.send(
                     topic,
-                    to_bytes(item),
+                    signed(item),
                     key=item.run_id,
                     partition=partition_for(item.run_id, settings.partitions),
                     headers=[("id", item.decision_id.encode())],

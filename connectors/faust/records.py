@@ -74,6 +74,10 @@ class RoutedDecision(faust.Record, serializer=CODEC_NAME, namespace="durable.fno
     documents_requested: list[str]
     reasons: list[str]
     decided_at_ms: int
+    # The engine's signature (README "Trust"): written back unchanged, the bytes still verify.
+    signing_key_id: Optional[str] = None
+    journal_head: Optional[str] = None
+    signature: Optional[str] = None
 
 
 class DeadLetter(faust.Record, serializer=CODEC_NAME, namespace="durable.engine.DeadLetter", coerce=True):

@@ -2,7 +2,9 @@
 
 Pure (no Kafka, no database), so every kind of bad record is unit-tested. A sink
 never stops a partition on a record: what cannot be read becomes a dead letter
-(kind ``record``) with the reason, and the sink goes on.
+(kind ``record``) with the reason, and the sink goes on. So does a decision
+whose signature does not verify with the sink's keyring (:func:`sink_keyring`,
+README "Trust"): it is a dead letter, never a row or a delivery.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import schemas.fnol  # noqa: F401 - FNOL's records (the decision schema), known 
 from schemas import DecodeError, from_bytes
 from schemas.fnol.models import RoutedDecision
 from schemas.models import DeadLetter
+from streams import signed_outputs, signing
+from streams.signing import Keyring
 
 MAX_PAYLOAD = 64 * 1024
 
@@ -45,13 +49,34 @@ class BadRecord:
     source: Source
 
 
-def read(value: bytes | None, source: Source) -> Decision | BadRecord:
-    """Decode one record of the decisions topic; never raises for bad bytes."""
+def sink_keyring() -> Keyring | None:
+    """The public keys a sink verifies decisions with, None with ``DURABLE_SIGNING=off``.
+
+    :class:`streams.signing.SigningKeyError` when signing is on and there is no key: a sink refuses to
+    start rather than store decisions it cannot check.
+    """
+    if not signing.signing_on():
+        return None
+    ring = signing.keyring_from_env()
+    if not ring.keys:
+        raise signing.SigningKeyError(
+            f"no public keys to verify decisions: set {signing.VERIFY_ENV} to the output of `durable keys public`, "
+            f"or {signing.SIGNING_ENV}=off"
+        )
+    return ring
+
+
+def read(value: bytes | None, source: Source, keyring: Keyring | None = None) -> Decision | BadRecord:
+    """Decode one record of the decisions topic (and, with ``keyring``, check its signature); never raises."""
     payload = value or b""
     try:
         decision = from_bytes(payload, RoutedDecision)
     except DecodeError as exc:
         return BadRecord(str(exc), type(exc).__name__, payload, source)
+    if keyring is not None:
+        problem, _ = signed_outputs.verify(payload, keyring)
+        if problem is not None:
+            return BadRecord(f"signature: {problem}", "InvalidSignature", payload, source)
     if any("\x00" in text for text in _texts(decision.model_dump())):
         # PostgreSQL text cannot hold NUL: refused here, with the reason, rather than by the database.
         return BadRecord("decision text contains a NUL character", "InvalidText", payload, source)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from processors.engine.canonical import canonical_json
+from processors.engine.chain import TRUST_FIELDS
 from processors.engine.execute import run_step
 from processors.engine.recorder import Recorder
 from processors.engine.settings import Difference, differences
@@ -316,7 +317,12 @@ def diff_outputs(
     new: Mapping[str, Mapping[str, Any]],
     ignore: frozenset[str] = frozenset(),
 ) -> list[OutputDiff]:
-    """Outputs by run id, compared field by field (``ignore``: fields that differ by nature, e.g. times)."""
+    """Outputs by run id, compared field by field (``ignore``: fields that differ by nature, e.g. times).
+
+    The signature fields (:data:`processors.engine.chain.TRUST_FIELDS`) are never compared: a replay's
+    journal differs in its times, so its chain head and signature do too.
+    """
+    ignore = ignore | frozenset(TRUST_FIELDS)
     out = []
     for run_id in sorted(set(old) | set(new)):
         if run_id not in new:

@@ -28,6 +28,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from processors.engine import chain
 from processors.engine.canonical import canonical_json
 from processors.engine.versions import version_of
 from processors.engine.workflow import RunFailure, RunResult, Workflow
@@ -126,6 +127,8 @@ class Outgoing:
     kind: Literal["command", "journal", "output", "dead_letter"]
     message_id: str
     record: StepCommand | JournalEvent | DeadLetter | dict[str, Any]
+    # With an output: the hash of the run's last journal event before it (processors.engine.chain), to sign.
+    chain_head: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,7 @@ class _Builder:
         self.received_at_ms = state.received_at_ms
         self.version = state.version
         self.specs = wf.steps_for(state.version)  # a run on an older version skips steps patched in since
+        self.chain_head = state.chain_head
         self.steps = {s.name: s for s in state.steps}
         self.out: list[Outgoing] = []
 
@@ -208,7 +212,9 @@ class _Builder:
             recorded_json=recorded,
             settings_json=settings,
             workflow_version=self.version,
+            prev_hash=self.chain_head,
         )
+        self.chain_head = chain.hash_event(event)
         self.out.append(Outgoing("journal", event.event_id, event))
 
     def update(self, name: str, **changes: Any) -> None:
@@ -434,7 +440,7 @@ class _Builder:
             return
         self.status = RunStatus.COMPLETED
         self.journal(JournalKind.RUN_COMPLETED, detail=result)
-        self.out.append(Outgoing("output", oid, result))
+        self.out.append(Outgoing("output", oid, result, self.chain_head))
 
     def finish_failed(self) -> None:
         failure = json.loads(self.failure_json or "{}")
@@ -473,7 +479,7 @@ class _Builder:
         kind = JournalKind.RUN_COMPENSATED if outcome == "COMPENSATED" else JournalKind.RUN_FAILED
         self.journal(kind, detail={"reason": info.reason, "outcome": outcome, "output": result})
         if result is not None:
-            self.out.append(Outgoing("output", info.output_id, result))
+            self.out.append(Outgoing("output", info.output_id, result, self.chain_head))
 
     # -- redrive ---------------------------------------------------------------------------
 
@@ -528,6 +534,7 @@ class _Builder:
             conflicts=self.conflicts,
             received_at_ms=self.received_at_ms,
             version=self.version,
+            chain_head=self.chain_head,
         )
         return Transition(state, self.out, applied=True, note=note)
 

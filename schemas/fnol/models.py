@@ -80,6 +80,10 @@ class RoutedDecision(Record):
     documents_requested: list[str] = Field(default_factory=list)
     reasons: list[str] = Field(default_factory=list)
     decided_at_ms: int
+    # Set by the engine as it writes the decision (streams.signed_outputs); these stay the schema's last fields.
+    signing_key_id: str | None = None
+    journal_head: str | None = None
+    signature: str | None = None
 
 
 FNOL_RECORDS: tuple[type[Record], ...] = (FnolReported, RoutedDecision)

@@ -8,6 +8,8 @@
 - :mod:`streams.cli.offsets`: ``offsets reset``
 - :mod:`streams.cli.trace`: ``trace``
 - :mod:`streams.cli.demo`: ``demo``
+- :mod:`streams.cli.keys`: ``keys generate | public``
+- :mod:`streams.cli.audit`: ``audit verify | export``
 
 Upper layers contribute command groups without this layer importing them:
 each entry point of the ``durable.commands`` group (pyproject.toml) names a
@@ -26,7 +28,7 @@ from importlib.metadata import entry_points
 
 import typer
 
-from streams.cli import demo, dlq, offsets, produce, replay, runs, trace, worker
+from streams.cli import audit, demo, dlq, keys, offsets, produce, replay, runs, trace, worker
 from streams.cli.common import fail
 from streams.workflows import WorkflowNotFound
 
@@ -42,6 +44,8 @@ app.command()(replay.replay)
 app.add_typer(offsets.offsets_app, name="offsets")
 app.command("trace")(trace.trace)
 app.command()(demo.demo)
+app.add_typer(keys.keys_app, name="keys")
+app.add_typer(audit.audit_app, name="audit")
 
 COMMANDS_GROUP = "durable.commands"
 

@@ -25,7 +25,7 @@ from processors.engine.status import run_status
 from processors.engine.workflow import Workflow
 from schemas import encode
 from schemas.models import JournalEvent, JournalKind, RunStatus
-from streams import authentication, deadletters, discovery, traces
+from streams import audit, authentication, deadletters, discovery, signing, traces
 from streams.broker import EmbeddedBroker
 from streams.cli.common import configure_logging, err, fail, out
 from streams.cli.trace import render
@@ -73,6 +73,9 @@ def demo(
     bootstrap = external or (b.bootstrap_servers if b else "")
     ns = f"demo{int(time.time())}"
     state_dir = tempfile.TemporaryDirectory(prefix="durable-demo-")
+    # The demo signs its decisions with a throwaway key in its temporary state (unless one is set).
+    if signing.signing_on() and not os.environ.get(signing.KEY_ENV):
+        signing.use_fresh_key(Path(state_dir.name))
     settings = Settings.from_env(
         namespace=ns,
         bootstrap_servers=bootstrap,
@@ -122,6 +125,7 @@ def demo(
         runs = journals(settings)
         _trace_one(settings, wf, [g.run_id for g in good], runs)
         _sagas(settings, runs)
+        _audit(settings, wf)
     finally:
         w.stop()
         w.join(15)
@@ -200,6 +204,25 @@ def _sagas(settings: Settings, runs: dict[str, list[JournalEvent]]) -> None:
             out.print(
                 f"  {entry.letter.dead_letter_id}  {entry.letter.reason}", markup=False, highlight=False, soft_wrap=True
             )
+
+
+def _audit(settings: Settings, wf: Workflow) -> None:
+    """Verify every run as `durable audit verify --all` does: hash chains and signed outputs (README "Trust")."""
+    if not signing.signing_on():
+        return
+    t0 = time.monotonic()
+    evidence = audit.read(settings, [Topics(settings.namespace).name(wf.output_topic)])
+    results = audit.verify_all(evidence, signing.keyring_from_env())
+    took = time.monotonic() - t0
+    ok = sum(r.ok for r in results)
+    out.print(
+        f"\naudit: {ok} of {len(results)} runs verified (hash chains and signed outputs) in {took:.2f}s, "
+        f"{len(results) / took if took > 0 else 0:.0f} runs/s; `durable audit verify --all` does the same",
+        highlight=False,
+    )
+    for r in results:
+        if not r.ok:
+            out.print(f"  BROKEN {r.run_id} at {r.where}: {r.problem}", markup=False, highlight=False)
 
 
 def _note(e: JournalEvent) -> str:

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from processors import pii
-from streams import authentication, discovery, wall
+from streams import authentication, discovery, signed_outputs, signing, wall
 from streams.broker import BrokerStartError, EmbeddedBroker
 from streams.cli.common import NamespaceOpt, WorkflowOpt, configure_logging, err, fail, settings, workflows
 from streams.kafka import DEFAULT_FETCH_WAIT_MS, LOW_LATENCY_FETCH_WAIT_MS
@@ -104,7 +104,15 @@ def worker(
         authentication.require_explicit_secret()  # nor a generated worker secret
     except (pii.PiiKeyError, authentication.WorkerSecretError) as exc:
         raise fail(f"refusing to start: {exc}", 2) from None
+    loaded = workflows(workflow)
+    if role is not Role.EXECUTOR:
+        try:  # an orchestrator signs every output it writes (README "Trust"): no key, no start
+            if signing.signer_from_env() is not None:
+                for wf in loaded:
+                    signed_outputs.require_signable(wf.output_schema)
+        except (signing.SigningKeyError, signed_outputs.UnsignableSchema) as exc:
+            raise fail(f"refusing to start: {exc}", 2) from None
     s = settings(namespace, worker_name=name or "worker", state_dir=state_dir)
-    w = Worker(s, workflows(workflow), role)
+    w = Worker(s, loaded, role)
     err.print(f"worker {s.worker_name} ({role.value}) on {s.bootstrap_servers}, namespace {s.namespace}")
     raise typer.Exit(w.run_forever())

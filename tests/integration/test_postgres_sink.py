@@ -21,13 +21,23 @@ from schemas import to_bytes
 from schemas.fnol.models import RoutedDecision
 from schemas.models import DeadLetter
 from streams import deadletters as dlq
+from streams import signed_outputs
 from streams.config import Settings
 from streams.topics import Topics
 from streams.worker import Worker
 from streams.workflows import load_workflows
 from tests.conftest import read_topic
 from tests.helpers import decisions, produce, sample_claims
-from tests.sink_helpers import ADMIN_DSN, ROOT, SinkProcesses, decision, fresh_database, query, write_decisions
+from tests.sink_helpers import (
+    ADMIN_DSN,
+    ROOT,
+    SinkProcesses,
+    decision,
+    fresh_database,
+    query,
+    signed,
+    write_decisions,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -101,18 +111,24 @@ def test_every_decision_lands_once_latest_per_run_wins_and_bad_records_become_de
         )
     )
     nul_text = decision("fnol:acme:NUL-1", 1, T0).model_copy(update={"queue": "bad\x00queue"})
+    # A decision no worker signed, and a signed one whose reserve was edited afterwards: never rows.
+    unsigned = to_bytes(decision("fnol:acme:UNSIGNED-1", 1, T0))
+    genuine = signed(decision("fnol:acme:EDITED-1", 1, T0))
+    edited = signed(decision("fnol:acme:EDITED-1", 1, T0).model_copy(update={"reserve": 99_999.0}))
+    edited = edited[: -signed_outputs.SIGNATURE_HEX] + genuine[-signed_outputs.SIGNATURE_HEX :]
     write_decisions(
         settings,
         [*first[:100], b"not avro at all", unknown_schema, *first[100:], wrong_record, *redriven, *stale, nul_text],
     )
+    write_decisions(settings, [unsigned, edited])
 
     sink = sinks.start("sink-a")
     everything = first + redriven
     sinks.wait(lambda: stored_count(dsn) == len(everything) or None, 120, f"{len(everything)} decisions in PostgreSQL")
     letters = sinks.wait(
-        lambda: found if len(found := sink_dead_letters(settings)) >= 4 else None,
+        lambda: found if len(found := sink_dead_letters(settings)) >= 6 else None,
         60,
-        "a dead letter for each of the four bad records",
+        "a dead letter for each of the six bad records",
     )
 
     assert query(dsn, "SELECT count(*), count(DISTINCT decision_id) FROM decisions")[0] == (220, 220)
@@ -122,7 +138,14 @@ def test_every_decision_lands_once_latest_per_run_wins_and_bad_records_become_de
     )
     assert stored == {f"{ids[0]}/decision/1": "ROUTED", f"{ids[0]}/decision/2": "REVIEW"}, "both decisions are kept"
     reasons = sorted(str(d["error_type"]) for d in letters)
-    assert reasons == ["DecodeError", "DecodeError", "InvalidText", "UnknownSchemaError"], letters
+    assert reasons == [
+        "DecodeError",
+        "DecodeError",
+        "InvalidSignature",
+        "InvalidSignature",
+        "InvalidText",
+        "UnknownSchemaError",
+    ], letters
     assert all(d["kind"] == "record" and d["source_topic"] == f"{settings.namespace}.decisions" for d in letters)
 
     # The bad records stopped nothing: later decisions on the same partitions still land.
@@ -146,7 +169,7 @@ def test_every_decision_lands_once_latest_per_run_wins_and_bad_records_become_de
             timeout=60,
         )
         assert shown.returncode == 0, shown.stderr
-        return shown.stdout if "lag 0  dead letters 5" in shown.stdout else None
+        return shown.stdout if "lag 0  dead letters 7" in shown.stdout else None
 
     printed = sinks.wait(caught_up, 60, "the sink group's committed offsets reaching the end", every_s=1.0)
     assert f"group {settings.namespace}.sink.postgres" in printed and printed.count("partition ") == 8, printed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from faust.serializers.registry import Registry
 
@@ -9,6 +11,8 @@ from connectors.faust import CODEC_NAME, DeadLetter, FnolReported, Location, Rou
 from schemas import encode, to_bytes
 from schemas.fnol.models import RoutedDecision as EngineDecision
 from schemas.models import DeadLetter as EngineDeadLetter
+from streams import signed_outputs, signing
+from streams.signing import Keyring
 from tests.helpers import sample_claims
 
 registry = Registry()
@@ -39,6 +43,28 @@ def test_a_decision_reads_as_a_typed_record_and_writes_back_the_same_bytes() -> 
         ["fraud signal"],
     )
     assert decision.dumps() == data, "re-encoded with the current schema, byte for byte"
+
+
+def test_a_signed_decision_reads_and_writes_back_still_verifying(tmp_path: Path) -> None:
+    signer = signing.generate(tmp_path / "signing.key")
+    record = {
+        **EngineDecision(
+            decision_id="d",
+            claim_id="C1",
+            tenant_id="acme",
+            run_id="fnol:acme:C1",
+            status="ROUTED",
+            queue="q",
+            severity="LOW",
+            reserve=1.0,
+            currency="GBP",
+            decided_at_ms=1,
+        ).model_dump(mode="python")
+    }
+    data = signed_outputs.sign("durable.fnol.RoutedDecision", record, "ab" * 32, signer)
+    decision = registry.loads_value(RoutedDecision, data, serializer=CODEC_NAME)
+    assert decision.signing_key_id == signer.key_id and decision.journal_head == "ab" * 32
+    assert signed_outputs.verify(decision.dumps(), Keyring.of([signer.public]))[0] is None
 
 
 def test_a_reported_claim_reads_with_its_nested_records() -> None:

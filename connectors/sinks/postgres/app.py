@@ -20,7 +20,7 @@ from typing import Any, cast
 
 import faust
 
-from connectors.sinks.decisions import BadRecord, Decision, Source, dead_letter, read
+from connectors.sinks.decisions import BadRecord, Decision, Source, dead_letter, read, sink_keyring
 from connectors.sinks.faust_app import sink_app
 from connectors.sinks.health import SinkMetrics, status
 from connectors.sinks.postgres.store import RECORD_ERRORS, DecisionStore
@@ -46,6 +46,7 @@ class PostgresSink:
         self.settings = settings
         self.app = sink_app(settings, SINK, web_port)
         self.store = DecisionStore(dsn, settings.worker_name)
+        self.keyring = sink_keyring()  # decisions whose signature fails become dead letters, never rows
         self.counts: Counter[str] = Counter()
         self.metrics = SinkMetrics(settings, SINK)
         self.decisions = self.app.topic(decisions_topic(settings), key_serializer="raw", value_serializer="raw")
@@ -65,7 +66,7 @@ class PostgresSink:
 
     async def handle(self, value: bytes | None, source: Source) -> None:
         """Store one record of the decisions topic, or dead-letter it; returns once that is durable."""
-        item = read(value, source)
+        item = read(value, source, self.keyring)
         if isinstance(item, Decision):
             try:
                 await self._apply(item)

@@ -47,7 +47,7 @@ import faust
 import httpx
 from mode.types.signals import BaseSignalT
 
-from connectors.sinks.decisions import BadRecord, Decision, Source, dead_letter, read
+from connectors.sinks.decisions import BadRecord, Decision, Source, dead_letter, read, sink_keyring
 from connectors.sinks.faust_app import sink_app
 from connectors.sinks.health import SinkMetrics
 from connectors.sinks.webhook import delivery as d
@@ -103,6 +103,7 @@ class WebhookSink:
         self, settings: Settings, url: str, secret: bytes, policy: DeliveryPolicy, web_port: int | None = None
     ) -> None:
         self.settings, self.url, self.secret, self.policy = settings, url, secret, policy
+        self.keyring = sink_keyring()  # decisions whose signature fails become dead letters, never deliveries
         self.app = sink_app(settings, SINK, web_port, store="rocksdb://")
         self.counts: Counter[str] = Counter()
         self.metrics = SinkMetrics(settings, SINK)
@@ -147,7 +148,7 @@ class WebhookSink:
                 # While this partition's event is current: Faust writes table changes to the event's partition.
                 if forgotten := self.pruning.prune(message.partition):
                     self._count("forgotten", forgotten)
-                item = read(message.value, source)
+                item = read(message.value, source, self.keyring)
                 if isinstance(item, BadRecord):
                     job: Callable[[], Awaitable[None]] = partial(self._send_letter, dead_letter(item, SINK))
                     run = f"record:{source}"
