@@ -9,10 +9,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -28,8 +29,11 @@ from tests.sink_helpers import ROOT, decision, write_decisions
 
 pytestmark = pytest.mark.integration
 
+T = TypeVar("T")
+
 SECRET = b"webhook-test-secret-0123456789abcdef"
 T0 = 1_795_820_000_000
+HUNG = 0  # the status recorded for a request answered 200 only after hanging past the sink's timeout
 
 
 @dataclass
@@ -60,9 +64,20 @@ class Receiver:
         return 200, 0.0
 
     def acknowledged(self) -> dict[str, int]:
+        """Decisions answered 200 in time, with how many times."""
         with self.lock:
             keys = [key for key, _, _, status in self.requests if status == 200]
         return {k: keys.count(k) for k in set(keys)}
+
+    def answered(self) -> set[str]:
+        """Decisions answered 200 at least once, in time or after a hang.
+
+        A hung request's late 200 may or may not reach the sink: past its timeout it gives up, but a sink whose
+        process did not run for longer than the hang (a loaded machine) finds the answer waiting and, rightly,
+        counts the delivery done. Only the sink's table says which happened; tests wait on it.
+        """
+        with self.lock:
+            return {key for key, _, _, status in self.requests if status in (200, HUNG)}
 
 
 @pytest.fixture
@@ -77,7 +92,7 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
             if hang:
                 with state.lock:
                     # Recorded as it arrives, as not acknowledged: the sink gives up on it before the answer.
-                    state.requests.append((*seen, 0))
+                    state.requests.append((*seen, HUNG))
                 time.sleep(hang)  # a hung endpoint: the sink's timeout fires first
             self.send_response(status)
             if status == 429:
@@ -148,6 +163,15 @@ class Sinks:
     def log(self, name: str) -> str:
         return (self.tmp / f"{name}.log").read_text(errors="replace")
 
+    def wait(self, condition: Callable[[], T | None], timeout_s: float, what: str, every_s: float = 0.5) -> T:
+        """:func:`wait_for`, failing with the tail of the newest sink's log (what it did, or why it stopped)."""
+        try:
+            return wait_for(condition, timeout_s, what, every_s)
+        except AssertionError as exc:
+            logs = sorted(self.tmp.glob("*.log"), key=lambda p: p.stat().st_mtime)
+            tail = logs[-1].read_text(errors="replace")[-4000:] if logs else "(no sink log)"
+            raise AssertionError(f"{exc}\n--- newest sink log ---\n{tail}") from None
+
 
 @pytest.fixture
 def sinks(settings: Settings, receiver: tuple[Receiver, str], tmp_path: Path) -> Iterator[Sinks]:
@@ -179,16 +203,12 @@ def test_a_flaky_endpoint_gets_every_decision_signed_and_keyed(
     decisions = [decision(f"fnol:acme:WH-{i:04d}", 1, T0 + i) for i in range(60)]
     write_decisions(settings, [b"garbage first", *decisions])
     sinks.start("wh-a", "--max-attempts", "30")  # ~55 % of requests fail: a budget no decision exhausts
-    wait_for(
-        lambda: len(state.acknowledged()) == len(decisions) or None,
-        180,
-        "every decision acknowledged by the flaky endpoint",
-        every_s=0.5,
-    )
-    assert set(state.acknowledged()) == {d.decision_id for d in decisions}
+    ids = {d.decision_id for d in decisions}
+    sinks.wait(lambda: delivered(settings) >= ids or None, 180, "every decision delivered, by the sink's table")
+    assert state.answered() >= ids, "the sink recorded a delivery the endpoint never answered 200"
     assert_signed_and_keyed(state)
     statuses = [status for _, _, _, status in state.requests]
-    assert statuses.count(500) and statuses.count(429) and statuses.count(0), "failures, 429s and hangs were retried"
+    assert statuses.count(500) and statuses.count(429) and statuses.count(HUNG), "failures, 429s and hangs were retried"
     assert delivery_letters(settings) == [], "every delivery succeeded within its budget"
 
 
@@ -202,6 +222,11 @@ def deliveries(settings: Settings) -> dict[str, dict[str, object]]:
         else:  # a tombstone: the sink forgot the entry (connectors.sinks.webhook.pruning)
             table.pop(key, None)
     return table
+
+
+def delivered(settings: Settings) -> set[str]:
+    """Decision ids the sink's table records as delivered."""
+    return {k for k, v in deliveries(settings).items() if v["status"] == "delivered"}
 
 
 def test_delivered_entries_are_forgotten_after_their_retention_even_those_delivered_before_a_restart(
@@ -272,9 +297,10 @@ def test_a_sigkilled_sink_resumes_from_its_table_sending_nothing_recorded_twice(
     state.blocked.clear()
     sinks.start("wh-2", "--max-attempts", "1000")
     everything = {d.decision_id for d in [*mine, *others]}
-    wait_for(lambda: set(state.acknowledged()) == everything or None, 180, "every decision acknowledged", every_s=0.5)
+    sinks.wait(lambda: delivered(settings) >= everything or None, 180, "every decision delivered")
+    assert state.answered() >= everything, "the sink recorded a delivery the endpoint never answered 200"
 
-    after = [k for k, _, _, status in state.requests[seen_before:] if status != 0]
+    after = [k for k, _, _, _ in state.requests[seen_before:]]
     assert not recorded & set(after), "a delivery recorded as delivered was sent again after the restart"
     tail = (acknowledged_before - recorded) & set(after)
     print(
@@ -285,8 +311,9 @@ def test_a_sigkilled_sink_resumes_from_its_table_sending_nothing_recorded_twice(
     final = deliveries(settings)[key]
     assert final["status"] == "delivered"
     assert int(str(final["attempts"])) >= attempts_before > 0, "the stuck delivery resumed its attempts, not anew"
-    order = [k for k, _, _, status in state.requests if status == 200 and k.startswith(stuck)]
-    assert order == [mine[0].decision_id, mine[1].decision_id], "a run's decisions arrive in order"
+    sent = [k for k, _, _, _ in state.requests if k.startswith(stuck)]
+    last_of_first = max(i for i, k in enumerate(sent) if k == mine[0].decision_id)
+    assert mine[1].decision_id not in sent[:last_of_first], "a run's second decision was sent before its first's end"
 
 
 def dlq(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
