@@ -36,6 +36,11 @@ def broker(
         b = EmbeddedBroker(port=port).start()
     except BrokerStartError as exc:
         raise fail(f"broker did not start: {exc}") from None
+    # Ctrl-C and SIGTERM only set an event, from before the address is printed (a caller that read it may stop
+    # us at once): a KeyboardInterrupt could land anywhere, e.g. inside the banner's printing, and skip the stop.
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     discovery.record(b)
     print(f"KAFKA_BOOTSTRAP_SERVERS={b.bootstrap_servers}", flush=True)
     err.print(
@@ -44,14 +49,10 @@ def broker(
         "restarted against the empty broker. For data that must outlive this process use real Kafka "
         "(compose.yaml, KAFKA_BOOTSTRAP_SERVERS). Ctrl-C to stop."
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         while not stop.wait(0.5):
             if b.exited:
                 raise fail("broker exited")
-    except KeyboardInterrupt:
-        pass
     finally:
         discovery.forget(b)
         b.stop()

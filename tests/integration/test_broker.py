@@ -72,7 +72,13 @@ def test_durable_broker_prints_its_address_and_stops_on_ctrl_c() -> None:
         children = _tansu_children(proc.pid)
         assert children, "tansu runs as a child of `durable broker`"
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(15) == 0
+        try:
+            code = proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate(timeout=10)
+            raise AssertionError(f"`durable broker` still running 15 s after Ctrl-C; its stderr:\n{err}") from None
+        assert code == 0, proc.communicate(timeout=10)[1]
         for child in children:
             wait_for(lambda c=child: not _alive(c), 10, "no orphan broker after Ctrl-C")
     finally:
