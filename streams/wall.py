@@ -248,7 +248,8 @@ class WallWatch:
                 logging.ERROR if level == "critical" else logging.WARNING,
                 "embedded broker wall: %s[%d] holds about %d record batches, %.0f%% of the %d at which consumers"
                 " waiting %.0f ms per fetch stop receiving. Restart workers to lengthen the wait (low-latency"
-                " workers do it themselves), or move sustained load to real Kafka (KAFKA_BOOTSTRAP_SERVERS).",
+                " workers do it themselves; every hop then waits longer), roll to a fresh namespace (README:"
+                " 'Rolling a namespace'), or move sustained load to real Kafka (KAFKA_BOOTSTRAP_SERVERS).",
                 x.topic,
                 x.partition,
                 x.batches,
