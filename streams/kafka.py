@@ -5,6 +5,7 @@ Every client gets its security settings from :mod:`streams.kafka_config`.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Collection, Iterator
 from typing import Any
@@ -18,7 +19,9 @@ from streams.kafka_config import client_config
 
 # Tansu answers an empty fetch only when this wait is over (notes/broker-facts.md).
 FETCH_WAIT_MS = 10  # readers without a group
-LOW_LATENCY_FETCH_WAIT_MS = 2  # group consumers with Settings.low_latency
+# Group consumers with Settings.low_latency. Shorter is faster per hop and dearer when idle: Tansu holds each empty
+# fetch for the whole wait, so an idle consumer fetches 1000/wait times a second (README "Benchmarks").
+LOW_LATENCY_FETCH_WAIT_MS = int(os.environ.get("DURABLE_FETCH_WAIT_MS", "2"))
 DEFAULT_FETCH_WAIT_MS = 500  # librdkafka's own default, which the other group consumers keep
 LOW_LATENCY_SLICE_S = 0.002
 
@@ -28,18 +31,19 @@ def take(c: Consumer, max_records: int, timeout_s: float, slice_s: float | None 
 
     librdkafka's ``consume(n, timeout)`` waits for all ``n`` records or the
     whole timeout, so under light load the timeout lands on every hop. With
-    ``slice_s`` we ask in short slices and return as soon as one brings
-    something (Settings.low_latency; see notes/broker-facts.md for why it is
-    not the default on the embedded broker).
+    ``slice_s`` (Settings.low_latency) it returns as soon as one record is
+    there: a poll for the first, then whatever else is already fetched. (It
+    once asked in ``slice_s`` slices, which spun: a third of a low-latency
+    orchestrator's samples were in those calls, and each slice added up to its
+    length to a hop.)
     """
     if slice_s is None:
         msgs: list[Message] = c.consume(max_records, timeout_s)
         return msgs
-    deadline = time.monotonic() + timeout_s
-    while True:
-        ready: list[Message] = c.consume(max_records, slice_s)
-        if ready or time.monotonic() >= deadline:
-            return ready
+    first = c.poll(timeout_s)
+    if first is None:
+        return []
+    return [first, *c.consume(max_records - 1, 0)] if max_records > 1 else [first]
 
 
 def murmur2_partition(key: bytes, partitions: int) -> int:
