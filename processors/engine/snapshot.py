@@ -59,14 +59,23 @@ def fingerprint(wf: Workflow) -> str:
     return hashlib.sha256(canonical_json(declaration).encode()).hexdigest()[:16]
 
 
+# Per workflow object (frozen, so its declaration never changes): every attempt's snapshot needs these, and the
+# fingerprint (a SHA-256 over the canonical declaration) was most of what capturing a snapshot cost.
+_ENGINE_SETTINGS: dict[int, tuple[Workflow, tuple[Setting, ...]]] = {}
+
+
 def engine_settings(wf: Workflow) -> tuple[Setting, ...]:
     """What the engine records for every workflow: its version and fingerprint, and the model client's settings."""
-    digest = fingerprint(wf)
-    return (
+    cached = _ENGINE_SETTINGS.get(id(wf))
+    if cached is not None and cached[0] is wf:  # the entry holds ``wf``, so its id cannot have been reused
+        return cached[1]
+    found = (
         Setting.fixed(WORKFLOW_VERSION, wf.version, "the version the workflow declares"),
-        Setting.fixed(WORKFLOW_FINGERPRINT, digest, "digest of the workflow's declaration"),
+        Setting.fixed(WORKFLOW_FINGERPRINT, fingerprint(wf), "digest of the workflow's declaration"),
         *MODEL_SETTINGS,
     )
+    _ENGINE_SETTINGS[id(wf)] = (wf, found)
+    return found
 
 
 def capture(wf: Workflow, env: Env | None = None) -> Snapshot:
