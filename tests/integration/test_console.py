@@ -128,6 +128,8 @@ def test_sign_in_follow_a_run_live_watch_the_list_and_redrive_a_dead_letter(stac
             for span in ("orchestrator.run", "orchestrator.plan", "tool.vision", "evaluator"):
                 expect(page.locator(f'li.span[data-span="{span}"]')).to_be_visible()
             expect(page.locator(".decision")).to_contain_text(" · reserve £")
+            # The gateway checked the decision's signature before serving it, and the page says so.
+            expect(page.locator(".signature")).to_contain_text("✓ Signature verified · key ")
             expect(page.locator(".budgets")).to_contain_text("Latency")
             expect(page.locator(".budgets")).to_contain_text("of $")  # cost against the tenant's budget
             expect(page.locator('li.span[data-span="evaluator"] .mark')).to_have_text("✓")
