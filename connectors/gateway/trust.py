@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from confluent_kafka import TopicPartition
 from fastapi.concurrency import run_in_threadpool
 
 from connectors.gateway.metrics import GatewayMetrics
@@ -37,7 +38,7 @@ from schemas import DecodeError, from_bytes, to_bytes
 from schemas.models import DeadLetter
 from streams import audit, deadletters, signing
 from streams.config import Settings
-from streams.kafka import partition_for
+from streams.kafka import partition_for, read_to_end, reader
 from streams.reading import read_all
 from streams.signing import Keyring
 from streams.topics import Topics, ensure_topics
@@ -103,8 +104,29 @@ class DecisionCheck:
         """Each run's verdict (blocking: reads the runs' journal and output partitions)."""
         if self.keyring is None or not run_ids:
             return dict.fromkeys(run_ids, UNSIGNED)
-        evidence = audit.read(self.settings, [self.output_topic], run_ids)
+        evidence = self._read(run_ids)
         return {run_id: self._judge(run_id, evidence) for run_id in run_ids}
+
+    def _read(self, run_ids: set[str]) -> audit.Evidence:
+        """The runs' journal and output records, as :func:`streams.audit.read` gives them, in one pass of one reader.
+
+        (Half the time of reading the two topics one after the other, which a ``Prefer: wait`` answer waits for.)
+        """
+        journal_topic = Topics(self.settings.namespace).journal
+        partitions = sorted({partition_for(r, self.settings.partitions) for r in run_ids})
+        c = reader(self.settings)
+        try:
+            present = c.list_topics(timeout=10).topics  # naming a missing topic would create it
+            starts = [TopicPartition(t, p, 0) for t in (journal_topic, self.output_topic) if t in present for p in partitions]
+            records = [audit.Written.of(m) for m in read_to_end(c, starts) if m.value() is not None]
+        finally:
+            c.close()
+        journal: dict[str, list[audit.Written]] = {}
+        outputs: dict[str, list[audit.Written]] = {}
+        for rec in records:
+            if rec.key in run_ids:
+                (journal if rec.topic == journal_topic else outputs).setdefault(rec.key, []).append(rec)
+        return audit.Evidence(journal, outputs)
 
     def verdict(self, run_id: str) -> Verdict:
         """One decided run's verdict, waiting up to :data:`OUTPUT_GRACE_S` for an output record still in flight."""

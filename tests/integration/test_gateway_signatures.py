@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -9,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from schemas import DecodeError, from_bytes
+from schemas import DecodeError, from_bytes, to_bytes
 from schemas.codec import decode
-from schemas.models import DeadLetter
+from schemas.models import DeadLetter, JournalEvent, JournalKind
 from streams import audit, signed_outputs, signing
 from streams.audit import Written
 from streams.config import Settings
@@ -45,7 +46,7 @@ def _decision(settings: Settings, run_id: str) -> Written:
 
 
 def _append(settings: Settings, rec: Written, value: bytes) -> None:
-    """Write a record straight onto the decisions topic, on the run's partition (what write access allows)."""
+    """Write a record straight onto ``rec``'s topic and partition (what write access allows)."""
     p = producer(settings)
     p.produce(rec.topic, value, rec.key.encode(), partition=rec.partition)
     assert p.flush(30) == 0
@@ -74,8 +75,8 @@ def test_decisions_are_verified_and_forged_ones_withheld(
 ) -> None:
     workers.start("w1")
     with LiveGateway(settings) as gw, gw.client(gw.key("acme")) as c:
-        good, resigned, garbled = (_decided(c, n) for n in (1, 2, 3))
-        for run in (good, resigned, garbled):
+        good, resigned, garbled, rewritten = (_decided(c, n) for n in (1, 2, 3, 0))
+        for run in (good, resigned, garbled, rewritten):
             assert run["output"] is not None
             assert run["signature"] == {"status": "verified", "key_id": TEST_SIGNER.key_id, "reason": None}
         waited = c.post("/api/v1/agent/run", json=sample(2), headers={"Prefer": "wait=10"}).json()
@@ -91,6 +92,18 @@ def test_decisions_are_verified_and_forged_ones_withheld(
         rec = _decision(settings, garbled["run_id"])
         flipped = "0" if rec.value[-1:] != b"0" else "1"
         _append(settings, rec, rec.value[:-1] + flipped.encode())
+
+        # And a run's ending journaled again with a larger reserve: the journal's view would serve it.
+        journal = audit.read(settings, [], {rewritten["run_id"]}).journal[rewritten["run_id"]]
+        ending = next(r for r in journal if from_bytes(r.value, JournalEvent).kind is JournalKind.RUN_COMPLETED)
+        event = from_bytes(ending.value, JournalEvent)
+        detail = json.loads(event.detail_json or "{}")
+        detail["reserve"] = float(detail.get("reserve") or 0) + 10_000
+        _append(settings, ending, to_bytes(event.model_copy(update={"detail_json": json.dumps(detail)})))
+        shown = wait_for(lambda: _invalid(c, rewritten["run_id"]), 30, "the rewritten run read as invalid")
+        assert shown["output"] is None and "written twice with different contents" in shown["signature"]["reason"]
+        [letter] = _letters(settings, rewritten["run_id"])
+        assert letter.error_type == "BrokenChain" and letter.source_topic == Topics(settings.namespace).journal
 
         for run, why in ((resigned, "unknown key id"), (garbled, "bad signature")):
             run_id = run["run_id"]
@@ -115,7 +128,7 @@ def test_decisions_are_verified_and_forged_ones_withheld(
         assert {resigned["run_id"], garbled["run_id"]} <= ids
         counted = re.search(r'^durable_gateway_decisions_invalid_total\{.*workflow="fnol".*\} (\S+)$',
                             c.get("/metrics").text, re.M)
-        assert counted is not None and float(counted.group(1)) == 2
+        assert counted is not None and float(counted.group(1)) == 3
     # A restarted gateway reads the forged decision again and writes no second letter.
     with LiveGateway(settings) as gw, gw.client(gw.key("acme")) as c:
         assert _invalid(c, resigned["run_id"]) is not None
