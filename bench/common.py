@@ -1,9 +1,12 @@
-"""What the benchmark scripts share: claims to send and percentiles."""
+"""What the benchmark scripts share: claims to send, percentiles, and worker processes to start and stop."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -21,6 +24,7 @@ _KEY_DIR = tempfile.TemporaryDirectory(prefix="durable-bench-keys-")
 if not os.environ.get(KEY_ENV):
     use_fresh_key(Path(_KEY_DIR.name))
 
+ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = (Path(__file__).resolve().parent.parent / "processors/fnol/samples/fnol.jsonl").read_text().splitlines()
 
 
@@ -81,3 +85,31 @@ def batch_table(bootstrap: str, topics: list[str], partitions: int, runs: int) -
     finally:
         counter.close()
     return lines
+
+
+def start_worker(env: dict[str, str], name: str = "bench", *args: str, log: Path | None = None) -> subprocess.Popen[bytes]:
+    """``durable worker --name NAME ARGS`` in a process of its own with ``env``; its output discarded, or appended to ``log``.
+
+    Nothing waits here for it to join its groups: each benchmark starts its clock after a first decision, or
+    counts the join in what it measures, and says which.
+    """
+    command = [sys.executable, "-m", "streams.cli", "worker", "--name", name, *args]
+    if log is None:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with log.open("ab") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
+
+
+def stop_worker(proc: subprocess.Popen[bytes] | None, timeout_s: float = 30.0) -> int | None:
+    """Stop a worker cleanly (SIGTERM: it finishes its batch and exports the spans still queued); SIGKILL after
+    ``timeout_s``. Its exit code (None for no process)."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode

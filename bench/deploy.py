@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from confluent_kafka import Producer
 
-from bench.common import claims
+from bench.common import claims, start_worker, stop_worker
 from processors.engine import RetryPolicy
 from processors.fnol import FNOL
 from schemas import encode
@@ -40,8 +40,6 @@ from streams.kafka import partition_for
 from streams.kafka_config import client_config
 from streams.reading import header, read_all
 from streams.topics import Topics, ensure_topics
-
-ROOT = Path(__file__).resolve().parent.parent
 
 # The next version: the same steps, one retry policy changed (what a deploy of a tuned policy looks like).
 FNOL_NEXT = dataclasses.replace(
@@ -63,14 +61,7 @@ def run(bootstrap: str, n: int, rate: float, deploy: bool = True) -> None:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DURABLE_NAMESPACE": ns, "DURABLE_STATE_DIR": state.name}
 
     def worker(name: str, *specs: str) -> subprocess.Popen[bytes]:
-        args = [a for spec in specs for a in ("--workflow", spec)]
-        return subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--name", name, *args],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        return start_worker(env, name, *[a for spec in specs for a in ("--workflow", spec)])
 
     old = worker("old", "processors.fnol:FNOL")
     new: subprocess.Popen[bytes] | None = None
@@ -117,12 +108,7 @@ def run(bootstrap: str, n: int, rate: float, deploy: bool = True) -> None:
         print(f"runs blocked: {sum(1 for r in states if r.blocked)}")
     finally:
         for p in (old, new):
-            if p is not None and p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            stop_worker(p)
         state.cleanup()
 
 

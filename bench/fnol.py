@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from confluent_kafka import Producer
 
-from bench.common import batch_table, claims, decisions_reader, pct
+from bench.common import batch_table, claims, decisions_reader, pct, start_worker, stop_worker
 from processors.engine import Workflow
 from processors.engine.inputs import Accepted
 from processors.fnol import FNOL
@@ -45,8 +43,6 @@ from streams.kafka import LOW_LATENCY_SLICE_S, partition_for, take
 from streams.kafka_config import client_config
 from streams.reading import read_all
 from streams.topics import Topics, ensure_topics
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def critical_path_ms(wf: Workflow, durations: dict[str, float]) -> float:
@@ -78,13 +74,7 @@ def run(
         "DURABLE_STATE_DIR": state.name,
         "DURABLE_LOW_LATENCY": "1" if low_latency else "0",
     }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker", "--name", "bench"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = start_worker(env)
     prod = Producer(client_config(bootstrap, **{"linger.ms": 1, "log_level": 3}))
     cons = decisions_reader(settings, topics.name("decisions"))
     sent: dict[str, float] = {}
@@ -139,8 +129,7 @@ def run(
             drain()
         last = max(done.values(), default=t0)
     finally:
-        worker.send_signal(signal.SIGTERM)  # a clean stop exports the spans still queued
-        worker.wait(60)
+        stop_worker(worker, 60)  # a clean stop exports the spans still queued
         cons.close()
 
     spans: dict[str, dict[str, float]] = {}

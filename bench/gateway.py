@@ -42,7 +42,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import SAMPLES, pct
+from bench.common import SAMPLES, pct, start_worker, stop_worker
 from connectors.gateway.keys import KeyStore, Role
 from streams.broker import EmbeddedBroker
 
@@ -283,16 +283,11 @@ def main() -> None:
         low_latency = args.low_latency or os.environ.get("DURABLE_LOW_LATENCY", "1")
         ns = f"gwdecide{uuid.uuid4().hex[:6]}"
         gw = Gateway(bootstrap, ns)
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--name", "bench"],
-            cwd=ROOT, env={**gw.env, "DURABLE_LOW_LATENCY": low_latency},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        worker = start_worker({**gw.env, "DURABLE_LOW_LATENCY": low_latency})
         try:
             dec = asyncio.run(_decide(gw, args.rate, args.decide_seconds))
         finally:
-            worker.terminate()
-            worker.wait(15)
+            stop_worker(worker, 15)
             gw.stop()
         print(
             f"HTTP to decision  ({'low-latency' if low_latency != '0' else 'librdkafka-wait'} worker) at {args.rate:g} claims/s for {args.decide_seconds:g} s: p50 {dec['p50_ms']:,.0f} ms, "

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from confluent_kafka import Producer, TopicPartition
 
-from bench.common import batch_table, claims, decisions_reader, pct
+from bench.common import batch_table, claims, decisions_reader, pct, start_worker, stop_worker
 from processors.fnol import FNOL
 from schemas import decode, encode
 from streams import wall
@@ -45,8 +43,6 @@ from streams.kafka import LOW_LATENCY_SLICE_S, partition_for, reader, take
 from streams.kafka_config import client_config
 from streams.runtable import RunTable
 from streams.topics import Topics, ensure_topics
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def dir_bytes(path: Path) -> int:
@@ -108,10 +104,7 @@ def soak(bootstrap: str, args: argparse.Namespace) -> None:
         **({"DURABLE_RUN_RETENTION_S": str(args.retention)} if args.retention is not None else {}),
         **({"DURABLE_EXPIRED_MARKER_S": str(args.marker)} if args.marker is not None else {}),
     }
-    with log_path.open("ab") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--name", "soak"], cwd=ROOT, env=env, stdout=log, stderr=log
-        )
+    worker = start_worker(env, "soak", log=log_path)
     prod = Producer(client_config(bootstrap, **{"linger.ms": 5, "log_level": 3}))
     cons = decisions_reader(settings, decisions)
     hot = [inputs, topics.results, topics.control, topics.commands]
@@ -188,8 +181,7 @@ def soak(bootstrap: str, args: argparse.Namespace) -> None:
                 break
     finally:
         prod.flush(30)
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(60)
+        stop_worker(worker, 60)
         cons.close()
     elapsed = max(done.values(), default=t0) - t0
     print(f"{len(done)}/{len(sent)} decided in {elapsed:.0f} s ({len(done) / max(elapsed, 1e-9):.1f}/s)")

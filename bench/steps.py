@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from bench.common import claims, decisions_reader, pct
+from bench.common import claims, decisions_reader, pct, start_worker, stop_worker
 from bench.trust import print_costs
 from processors.engine import RunFailure, RunResult, Step, StepContext, Workflow
 from processors.engine.inputs import Accepted
@@ -123,13 +122,7 @@ def closed_loop(bootstrap: str, local: bool, concurrency: int, duration: float, 
         "PYTHONPATH": str(ROOT),
     }
     flow = "bench.steps:SAGA_LOCAL" if local else "bench.steps:SAGA_KAFKA"
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker", "--name", "bench", "--workflow", flow],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = start_worker(env, "bench", "--workflow", flow)
     prod = Producer(client_config(bootstrap, **{"linger.ms": 0, "log_level": 3}))
     cons = decisions_reader(settings, topics.name("decisions"))
     template = claims(1, "cl", vary=False)[0].record
@@ -186,11 +179,7 @@ def closed_loop(bootstrap: str, local: bool, concurrency: int, duration: float, 
                 start_one()  # closed loop: a finished run is replaced at once
         prod.flush(10)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_worker(worker)
         cons.close()
         state.cleanup()
     sagas = len(latencies)

@@ -86,12 +86,15 @@ class RunAudit:
     problem: str | None = None
     where: str = ""
     key_ids: set[str] = field(default_factory=set)
+    record: Written | None = None  # the record named by ``where``, when there is one
 
     @property
     def ok(self) -> bool:
         return self.problem is None
 
-    def fail(self, where: str, problem: str) -> RunAudit:
+    def fail(self, where: str | Written, problem: str) -> RunAudit:
+        if isinstance(where, Written):
+            self.record, where = where, where.where
         self.where, self.problem = where, problem
         return self
 
@@ -107,16 +110,16 @@ def verify_run(run_id: str, journal: list[Written], outputs: list[Written], keyr
         try:
             event = from_bytes(rec.value, JournalEvent)
         except DecodeError as exc:
-            return audit.fail(rec.where, f"not a journal event: {exc}")
+            return audit.fail(rec, f"not a journal event: {exc}")
         if event.event_id in seen:
             if seen[event.event_id] == rec.value:
                 continue  # the same event written again after a crash: one event
-            return audit.fail(rec.where, f"event {event.event_id} written twice with different contents")
+            return audit.fail(rec, f"event {event.event_id} written twice with different contents")
         expected = audit.events + 1
         if event.seq != expected:
             later = expected in {_seq(r) for r in ordered[i + 1 :]}
             what = "out of order" if event.seq < expected or later else "missing (deleted?)"
-            return audit.fail(rec.where, f"expected seq {expected}, found seq {event.seq} ({event.kind.value}): {what}")
+            return audit.fail(rec, f"expected seq {expected}, found seq {event.seq} ({event.kind.value}): {what}")
         if event.prev_hash != head:
             return audit.fail(
                 rec.where,
@@ -136,7 +139,7 @@ def verify_run(run_id: str, journal: list[Written], outputs: list[Written], keyr
             continue
         problem, record = signed_outputs.verify(rec.value, keyring)
         if problem is not None:
-            return audit.fail(rec.where, f"output: {problem}")
+            return audit.fail(rec, f"output: {problem}")
         if record.get("journal_head") not in endings:
             return audit.fail(
                 rec.where,

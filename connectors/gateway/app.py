@@ -9,6 +9,7 @@ idempotency record) start when the app starts and stop with it, so tests and
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,9 +33,12 @@ from connectors.gateway.routes_deadletters import router as letters_router
 from connectors.gateway.routes_health import router as health_router
 from connectors.gateway.routes_runs import router as runs_router
 from connectors.gateway.routes_submit import router as submit_router
+from connectors.gateway.trust import DecisionCheck, gateway_keyring
 from processors.engine.workflow import Workflow
 from streams.config import Settings
 from streams.workflows import load_workflows
+
+log = logging.getLogger(__name__)
 
 
 class Measured:
@@ -110,8 +114,13 @@ def create_app(
     if config.workflow not in by_name:
         raise ValueError(f"no workflow {config.workflow!r} loaded ({sorted(by_name)})")
     wf = by_name[config.workflow]
+    # Signing on and no public key to check decisions with: SigningKeyError, the gateway does not start.
+    keyring = gateway_keyring() if kafka else None
+    if kafka and keyring is None:
+        log.warning("DURABLE_SIGNING=off: decisions are served unchecked, each marked unsigned")
+    metrics = GatewayMetrics(lambda: gw.lag.last if gw.lag is not None else None)
     gw = Gateway(settings=settings, config=config, wf=wf, keys=KeyStore(config.keys_path), limits=TenantLimits(config),
-                 metrics=GatewayMetrics(lambda: gw.lag.last if gw.lag is not None else None))
+                 metrics=metrics, decisions=DecisionCheck(settings, wf, metrics, keyring))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -35,6 +35,7 @@ def gateway(
     from connectors.gateway.app import create_app
     from connectors.gateway.config import GatewayConfig, GatewayConfigError
     from processors import pii
+    from streams import signing
     from streams.workflows import load_workflows
 
     configure_logging(verbose)
@@ -48,6 +49,8 @@ def gateway(
         app = create_app(s, config, load_workflows(workflow))
     except (GatewayConfigError, ValueError) as exc:
         raise fail(str(exc), 2) from None
+    except signing.SigningKeyError as exc:
+        raise fail(f"refusing to serve decisions it cannot verify: {exc}", 2) from None
     if not config.keys_path.exists():
         typer.echo(f"no API keys yet in {config.keys_path}: create one with `durable apikeys create`", err=True)
     # Access logs name method, path and status only: never a body, and run ids carry no personal data.

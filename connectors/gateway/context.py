@@ -15,6 +15,7 @@ from connectors.gateway.metrics import GatewayMetrics
 from connectors.gateway.producer import InputProducer
 from connectors.gateway.ratelimit import TenantLimits
 from connectors.gateway.tail import JournalTail
+from connectors.gateway.trust import DecisionCheck
 from processors.engine.workflow import Workflow
 from streams.config import Settings
 
@@ -29,6 +30,7 @@ class Gateway:
     keys: KeyStore
     limits: TenantLimits
     metrics: GatewayMetrics
+    decisions: DecisionCheck
     lag: InputLag | None = None
     idempotency: IdempotencyRecord | None = None
     producer: InputProducer | None = None

@@ -4,7 +4,9 @@ Request counts and latencies by route, method and status; the
 orchestrator's input lag (what backpressure decides on); and the workers'
 run counters under the workers' own names and labels (``durable.runs`` by
 outcome, ``durable.step.retries``, ``durable.dead_letters`` of steps),
-counted from the journal the gateway follows, since the gateway started. The
+counted from the journal the gateway follows, since the gateway started; and
+``durable.gateway.decisions.invalid``, records of runs whose decision failed
+its check (:mod:`connectors.gateway.trust`), each counted once. The
 workers' step latency histogram and record dead letters stay theirs (OTLP
 from their processes).
 """
@@ -44,6 +46,9 @@ class GatewayMetrics:
         self.runs = meter.create_counter("durable.runs", description="runs ended, by outcome (from the journal)")
         self.retries = meter.create_counter("durable.step.retries", description="failed attempts waiting to retry")
         self.dead_letters = meter.create_counter("durable.dead_letters", description="steps dead-lettered")
+        self.invalid_decisions = meter.create_counter(
+            "durable.gateway.decisions.invalid", description="records whose signature or chain failed, not served"
+        )
 
         def observe(options: CallbackOptions) -> Iterable[Observation]:
             value = self._lag()

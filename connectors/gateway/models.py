@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -17,10 +17,23 @@ class RunAccepted(BaseModel):
     events_url: str
 
 
+class Signature(BaseModel):
+    """Whether the run's decision verified with the gateway's keyring (README, "Trust")."""
+
+    status: Literal["verified", "invalid", "unverified", "unsigned"] = Field(
+        description="verified: signed by a known key over an unbroken journal chain; invalid: it failed, the output "
+        "is withheld and the record dead-lettered; unverified: no decision record readable yet, withheld; "
+        "unsigned: this gateway runs with DURABLE_SIGNING=off and checks nothing"
+    )
+    key_id: str | None = Field(default=None, description="the key id that signed the latest decision (verified)")
+    reason: str | None = Field(default=None, description="why it is not verified, and which record")
+
+
 class RunDecided(RunAccepted):
     """200: the run has ended; ``output`` is its decision (or what its failure handling produced)."""
 
     output: dict[str, Any] | None
+    signature: Signature | None = Field(default=None, description="the output's check; output is null unless it passed")
 
 
 class JournalEntry(BaseModel):
@@ -40,6 +53,9 @@ class RunSummary(BaseModel):
     started_at_ms: int
     last_event_at_ms: int
     output: dict[str, Any] | None = None
+    signature: Signature | None = Field(
+        default=None, description="the output's check (null while the run has no output); output is null unless it passed"
+    )
 
 
 class RunList(BaseModel):
@@ -85,6 +101,9 @@ class TraceView(BaseModel):
     cost_budget_usd: float | None
     output: dict[str, Any] | None
     summary: str | None = Field(description="the workflow's one line for its output, e.g. ROUTED · reserve £5,600")
+    signature: Signature | None = Field(
+        default=None, description="the output's check (null while there is no output); output is null unless it passed"
+    )
 
 
 class DeadLetterSummary(BaseModel):

@@ -31,6 +31,7 @@ from connectors.gateway.models import (
     TraceView,
 )
 from connectors.gateway.problems import Problem, documented
+from connectors.gateway.trust import Verdict
 from processors.engine.replay import NotReplayable, recorded_run, replay_run
 from processors.engine.status import ENDINGS
 from processors.models import client_from_env
@@ -44,7 +45,9 @@ KEEPALIVE_S = 15.0
 STATUSES = tuple(s.value for s in RunStatus)
 
 
-def _summary(run: RunView) -> dict[str, Any]:
+def _summary(run: RunView, verdict: Verdict | None) -> dict[str, Any]:
+    """A run as listed; its output only if ``verdict`` says it may be served (None: no output, or unchecked)."""
+    served = verdict is None or verdict.servable
     return {
         "run_id": run.run_id,
         "workflow": run.workflow,
@@ -52,7 +55,8 @@ def _summary(run: RunView) -> dict[str, Any]:
         "status": run.status_name,
         "started_at_ms": run.started_ms,
         "last_event_at_ms": run.last_ms,
-        "output": run.output,
+        "output": run.output if served else None,
+        "signature": verdict.shown() if verdict is not None else None,
     }
 
 
@@ -104,7 +108,8 @@ async def runs(
     gw = gateway(request)
     found = await run_in_threadpool(list_runs, gw.settings, status, since_ms, 1_000_000)
     mine = [r for r in found if tenant_of_run(r.run_id) == who.tenant][:limit]
-    return RunList(runs=[RunSummary(**_summary(r)) for r in mine])
+    verdicts = await run_in_threadpool(gw.decisions.verdicts, {r.run_id for r in mine if r.output is not None})
+    return RunList(runs=[RunSummary(**_summary(r, verdicts.get(r.run_id))) for r in mine])
 
 
 @router.get("/api/v1/runs/{run_id}", response_model=RunDetail, responses=documented(401, 403, 404, 429))
@@ -122,7 +127,8 @@ async def run(request: Request, run_id: str, who: Annotated[Principal, Depends(c
         return RunDetail(
             run_id=run_id, workflow=gw.wf.name, status="ACCEPTED", started_at_ms=at, last_event_at_ms=at, timeline=[]
         )
-    return RunDetail(**_summary(found), timeline=[entry(e) for e in found.events])
+    _, verdict = await gw.decisions.guard(run_id, found.output)
+    return RunDetail(**_summary(found, verdict), timeline=[entry(e) for e in found.events])
 
 
 @router.get("/api/v1/runs/{run_id}/trace", response_model=TraceView, responses=documented(401, 403, 404, 429))
@@ -132,6 +138,8 @@ async def trace(request: Request, run_id: str, who: Annotated[Principal, Depends
     gw = gateway(request)
     await own_run(gw, who, run_id)
     loaded = await run_in_threadpool(traces.load, gw.settings, run_id, gw.wf)
+    # The trace's output is read from the output topic; checked as the run's decision is, or withheld.
+    output, verdict = await gw.decisions.guard(run_id, loaded.output)
     marks = traces.marks(loaded)  # what `durable trace` shows, computed by the same functions
     summed = traces.totals(loaded)
     spans = []
@@ -164,8 +172,9 @@ async def trace(request: Request, run_id: str, who: Annotated[Principal, Depends
         tokens=summed.tokens,
         cost_usd=summed.cost_usd,
         cost_budget_usd=ev.cost_budget_usd if ev is not None else None,
-        output=loaded.output,
-        summary=gw.wf.describe(loaded.output) if loaded.output is not None else None,
+        output=output,
+        summary=gw.wf.describe(output) if output is not None else None,
+        signature=verdict.shown() if verdict is not None else None,
     )
 
 

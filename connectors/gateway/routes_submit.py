@@ -50,7 +50,9 @@ def urls(run_id: str) -> dict[str, str]:
     return {"status_url": f"/api/v1/runs/{run_id}", "events_url": f"/api/v1/runs/{run_id}/events"}
 
 
-def answer(run_id: str, duplicate: bool, ended: JournalEvent | RunView | None, waited: float | None) -> JSONResponse:
+async def answer(
+    gw: Gateway, run_id: str, duplicate: bool, ended: JournalEvent | RunView | None, waited: float | None
+) -> JSONResponse:
     headers = {"Location": f"/api/v1/runs/{run_id}"}
     if waited is not None:
         headers["Preference-Applied"] = f"wait={waited:g}"
@@ -63,7 +65,11 @@ def answer(run_id: str, duplicate: bool, ended: JournalEvent | RunView | None, w
         status, output = ended.status_name, ended.output
     else:
         status, output = ENDINGS[ended.kind].value, output_of(ended)
-    decided = RunDecided(run_id=run_id, status=status, duplicate=duplicate, output=output, **urls(run_id))
+    output, verdict = await gw.decisions.guard(run_id, output)  # served only once its signature verified
+    decided = RunDecided(
+        run_id=run_id, status=status, duplicate=duplicate, output=output,
+        signature=verdict.shown() if verdict is not None else None, **urls(run_id),
+    )
     return JSONResponse(decided.model_dump(), status_code=200, headers=headers)
 
 
@@ -134,7 +140,7 @@ async def submit(
         if duplicate:
             run = await run_in_threadpool(lambda: view(run_journal(gw.settings, item.run_id)))
             if run is not None and run.ended:
-                return answer(item.run_id, True, run, wait_s)
+                return await answer(gw, item.run_id, True, run, wait_s)
         else:
             await _produce(gw, record, producer, item, claim.outcome is Claimed.NEW)
         gw.metrics.accepted.add(1)
@@ -144,7 +150,7 @@ async def submit(
                 ended = await asyncio.wait_for(_until_ended(queue), wait_s)
             except TimeoutError:
                 ended = None
-        return answer(item.run_id, duplicate, ended, wait_s)
+        return await answer(gw, item.run_id, duplicate, ended, wait_s)
     finally:
         if queue is not None:
             tail.unsubscribe(item.run_id, queue)

@@ -42,11 +42,27 @@ def _sample(claim_id: str) -> dict[str, Any]:
     raise AssertionError(f"no sample {claim_id}")
 
 
+def _forge(settings: Settings, run_id: str, tmp: Path) -> None:
+    """Append the run's decision again, re-signed by a stranger's key, straight onto its partition."""
+    from schemas.codec import decode
+    from streams import audit, signed_outputs, signing
+    from streams.kafka import producer
+    from streams.topics import Topics
+
+    [rec] = audit.read(settings, [Topics(settings.namespace).name("decisions")], {run_id}).outputs[run_id]
+    _, record = decode(rec.value)
+    forged = signed_outputs.sign(FNOL.output_schema, record, record["journal_head"], signing.generate(tmp / "x.key"))
+    p = producer(settings)
+    p.produce(rec.topic, forged, rec.key.encode(), partition=rec.partition)
+    assert p.flush(30) == 0
+
+
 class Stack:
     """A live gateway (console mounted) on the test's namespace, an operator key, and a worker started on demand."""
 
-    def __init__(self, settings: Settings, gateway: LiveGateway) -> None:
+    def __init__(self, settings: Settings, gateway: LiveGateway, tmp: Path) -> None:
         self.settings, self.base, self.key = settings, gateway.url, gateway.key("acme", Role.OPERATOR)
+        self.tmp = tmp
         self.worker: Worker | None = None
 
     def start_worker(self) -> None:
@@ -54,11 +70,11 @@ class Stack:
 
 
 @pytest.fixture
-def stack(settings: Settings) -> Iterator[Stack]:
+def stack(settings: Settings, tmp_path: Path) -> Iterator[Stack]:
     gateway = LiveGateway(settings)
     mount_console(gateway.app)  # as the gateway does itself; a second call changes nothing
     with gateway:
-        it = Stack(settings, gateway)
+        it = Stack(settings, gateway, tmp_path)
         try:
             yield it
             assert it.worker is None or it.worker.failed is None, it.worker.failed
@@ -128,6 +144,8 @@ def test_sign_in_follow_a_run_live_watch_the_list_and_redrive_a_dead_letter(stac
             for span in ("orchestrator.run", "orchestrator.plan", "tool.vision", "evaluator"):
                 expect(page.locator(f'li.span[data-span="{span}"]')).to_be_visible()
             expect(page.locator(".decision")).to_contain_text(" · reserve £")
+            # The gateway checked the decision's signature before serving it, and the page says so.
+            expect(page.locator(".signature")).to_contain_text("✓ Signature verified · key ")
             expect(page.locator(".budgets")).to_contain_text("Latency")
             expect(page.locator(".budgets")).to_contain_text("of $")  # cost against the tenant's budget
             expect(page.locator('li.span[data-span="evaluator"] .mark')).to_have_text("✓")
@@ -168,6 +186,16 @@ def test_sign_in_follow_a_run_live_watch_the_list_and_redrive_a_dead_letter(stac
             page.keyboard.press("Enter")
             expect(letter).to_contain_text("Redrive requested")
             _shot(page, "dead-letter-redriven")
+
+            # A decision re-signed by a key the gateway does not know: the page withholds it and says why.
+            _forge(stack.settings, routed, stack.tmp)
+            page.goto(f"{base}/#/runs/{routed}")
+            expect(page.locator(".signature")).to_contain_text("✗ Decision withheld, its signature does not verify")
+            expect(page.locator(".signature")).to_contain_text("unknown key id")
+            expect(page.locator(".decision")).to_be_hidden()
+            _shot(page, "run-decision-withheld")
+            page.locator("#nav").get_by_role("link", name="Runs").click()
+            expect(page.locator(f'tr[data-run="{routed}"] td.dline')).to_have_text("✗ withheld: signature invalid")
         finally:
             browser.close()
     assert not errors, errors

@@ -55,3 +55,27 @@ def test_the_intake_screen_names_the_field_of_a_control_character_or_deep_nestin
     with pytest.raises(InputRejected) as nested:
         screen({"photos": [deep]})
     assert str(nested.value.field).startswith("photos.0.x")
+
+
+def test_a_gateway_with_signing_on_and_no_key_to_verify_with_refuses_to_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connectors.gateway.app import create_app
+    from streams import signing
+    from streams.config import Settings
+    from streams.workflows import load_workflows
+
+    settings = Settings(bootstrap_servers="127.0.0.1:1", namespace="t", state_dir=tmp_path)
+    wfs = load_workflows(["processors.fnol.workflow:FNOL"])
+    monkeypatch.setenv(signing.KEY_ENV, str(tmp_path / "absent.key"))
+    monkeypatch.delenv(signing.VERIFY_ENV, raising=False)
+    with pytest.raises(signing.SigningKeyError, match=r"no public keys to verify decisions.*DURABLE_VERIFY_KEYS"):
+        create_app(settings, GatewayConfig(state_dir=tmp_path), wfs)
+    # A public keyring alone is enough (a gateway holds no private key), and signing off needs none.
+    pub = tmp_path / "ring.pem"
+    pub.write_text(signing.public_pem(signing.generate(tmp_path / "k.key").public))
+    monkeypatch.setenv(signing.VERIFY_ENV, str(pub))
+    assert create_app(settings, GatewayConfig(state_dir=tmp_path), wfs).state.gateway.decisions.keyring is not None
+    monkeypatch.delenv(signing.VERIFY_ENV)
+    monkeypatch.setenv(signing.SIGNING_ENV, "off")
+    assert create_app(settings, GatewayConfig(state_dir=tmp_path), wfs).state.gateway.decisions.keyring is None

@@ -22,6 +22,19 @@ export function decisionLine(d, given) {
   return parts.filter(Boolean).join(" · ");
 }
 
+/** The decision's signature check (the gateway's `signature` object) in one line, e.g. "✓ Signature verified · key 1e06…". */
+export function signatureLine(sig) {
+  if (!sig || typeof sig !== "object") return "";
+  const why = sig.reason ? `: ${sig.reason}` : "";
+  switch (sig.status) {
+    case "verified": return `✓ Signature verified · key ${String(sig.key_id || "").slice(0, 16)}`;
+    case "invalid": return `✗ Decision withheld, its signature does not verify${why}`;
+    case "unverified": return `Decision withheld until its signature can be checked${why}`;
+    case "unsigned": return "Unsigned: this gateway checks no signatures";
+    default: return String(sig.status || "");
+  }
+}
+
 function attrsOf(span) {
   if (span.attributes && typeof span.attributes === "object") return span.attributes;
   try { return JSON.parse(span.attributes_json || "{}"); } catch { return {}; }
@@ -67,6 +80,7 @@ function evaluationOf(trace, run) {
     costBudgetUsd: t.cost_budget_usd ?? null,
     output: t.output || (run && run.output) || null,
     summary: t.summary || "",
+    signature: t.signature || (run && run.signature) || null,
   };
 }
 
@@ -154,6 +168,7 @@ function replayReport(report) {
 export async function showRun(view, id) {
   const parts = {
     status: h("span"), decision: h("p.decision", { "aria-live": "polite" }), budgets: h("div.budgets"),
+    signature: h("p.signature", { "aria-live": "polite", hidden: "" }),
     trace: h("div"), gates: h("div"), timeline: h("div"), replay: h("div"), live: h("span.live"),
   };
   const replayButton = h("button", { type: "button", on: { click: replay } }, "Replay");
@@ -161,7 +176,7 @@ export async function showRun(view, id) {
     h("p", {}, h("a", { href: "#/runs", text: "← All runs" })),
     h("div.heading", {}, h("h1.runid", { text: id }), parts.status, parts.live,
       h("div.actions", {}, replayButton)),
-    parts.decision, parts.budgets,
+    parts.decision, parts.signature, parts.budgets,
     h("section.card", { "aria-labelledby": "trace-title" }, h("h2#trace-title", { text: "Trace" }), parts.trace),
     parts.gates,
     h("section.card", { "aria-labelledby": "journal-title" }, h("h2#journal-title", { text: "Journal" }), parts.timeline),
@@ -208,6 +223,10 @@ export async function showRun(view, id) {
     const line = decisionLine(ev.output, ev.summary);
     parts.decision.textContent = line;
     parts.decision.hidden = !line;
+    const sig = ev.signature;
+    parts.signature.textContent = signatureLine(sig);
+    parts.signature.className = `signature sig-${sig ? sig.status : "none"}`;
+    parts.signature.hidden = !sig;
   }
   function status() {
     const s = String((run && run.status) || "UNKNOWN").toUpperCase();

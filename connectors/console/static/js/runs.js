@@ -52,6 +52,12 @@ export async function showRuns(view) {
   return () => { stopped = true; clearTimeout(timer); };
 }
 
+/** What the decision cell says when the gateway withheld the decision (its signature did not verify). */
+function withheld(sig) {
+  if (!sig || sig.status === "verified" || sig.status === "unsigned") return "";
+  return sig.status === "invalid" ? "✗ withheld: signature invalid" : "withheld: not yet verified";
+}
+
 function row(run) {
   const id = run.run_id || run.id;
   const started = msOf(run, "started_at_ms", "started_ms");
@@ -62,5 +68,5 @@ function row(run) {
     h("td", {}, badge(run.status)),
     h("td", { text: fmtTime(started) }),
     h("td.nowrap", { text: started && last ? fmtMs(last - started) : "" }),
-    h("td.dline", { text: decision ? decisionLine(decision, run.summary) : "" }));
+    h("td.dline", { text: decision ? decisionLine(decision, run.summary) : withheld(run.signature) }));
 }
