@@ -86,6 +86,7 @@ class JournalKind(StrEnum):
     RUN_COMPENSATED = "RUN_COMPENSATED"
     RUN_REDRIVEN = "RUN_REDRIVEN"
     INPUT_CONFLICT = "INPUT_CONFLICT"
+    RUN_PAUSED = "RUN_PAUSED"
 
 
 class JournalEvent(Record):
@@ -134,7 +135,7 @@ class DeadLetter(Record):
 
 
 class RunControl(Record):
-    """An operator's request about one run (``action``: ``redrive``)."""
+    """An operator's request about one run (``action``: ``redrive`` or ``compensate``)."""
 
     avro_name: ClassVar[str] = "durable.engine.RunControl"
 
@@ -147,6 +148,7 @@ class RunControl(Record):
     dead_letter_id: str | None = None
     requested_at_ms: int
     requested_by: str = ""
+    reason: str | None = None
 
 
 class TraceSpan(Record):
@@ -186,6 +188,7 @@ class RunStatus(StrEnum):
     FAILED = "FAILED"
     COMPENSATING = "COMPENSATING"
     COMPENSATED = "COMPENSATED"
+    PAUSED = "PAUSED"  # a step that pauses on exhaustion was dead-lettered: waits for a redrive or an operator's undo
 
 
 class AttemptFailure(Record):

@@ -251,8 +251,8 @@ class RedriveCheck:
 
     @property
     def stopped(self) -> bool:
-        """A run's letter is redriven only once its run has stopped (failed or compensated)."""
-        return self.owned or self.status in (RunStatus.FAILED, RunStatus.COMPENSATED)
+        """A run's letter is redriven only once its run has stopped (failed, compensated or paused)."""
+        return self.owned or self.status in (RunStatus.FAILED, RunStatus.COMPENSATED, RunStatus.PAUSED)
 
 
 def check_redrive(settings: Settings, entry: Letter, requested_by: str) -> RedriveCheck:

@@ -43,7 +43,7 @@ from schemas.models import ExpiredRun, RunState
 from streams.checkpoint import Checkpoint
 from streams.config import Settings
 from streams.reading import keyed
-from streams.runtable import RunTable, is_live
+from streams.runtable import RunTable, is_finished
 from streams.topics import Topics
 
 SWEEP_LIMIT = 1000  # runs expired (and markers forgotten) per partition per sweep: bounds one checkpoint
@@ -109,7 +109,7 @@ def sweep(settings: Settings, table: RunTable, partitions: set[int], now_ms: int
         ended = table.ended_before(p, expire_before_ms(settings, now_ms), SWEEP_LIMIT)
         for run_id in ended:
             state = table.get(p, run_id)
-            if state is not None and not is_live(state):
+            if state is not None and is_finished(state):
                 checkpoint.markers[(p, run_id)] = marker_of(state, now_ms)
         gone = table.expired_before(p, forget_before_ms(settings, now_ms), SWEEP_LIMIT)
         checkpoint.forgotten |= {(p, run_id) for run_id in gone}

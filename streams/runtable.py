@@ -84,6 +84,15 @@ def is_live(state: RunState) -> bool:
     return state.status in (RunStatus.RUNNING, RunStatus.COMPENSATING)
 
 
+def is_finished(state: RunState) -> bool:
+    """Whether a run has ended (indexed by its last change: what retention expires).
+
+    A PAUSED run is neither in flight nor finished: it holds no admission slot (a paused run waits for
+    an operator, however long) and never expires.
+    """
+    return state.status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.COMPENSATED)
+
+
 @dataclass
 class Changes:
     """What a checkpoint, or a stretch of the changelog, does to one partition's runs; the last change per run wins."""
@@ -104,7 +113,7 @@ class Changes:
             self.waiting.add(run_id)
         if is_live(state):
             self.live.add(run_id)
-        else:
+        elif is_finished(state):
             self.ended[run_id] = state.updated_at_ms
 
     def marker(self, marker: ExpiredRun, value: bytes) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter, defaultdict
 from typing import Any
@@ -104,7 +105,10 @@ def assert_exactly_once(settings: Settings, run_ids: set[str], output_topic: str
         kinds = [e["kind"] for e in sorted(by_run[run_id], key=lambda e: e["seq"])]
         assert kinds[0] == "RUN_STARTED" and kinds.count("RUN_STARTED") == 1, f"{run_id}: {kinds}"
         assert kinds[-1] in TERMINAL, f"{run_id} did not finish: {kinds}"
-        generations = 1 + kinds.count("RUN_REDRIVEN")
+        # Every generation ends once; a redrive that resumed a PAUSED run began no new one (nothing ended).
+        run_level = [k for k in kinds if k in (*TERMINAL, "RUN_PAUSED", "RUN_REDRIVEN")]
+        resumed = sum(1 for a, b in itertools.pairwise(run_level) if (a, b) == ("RUN_PAUSED", "RUN_REDRIVEN"))
+        generations = 1 + kinds.count("RUN_REDRIVEN") - resumed
         assert sum(kinds.count(k) for k in TERMINAL) == generations, f"{run_id}: {kinds}"
         assert counts[run_id] == generations, f"{run_id}: {counts[run_id]} outputs for {generations} generation(s)"
         for kind in ("STEP_SCHEDULED", "COMPENSATION_SCHEDULED"):

@@ -160,6 +160,16 @@ SAGA = _wf(
     ),
 )
 
+# The same saga whose notify pauses the run when it runs out of attempts: nothing is undone until an operator says so.
+SAGA_PAUSING = _wf(
+    "saga-pausing",
+    (
+        Step("reserve", _ok, compensate=_undo, compensate_retry=QUICK_RETRY),
+        Step("charge", _ok, after=("reserve",), compensate=_undo, compensate_retry=QUICK_RETRY),
+        Step("audit", _ok, after=("reserve",)),
+        Step("notify", _notify, after=("charge", "audit"), retry=dataclasses.replace(QUICK_RETRY, on_exhausted="pause")),
+    ),
+)
 
 # ---------------------------------------------------------------- the same workflows after a code change (for replay)
 

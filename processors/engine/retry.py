@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,12 @@ class RetryPolicy:
     run id, step and attempt: the same run always waits the same delays, so a
     replay is exact. Errors whose type (or a base class) is named in
     ``non_retryable`` end the budget at once, as does ``StepFailure(retryable=False)``.
+
+    ``on_exhausted`` says what a run does when a step's budget ends: ``"compensate"``
+    (undo the completed steps, newest first) or ``"pause"`` (dead letter written,
+    nothing undone, run PAUSED until ``durable dlq redrive`` resumes it or
+    ``durable runs compensate`` undoes it on an operator's word). A compensation's
+    own policy always ends in a dead letter.
     """
 
     max_attempts: int = 3
@@ -25,6 +32,7 @@ class RetryPolicy:
     max_backoff_s: float = 30.0
     jitter: float = 0.1
     non_retryable: tuple[type[BaseException] | str, ...] = ()
+    on_exhausted: Literal["compensate", "pause"] = "compensate"
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -33,6 +41,8 @@ class RetryPolicy:
             raise ValueError("backoffs must be >= 0 and the multiplier >= 1")
         if not 0 <= self.jitter <= 1:
             raise ValueError("jitter is a fraction between 0 and 1")
+        if self.on_exhausted not in ("compensate", "pause"):
+            raise ValueError("on_exhausted is 'compensate' or 'pause'")
 
     def backoff_ms(self, run_id: str, step: str, attempt: int, nth: int) -> int:
         """Delay after the ``nth`` failed attempt of this budget (``attempt`` is its global number)."""

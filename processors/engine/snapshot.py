@@ -35,6 +35,8 @@ def fingerprint(wf: Workflow) -> str:
             "max_backoff_s": p.max_backoff_s,
             "jitter": p.jitter,
             "non_retryable": [k if isinstance(k, str) else name_of(k) for k in p.non_retryable],
+            # Only when not the default, so declarations that never pause keep their fingerprints.
+            **({"on_exhausted": p.on_exhausted} if p.on_exhausted != "compensate" else {}),
         }
 
     declaration = {

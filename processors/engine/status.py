@@ -14,6 +14,7 @@ STATUS_AFTER: dict[JournalKind, RunStatus] = {
     JournalKind.RUN_COMPLETED: RunStatus.COMPLETED,
     JournalKind.RUN_FAILED: RunStatus.FAILED,
     JournalKind.RUN_COMPENSATED: RunStatus.COMPENSATED,
+    JournalKind.RUN_PAUSED: RunStatus.PAUSED,
 }
 # The events that end a run (until a redrive).
 ENDINGS: dict[JournalKind, RunStatus] = {

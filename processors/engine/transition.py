@@ -10,6 +10,9 @@ already done) yields the state unchanged and nothing to send.
 A run's life::
 
     RUNNING --(a step fails for good: dead letter)--> COMPENSATING
+    RUNNING --(a step whose policy pauses fails for good: dead letter)--> PAUSED
+    PAUSED --(redrive of its dead letter)--> RUNNING
+    PAUSED --(an operator's compensate)--> COMPENSATING
     COMPENSATING --(steps in flight drain, completed steps undone newest first)--> COMPENSATED | FAILED
     RUNNING --(every step succeeded)--> COMPLETED
     COMPENSATED | FAILED --(redrive of its dead letter)--> RUNNING | COMPENSATING
@@ -295,6 +298,8 @@ class _Builder:
         )
         if self.status is RunStatus.COMPENSATING:
             self.advance_compensation()  # finished while the run was draining: undone with the rest
+        elif self.status is RunStatus.PAUSED:
+            pass  # recorded; the steps after it wait for the redrive that resumes the run
         elif all(s.status is StepStatus.SUCCEEDED for s in self.steps.values()):
             self.finish_ok()
         else:
@@ -351,6 +356,9 @@ class _Builder:
             return f"compensation of {name} dead-lettered"
         self.update(name, status=StepStatus.FAILED)
         self.journal(JournalKind.STEP_DEAD_LETTERED, name, attempt, {"dead_letter_id": letter})
+        if self.status is RunStatus.PAUSED and policy.on_exhausted == "pause":
+            # Paused already: the first letter's redrive resumes every failed step; nothing is undone.
+            return f"{name} dead-lettered, run stays paused"
         self.failure_json = canonical_json(
             {
                 "step": name,
@@ -360,6 +368,10 @@ class _Builder:
                 "dead_letter_id": letter,
             }
         )
+        if policy.on_exhausted == "pause":
+            self.status = RunStatus.PAUSED
+            self.journal(JournalKind.RUN_PAUSED, name, attempt, json.loads(self.failure_json))
+            return f"{name} dead-lettered, run paused"
         self.begin_compensation()
         return f"{name} dead-lettered, run compensating"
 
@@ -491,9 +503,10 @@ class _Builder:
             self.generation += 1
             self.status = RunStatus.RUNNING
             self.failure_json = None
-            # Steps undone or never finished run again (attempt numbers go on, so ids stay unique).
+            # Steps undone or never finished run again (attempt numbers go on, so ids stay unique); a paused
+            # run's steps still in flight or waiting for a retry go on as they were.
             for name, s in self.steps.items():
-                if s.status is not StepStatus.SUCCEEDED:
+                if s.status not in (StepStatus.SUCCEEDED, StepStatus.SCHEDULED, StepStatus.WAITING):
                     self.update(name, status=StepStatus.PENDING, failures=[], due_at_ms=None, error_json=None)
             self.journal(JournalKind.RUN_REDRIVEN, failure.get("step"), None, self._redrive_detail(control))
             self.schedule_ready()
@@ -510,6 +523,20 @@ class _Builder:
                 self.command(name, "compensate", s.comp_attempt + 1)
                 return f"compensation of {name} redriven from {letter}"
         return None
+
+    def compensate(self, control: RunControl) -> str:
+        """An operator's word: undo a PAUSED run's completed steps, newest first, as if its step had compensated."""
+        failure = json.loads(self.failure_json or "{}")
+        self.failure_json = canonical_json(
+            {
+                **failure,
+                "compensated_by": control.requested_by,
+                "control_id": control.control_id,
+                "reason": control.reason or "",
+            }
+        )
+        self.begin_compensation()
+        return f"compensating on {control.requested_by or 'an operator'}'s word"
 
     def _redrive_detail(self, control: RunControl) -> dict[str, Any]:
         return {
@@ -660,7 +687,7 @@ def _result(wf: Workflow, state: RunState, event: StepFinished) -> Transition:
         live = state.status is RunStatus.COMPENSATING
         expected = current.status is StepStatus.COMPENSATING and current.comp_attempt == result.attempt
     else:
-        live = state.status in (RunStatus.RUNNING, RunStatus.COMPENSATING)
+        live = state.status in (RunStatus.RUNNING, RunStatus.COMPENSATING, RunStatus.PAUSED)
         expected = current.status is StepStatus.SCHEDULED and current.attempt == result.attempt
     if not live:
         return Transition(state, note="result for a stopped run ignored")
@@ -688,9 +715,14 @@ def _timer(wf: Workflow, state: RunState, event: TimerFired) -> Transition:
 
 
 def _redrive(wf: Workflow, state: RunState, event: RedriveRequested) -> Transition:
+    if event.control.action == "compensate":
+        if state.status is not RunStatus.PAUSED:  # twice is once: the first moved it on
+            return Transition(state, note=f"compensate of a {state.status.value} run ignored")
+        b = _Builder(wf, state, event.at_ms)
+        return b.build(b.compensate(event.control))
     if event.control.action != "redrive":
         return Transition(state, note=f"unknown control action {event.control.action!r} ignored")
-    if state.status not in (RunStatus.FAILED, RunStatus.COMPENSATED):
+    if state.status not in (RunStatus.FAILED, RunStatus.COMPENSATED, RunStatus.PAUSED):
         return Transition(state, note=f"redrive of a {state.status.value} run ignored")
     b = _Builder(wf, state, event.at_ms)
     note = b.redrive(event.control)

@@ -1,7 +1,9 @@
-"""`durable status RUN_ID`, `durable runs export` and `durable runs list`: a run as its journal tells it, and runs by version."""
+"""`durable status RUN_ID`, `durable runs export|list|compensate`: a run as its journal tells it, runs by version, and an operator's undo."""
 
 from __future__ import annotations
 
+import getpass
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +13,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from processors.engine.replay import RecordedRun, recorded_run
-from streams import retention, runlist
+from processors.engine.status import run_status
+from schemas.models import JournalEvent, JournalKind, RunControl, RunStatus
+from streams import deadletters, retention, runlist
 from streams.cli.common import NamespaceOpt, err, fail, out, settings
 from streams.config import Settings
 from streams.journal import run_journal
@@ -94,7 +98,7 @@ def runs_list(
 ) -> None:
     """How many runs there are per workflow version and status, from the run changelog.
 
-    A version can be removed from the workers once it has no RUNNING or COMPENSATING run. With --blocked,
+    A version can be removed from the workers once it has no RUNNING, COMPENSATING or PAUSED run. With --blocked,
     every blocked run is listed with the version it waits for.
     """
     runs = runlist.select(runlist.latest_states(settings(namespace)), version, status, blocked)
@@ -109,3 +113,51 @@ def runs_list(
             out.print(
                 f"{escape(r.run_id)} blocked ({r.parked} record(s) parked): {escape(r.blocked or '')}", highlight=False
             )
+
+
+@runs_app.command("compensate")
+def runs_compensate(
+    run_id: str,
+    reason: Annotated[str, typer.Option(help="Why: recorded in the run's journal with who asked.")],
+    namespace: NamespaceOpt = None,
+    timeout: Annotated[float, typer.Option(help="Wait up to S seconds for the worker to apply it.")] = 30.0,
+) -> None:
+    """Undo a PAUSED run on an operator's word: its completed steps' compensations run, newest first.
+
+    A run pauses when a step whose retry policy says ``on_exhausted="pause"`` runs out of attempts
+    (`durable dlq redrive` of its letter resumes it instead). Idempotent: a run already compensating or
+    compensated on such a request is reported and left alone (exit 0). Exit 1 when the run is not paused
+    or the worker did not apply it in time, 2 when there is no such run.
+    """
+    s = settings(namespace)
+    events = run_journal(s, run_id)
+    if not events:
+        raise fail(f"no run {run_id} in namespace {s.namespace}", 2)
+    control = RunControl(
+        control_id=f"compensate:{run_id}",  # one per run: a repeat is recognisable, and the engine applies it once
+        run_id=run_id,
+        workflow=events[0].workflow,
+        action="compensate",
+        requested_at_ms=int(time.time() * 1000),
+        requested_by=getpass.getuser(),
+        reason=reason,
+    )
+    if _compensated(events, control):
+        out.print(f"run {escape(run_id)}: already compensating on an operator's word", highlight=False)
+        return
+    status = run_status(events)
+    if status is not RunStatus.PAUSED:
+        shown = status.value if status is not None else "UNKNOWN"
+        raise fail(f"run {run_id} is {shown}: only a PAUSED run is compensated on an operator's word", 1)
+    deadletters.request_redrives(s, [control])
+    deadline = time.monotonic() + timeout
+    while not _compensated(run_journal(s, run_id), control):
+        if time.monotonic() >= deadline:
+            raise fail(f"run {run_id}: requested, not applied within {timeout:.0f}s (is a worker running?)", 1)
+        time.sleep(0.2)  # polling the run's journal, bounded by --timeout
+    out.print(f"run {escape(run_id)}: compensating; `durable status {escape(run_id)}` follows it", highlight=False)
+
+
+def _compensated(events: list[JournalEvent], control: RunControl) -> bool:
+    """Whether the run's journal shows ``control`` applied (its compensation began on it)."""
+    return any(e.kind is JournalKind.RUN_COMPENSATING and control.control_id in (e.detail_json or "") for e in events)

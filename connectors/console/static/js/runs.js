@@ -3,7 +3,7 @@ import { get, items } from "./api.js";
 import { badge, fill, fmtMs, fmtTime, h, msOf, say } from "./dom.js";
 import { decisionLine } from "./run.js";
 
-const STATUSES = ["", "RUNNING", "COMPLETED", "FAILED", "COMPENSATING", "COMPENSATED"];
+const STATUSES = ["", "RUNNING", "COMPLETED", "FAILED", "COMPENSATING", "COMPENSATED", "PAUSED"];
 const SINCE = [["", "any time"], ["900", "last 15 min"], ["3600", "last hour"], ["86400", "last 24 h"], ["604800", "last 7 days"]];
 const EVERY_MS = 2000;
 const state = { status: "", since: "", live: true };
