@@ -108,7 +108,11 @@ def assert_exactly_once(settings: Settings, run_ids: set[str], output_topic: str
         # Every generation ends once; a redrive that resumed a PAUSED run began no new one (nothing ended).
         run_level = [k for k in kinds if k in (*TERMINAL, "RUN_PAUSED", "RUN_REDRIVEN")]
         resumed = sum(1 for a, b in itertools.pairwise(run_level) if (a, b) == ("RUN_PAUSED", "RUN_REDRIVEN"))
-        generations = 1 + kinds.count("RUN_REDRIVEN") - resumed
+        # A rollback of a completed run (durable runs rollback) begins a new generation too, ending in its own output.
+        rollbacks = sum(
+            1 for e in by_run[run_id] if e["kind"] == "RUN_COMPENSATING" and '"rollback":true' in (e["detail_json"] or "")
+        )
+        generations = 1 + kinds.count("RUN_REDRIVEN") - resumed + rollbacks
         assert sum(kinds.count(k) for k in TERMINAL) == generations, f"{run_id}: {kinds}"
         assert counts[run_id] == generations, f"{run_id}: {counts[run_id]} outputs for {generations} generation(s)"
         for kind in ("STEP_SCHEDULED", "COMPENSATION_SCHEDULED"):

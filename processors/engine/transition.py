@@ -13,6 +13,7 @@ A run's life::
     RUNNING --(a step whose policy pauses fails for good: dead letter)--> PAUSED
     PAUSED --(redrive of its dead letter)--> RUNNING
     PAUSED --(an operator's compensate)--> COMPENSATING
+    COMPLETED --(an operator's rollback)--> COMPENSATING --> COMPENSATED (a new output: the decision retracted)
     COMPENSATING --(steps in flight drain, completed steps undone newest first)--> COMPENSATED | FAILED
     RUNNING --(every step succeeded)--> COMPLETED
     COMPENSATED | FAILED --(redrive of its dead letter)--> RUNNING | COMPENSATING
@@ -459,7 +460,9 @@ class _Builder:
         by_completion = sorted(self.steps.values(), key=lambda s: -(s.completed_seq or 0))
         compensated = tuple(s.name for s in by_completion if s.status is StepStatus.COMPENSATED)
         comp_failed = tuple(s.name for s in by_completion if s.status is StepStatus.COMPENSATION_FAILED)
-        outcome: Literal["COMPENSATED", "FAILED"] = "COMPENSATED" if compensated and not comp_failed else "FAILED"
+        rolled_back = bool(failure.get("rollback"))
+        undone = compensated or rolled_back  # a rollback with nothing to undo still retracts its decision
+        outcome: Literal["COMPENSATED", "FAILED"] = "COMPENSATED" if undone and not comp_failed else "FAILED"
         info = RunFailure(
             run_id=self.run_id,
             input=json.loads(self.input_json),
@@ -480,6 +483,8 @@ class _Builder:
             at_ms=self.at_ms,
             output_id=output_id(self.run_id, self.generation),
             generation=self.generation,
+            retracted_by=failure.get("requested_by", "") if rolled_back else None,
+            retract_reason=failure.get("reason", "") if rolled_back else "",
         )
         try:
             result: dict[str, Any] | None = self.wf.on_failure(info)
@@ -537,6 +542,25 @@ class _Builder:
         )
         self.begin_compensation()
         return f"compensating on {control.requested_by or 'an operator'}'s word"
+
+    def rollback(self, control: RunControl) -> str:
+        """An operator's word: undo a COMPLETED run's steps, newest first; its new output retracts the decision.
+
+        A new generation, so the retracting output has an id of its own beside the decision it retracts.
+        """
+        self.generation += 1
+        self.failure_json = canonical_json(
+            {
+                "step": "",
+                "rollback": True,
+                "requested_by": control.requested_by,
+                "control_id": control.control_id,
+                "reason": control.reason or "",
+                "generation": self.generation,
+            }
+        )
+        self.begin_compensation()
+        return f"rolling back on {control.requested_by or 'an operator'}'s word"
 
     def _redrive_detail(self, control: RunControl) -> dict[str, Any]:
         return {
@@ -720,6 +744,11 @@ def _redrive(wf: Workflow, state: RunState, event: RedriveRequested) -> Transiti
             return Transition(state, note=f"compensate of a {state.status.value} run ignored")
         b = _Builder(wf, state, event.at_ms)
         return b.build(b.compensate(event.control))
+    if event.control.action == "rollback":
+        if state.status is not RunStatus.COMPLETED:  # twice is once: the first moved it on
+            return Transition(state, note=f"rollback of a {state.status.value} run ignored")
+        b = _Builder(wf, state, event.at_ms)
+        return b.build(b.rollback(event.control))
     if event.control.action != "redrive":
         return Transition(state, note=f"unknown control action {event.control.action!r} ignored")
     if state.status not in (RunStatus.FAILED, RunStatus.COMPENSATED, RunStatus.PAUSED):

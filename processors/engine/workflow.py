@@ -190,7 +190,9 @@ class RunFailure:
     """Why a run stopped, for ``Workflow.on_failure`` to turn into the run's output.
 
     ``outcome`` is COMPENSATED when every compensation it needed succeeded
-    (at least one ran), FAILED otherwise. ``outputs`` holds every step that
+    (at least one ran; for a rollback, also when none was needed), FAILED otherwise.
+    ``retracted_by`` is set when a COMPLETED run was rolled back on an operator's
+    word: its output should then say the earlier decision is RETRACTED, and why. ``outputs`` holds every step that
     completed, undone or not: ``compensated`` says which were undone.
     """
 
@@ -208,9 +210,25 @@ class RunFailure:
     at_ms: int
     output_id: str
     generation: int
+    retracted_by: str | None = None
+    retract_reason: str = ""
+
+    @property
+    def retracted(self) -> bool:
+        """Whether the run had COMPLETED and an operator rolled it back (``durable runs rollback``)."""
+        return self.retracted_by is not None
 
     @property
     def reason(self) -> str:
+        if self.retracted:
+            text = f"retracted by {self.retracted_by or 'an operator'}: {self.retract_reason}"
+            if self.compensated:
+                text += f"; compensated: {', '.join(self.compensated)}"
+            else:
+                text += "; nothing to undo"
+            if self.compensation_failed:
+                text += f"; compensation failed: {', '.join(self.compensation_failed)}"
+            return text
         if self.step and self.attempts:
             text = f"step {self.step} failed after {self.attempts} attempt(s): {self.error_type}: {self.error_message}"
         elif self.step:

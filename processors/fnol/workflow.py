@@ -80,6 +80,9 @@ def decision(run: RunResult) -> dict[str, Any]:
 def review_decision(failure: RunFailure) -> dict[str, Any]:
     """A run that stopped goes to a person, with why; a reserve still held is reported as held.
 
+    A completed run rolled back by an operator (``durable runs rollback``) gets a RETRACTED decision instead: the
+    operator's reason and what was undone (the reserve released).
+
     Built from whatever the severity step left (it may be missing or malformed when the run stopped on a bad record).
     """
     report = failure.input
@@ -90,14 +93,16 @@ def review_decision(failure: RunFailure) -> dict[str, Any]:
     reasons = [failure.reason]
     if released and amount:
         reasons.append(f"reserve of {amount:,.0f} {report['currency']} released")
+    elif failure.retracted:
+        reasons.append("no reserve to release")
     severity = sev.get("severity")
     return {
         "decision_id": failure.output_id,
         "claim_id": report["claim_id"],
         "tenant_id": report["tenant_id"],
         "run_id": failure.run_id,
-        "status": "REVIEW",
-        "queue": "manual_handling",
+        "status": "RETRACTED" if failure.retracted else "REVIEW",
+        "queue": "retracted" if failure.retracted else "manual_handling",
         "severity": severity if isinstance(severity, str) else "UNKNOWN",
         "reserve": 0.0 if released else amount,
         "currency": report["currency"],

@@ -161,3 +161,46 @@ def runs_compensate(
 def _compensated(events: list[JournalEvent], control: RunControl) -> bool:
     """Whether the run's journal shows ``control`` applied (its compensation began on it)."""
     return any(e.kind is JournalKind.RUN_COMPENSATING and control.control_id in (e.detail_json or "") for e in events)
+
+
+@runs_app.command("rollback")
+def runs_rollback(
+    run_id: str,
+    reason: Annotated[str, typer.Option(help="Why: recorded in the run's journal and its retracting decision.")],
+    namespace: NamespaceOpt = None,
+    timeout: Annotated[float, typer.Option(help="Wait up to S seconds for the worker to apply it.")] = 30.0,
+) -> None:
+    """Undo a COMPLETED run on an operator's word: its steps' compensations run newest first, its decision is retracted.
+
+    The run then writes a new signed output that the workflow builds (``on_failure`` with ``retracted_by`` set), e.g. a
+    decision with status RETRACTED, the reason and what was undone. Idempotent: a run already rolled back on such a
+    request is reported and left alone (exit 0). Exit 1 when the run is not COMPLETED or the worker did not apply it in
+    time, 2 when there is no such run. Who asked is recorded (the local user name), as for redrive.
+    """
+    s = settings(namespace)
+    events = run_journal(s, run_id)
+    if not events:
+        raise fail(f"no run {run_id} in namespace {s.namespace}", 2)
+    control = RunControl(
+        control_id=f"rollback:{run_id}",  # one per run: a repeat is recognisable, and the engine applies it once
+        run_id=run_id,
+        workflow=events[0].workflow,
+        action="rollback",
+        requested_at_ms=int(time.time() * 1000),
+        requested_by=getpass.getuser(),
+        reason=reason,
+    )
+    if _compensated(events, control):
+        out.print(f"run {escape(run_id)}: already rolled back on an operator's word", highlight=False)
+        return
+    status = run_status(events)
+    if status is not RunStatus.COMPLETED:
+        shown = status.value if status is not None else "UNKNOWN"
+        raise fail(f"run {run_id} is {shown}: only a COMPLETED run is rolled back", 1)
+    deadletters.request_redrives(s, [control])
+    deadline = time.monotonic() + timeout
+    while not _compensated(run_journal(s, run_id), control):
+        if time.monotonic() >= deadline:
+            raise fail(f"run {run_id}: requested, not applied within {timeout:.0f}s (is a worker running?)", 1)
+        time.sleep(0.2)  # polling the run's journal, bounded by --timeout
+    out.print(f"run {escape(run_id)}: rolling back; `durable status {escape(run_id)}` follows it", highlight=False)
