@@ -28,7 +28,9 @@ def worker(settings: Settings) -> Iterator[Worker]:
 
 
 def _latest(settings: Settings, run_id: str) -> dict[str, object]:
-    return max((d for d in decisions(settings) if d["run_id"] == run_id), key=lambda d: (d["decided_at_ms"], d["decision_id"]))
+    return max(
+        (d for d in decisions(settings) if d["run_id"] == run_id), key=lambda d: (d["decided_at_ms"], d["decision_id"])
+    )
 
 
 def test_rollback_releases_the_reserve_retracts_the_decision_once_and_still_verifies(
