@@ -349,3 +349,19 @@ def test_while_the_database_is_unreachable_the_sink_retries_and_skips_nothing(
     sinks.wait(lambda: stored_count(dsn) == len(first) + len(during) or None, 120, "every decision after the outage")
     assert sink.poll() is None, "the outage did not stop the sink"
     assert sink_dead_letters(settings) == [], "a database outage dead-letters nothing"
+
+
+def test_a_retracted_decision_becomes_its_runs_latest(settings: Settings, dsn: str, sinks: SinkProcesses) -> None:
+    """`durable runs rollback` writes a RETRACTED decision after the run's first: run_decisions points at it."""
+    ids = runs(3, prefix="RTR")
+    first = [decision(run, 1, T0 + i) for i, run in enumerate(ids)]
+    retracted = decision(ids[0], 2, T0 + 50_000, "RETRACTED")
+    write_decisions(settings, [*first, retracted])
+    sinks.start("sink-retract")
+    sinks.wait(lambda: stored_count(dsn) == 4, 60, "every decision stored")
+    latest = latest_by_run(dsn)
+    assert latest[ids[0]] == retracted.decision_id and latest[ids[1]] == first[1].decision_id
+    [(status,)] = query(
+        dsn, "SELECT d.status FROM run_decisions r JOIN decisions d USING (decision_id) WHERE r.run_id = %s", ids[0]
+    )
+    assert status == "RETRACTED"
