@@ -205,3 +205,20 @@ def use_fresh_key(directory: Path) -> Signer:
     signer = generate(path)
     os.environ[KEY_ENV] = str(path)
     return signer
+
+
+def verifying_keyring(otherwise: str = "") -> Keyring | None:
+    """The public keys a reader of decisions (a sink, the gateway) verifies with; None with signing off.
+
+    :class:`SigningKeyError` when signing is on and there is no key: such a reader refuses to start rather
+    than pass on decisions it cannot check. ``otherwise`` ends the message (what signing off would mean).
+    """
+    if not signing_on():
+        return None
+    ring = keyring_from_env()
+    if not ring.keys:
+        raise SigningKeyError(
+            f"no public keys to verify decisions: set {VERIFY_ENV} to the output of `durable keys public`, "
+            f"or {SIGNING_ENV}=off{otherwise}"
+        )
+    return ring

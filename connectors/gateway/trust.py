@@ -77,15 +77,7 @@ def gateway_keyring() -> Keyring | None:
     :class:`streams.signing.SigningKeyError` when signing is on and there is no key: the gateway refuses to
     start rather than serve decisions it cannot check (as a sink does).
     """
-    if not signing.signing_on():
-        return None
-    ring = signing.keyring_from_env()
-    if not ring.keys:
-        raise signing.SigningKeyError(
-            f"no public keys to verify decisions: set {signing.VERIFY_ENV} to the output of `durable keys public`, "
-            f"or {signing.SIGNING_ENV}=off to serve decisions unchecked"
-        )
-    return ring
+    return signing.verifying_keyring(" to serve decisions unchecked")
 
 
 class DecisionCheck:

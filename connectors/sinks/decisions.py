@@ -55,15 +55,7 @@ def sink_keyring() -> Keyring | None:
     :class:`streams.signing.SigningKeyError` when signing is on and there is no key: a sink refuses to
     start rather than store decisions it cannot check.
     """
-    if not signing.signing_on():
-        return None
-    ring = signing.keyring_from_env()
-    if not ring.keys:
-        raise signing.SigningKeyError(
-            f"no public keys to verify decisions: set {signing.VERIFY_ENV} to the output of `durable keys public`, "
-            f"or {signing.SIGNING_ENV}=off"
-        )
-    return ring
+    return signing.verifying_keyring()
 
 
 def read(value: bytes | None, source: Source, keyring: Keyring | None = None) -> Decision | BadRecord:

@@ -129,33 +129,17 @@ def runs_compensate(
     compensated on such a request is reported and left alone (exit 0). Exit 1 when the run is not paused
     or the worker did not apply it in time, 2 when there is no such run.
     """
-    s = settings(namespace)
-    events = run_journal(s, run_id)
-    if not events:
-        raise fail(f"no run {run_id} in namespace {s.namespace}", 2)
-    control = RunControl(
-        control_id=f"compensate:{run_id}",  # one per run: a repeat is recognisable, and the engine applies it once
-        run_id=run_id,
-        workflow=events[0].workflow,
-        action="compensate",
-        requested_at_ms=int(time.time() * 1000),
-        requested_by=getpass.getuser(),
-        reason=reason,
+    _operator_request(
+        settings(namespace),
+        run_id,
+        "compensate",
+        reason,
+        timeout,
+        wants=RunStatus.PAUSED,
+        already="already compensating on an operator's word",
+        refused="only a PAUSED run is compensated on an operator's word",
+        done="compensating",
     )
-    if _compensated(events, control):
-        out.print(f"run {escape(run_id)}: already compensating on an operator's word", highlight=False)
-        return
-    status = run_status(events)
-    if status is not RunStatus.PAUSED:
-        shown = status.value if status is not None else "UNKNOWN"
-        raise fail(f"run {run_id} is {shown}: only a PAUSED run is compensated on an operator's word", 1)
-    deadletters.request_redrives(s, [control])
-    deadline = time.monotonic() + timeout
-    while not _compensated(run_journal(s, run_id), control):
-        if time.monotonic() >= deadline:
-            raise fail(f"run {run_id}: requested, not applied within {timeout:.0f}s (is a worker running?)", 1)
-        time.sleep(0.2)  # polling the run's journal, bounded by --timeout
-    out.print(f"run {escape(run_id)}: compensating; `durable status {escape(run_id)}` follows it", highlight=False)
 
 
 def _compensated(events: list[JournalEvent], control: RunControl) -> bool:
@@ -177,30 +161,59 @@ def runs_rollback(
     request is reported and left alone (exit 0). Exit 1 when the run is not COMPLETED or the worker did not apply it in
     time, 2 when there is no such run. Who asked is recorded (the local user name), as for redrive.
     """
-    s = settings(namespace)
+    _operator_request(
+        settings(namespace),
+        run_id,
+        "rollback",
+        reason,
+        timeout,
+        wants=RunStatus.COMPLETED,
+        already="already rolled back on an operator's word",
+        refused="only a COMPLETED run is rolled back",
+        done="rolling back",
+    )
+
+
+def _operator_request(
+    s: Settings,
+    run_id: str,
+    action: str,
+    reason: str,
+    timeout: float,
+    *,
+    wants: RunStatus,
+    already: str,
+    refused: str,
+    done: str,
+) -> None:
+    """Send an operator's ``action`` for a run in status ``wants`` and wait until its journal shows it applied.
+
+    Exit 2 for an unknown run, 1 for a run in another status or a request not applied within ``timeout``;
+    a request already applied is reported and left alone.
+    """
     events = run_journal(s, run_id)
     if not events:
         raise fail(f"no run {run_id} in namespace {s.namespace}", 2)
     control = RunControl(
-        control_id=f"rollback:{run_id}",  # one per run: a repeat is recognisable, and the engine applies it once
+        control_id=f"{action}:{run_id}",  # one per run: a repeat is recognisable, and the engine applies it once
         run_id=run_id,
         workflow=events[0].workflow,
-        action="rollback",
+        action=action,
         requested_at_ms=int(time.time() * 1000),
         requested_by=getpass.getuser(),
         reason=reason,
     )
     if _compensated(events, control):
-        out.print(f"run {escape(run_id)}: already rolled back on an operator's word", highlight=False)
+        out.print(f"run {escape(run_id)}: {already}", highlight=False)
         return
     status = run_status(events)
-    if status is not RunStatus.COMPLETED:
+    if status is not wants:
         shown = status.value if status is not None else "UNKNOWN"
-        raise fail(f"run {run_id} is {shown}: only a COMPLETED run is rolled back", 1)
+        raise fail(f"run {run_id} is {shown}: {refused}", 1)
     deadletters.request_redrives(s, [control])
     deadline = time.monotonic() + timeout
     while not _compensated(run_journal(s, run_id), control):
         if time.monotonic() >= deadline:
             raise fail(f"run {run_id}: requested, not applied within {timeout:.0f}s (is a worker running?)", 1)
         time.sleep(0.2)  # polling the run's journal, bounded by --timeout
-    out.print(f"run {escape(run_id)}: rolling back; `durable status {escape(run_id)}` follows it", highlight=False)
+    out.print(f"run {escape(run_id)}: {done}; `durable status {escape(run_id)}` follows it", highlight=False)
