@@ -24,7 +24,7 @@ from typing import Any
 from confluent_kafka import Message
 
 from processors.engine import chain
-from processors.engine.status import ENDINGS
+from processors.engine.status import AT_REST
 from schemas import DecodeError, from_bytes
 from schemas.models import JournalEvent
 from streams import signed_outputs
@@ -128,7 +128,7 @@ def verify_run(run_id: str, journal: list[Written], outputs: list[Written], keyr
             )
         seen[event.event_id] = rec.value
         head = chain.hash_value(rec.value)
-        if event.kind in ENDINGS:
+        if event.kind in AT_REST:  # an output names the chain where its run ended or paused
             endings.add(head)
         audit.events += 1
     if not audit.events:

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from processors.engine.status import ENDINGS, run_status
+from processors.engine.status import AT_REST, run_status
 from schemas.models import JournalEvent, JournalKind, RunStatus
 from streams.config import Settings
 from streams.journal import journals
@@ -44,6 +44,11 @@ class RunView:
     def ended(self) -> bool:
         return self.status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.COMPENSATED)
 
+    @property
+    def at_rest(self) -> bool:
+        """Ended, or paused until an operator acts: nothing more happens on its own."""
+        return self.ended or self.status is RunStatus.PAUSED
+
 
 def _detail(event: JournalEvent) -> dict[str, Any] | None:
     try:
@@ -54,7 +59,7 @@ def _detail(event: JournalEvent) -> dict[str, Any] | None:
 
 
 def output_of(ending: JournalEvent) -> dict[str, Any] | None:
-    """What an ending event says the run's output is (a failed run's is what ``on_failure`` built, if anything)."""
+    """What an ending (or pause) says the run's output is: ``on_failure``'s or ``on_pause``'s, if anything."""
     detail = _detail(ending)
     if detail is None or ending.kind is JournalKind.RUN_COMPLETED:
         return detail
@@ -67,7 +72,7 @@ def view(events: list[JournalEvent]) -> RunView | None:
     if not events:
         return None
     started = next((e for e in events if e.kind is JournalKind.RUN_STARTED), None)
-    endings = [e for e in events if e.kind in ENDINGS]
+    endings = [e for e in events if e.kind in AT_REST]  # a paused run's output is what it wrote on pausing
     return RunView(
         run_id=events[0].run_id,
         workflow=events[0].workflow,

@@ -80,9 +80,17 @@ def journal(settings: Settings) -> list[dict[str, Any]]:
 TERMINAL = ("RUN_COMPLETED", "RUN_FAILED", "RUN_COMPENSATED")
 
 
+def _writes_output(event: dict[str, Any]) -> bool:
+    """An ending, or a pause that wrote an output (the workflow's ``on_pause``)."""
+    if event["kind"] in TERMINAL:
+        return True
+    return event["kind"] == "RUN_PAUSED" and json.loads(event["detail_json"] or "{}").get("output") is not None
+
+
 def assert_exactly_once(settings: Settings, run_ids: set[str], output_topic: str = "decisions") -> None:
     """Every run's output written once per generation (a redrive starts a new one), every transition journaled once.
 
+    A run may rest PAUSED (its last run-level event): a pause that wrote an output ends its generation too.
     Output records are counted raw, by the id the orchestrator puts on each (its ``id`` header).
     """
     written = read_topic(settings, Topics(settings.namespace).name(output_topic))
@@ -104,17 +112,21 @@ def assert_exactly_once(settings: Settings, run_ids: set[str], output_topic: str
         assert seqs == list(range(1, len(seqs) + 1)), f"{run_id}: journal seqs not gapless: {seqs}"
         kinds = [e["kind"] for e in sorted(by_run[run_id], key=lambda e: e["seq"])]
         assert kinds[0] == "RUN_STARTED" and kinds.count("RUN_STARTED") == 1, f"{run_id}: {kinds}"
-        assert kinds[-1] in TERMINAL, f"{run_id} did not finish: {kinds}"
-        # Every generation ends once; a redrive that resumed a PAUSED run began no new one (nothing ended).
-        run_level = [k for k in kinds if k in (*TERMINAL, "RUN_PAUSED", "RUN_REDRIVEN")]
-        resumed = sum(1 for a, b in itertools.pairwise(run_level) if (a, b) == ("RUN_PAUSED", "RUN_REDRIVEN"))
-        # A rollback of a completed run (durable runs rollback) begins a new generation too, ending in its own output.
-        rollbacks = sum(
-            1 for e in by_run[run_id] if e["kind"] == "RUN_COMPENSATING" and '"rollback":true' in (e["detail_json"] or "")
+        # Every generation ends once, in an output: an ending, or a pause that wrote one. A new generation
+        # begins with a redrive, an operator's compensate of a paused run, or a rollback of a completed one;
+        # after a pause that wrote nothing, the redrive or compensate continues the same generation.
+        ordered = sorted(by_run[run_id], key=lambda e: e["seq"])
+        run_level = [e for e in ordered if e["kind"] in (*TERMINAL, "RUN_PAUSED", "RUN_REDRIVEN", "RUN_COMPENSATING")]
+        last = run_level[-1]
+        assert last["kind"] in (*TERMINAL, "RUN_PAUSED"), f"{run_id} did not finish or pause: {kinds}"
+        ends = sum(1 for e in ordered if _writes_output(e))
+        restarts = sum(
+            1
+            for before, after in itertools.pairwise(run_level)
+            if _writes_output(before) and after["kind"] in ("RUN_REDRIVEN", "RUN_COMPENSATING")
         )
-        generations = 1 + kinds.count("RUN_REDRIVEN") - resumed + rollbacks
-        assert sum(kinds.count(k) for k in TERMINAL) == generations, f"{run_id}: {kinds}"
-        assert counts[run_id] == generations, f"{run_id}: {counts[run_id]} outputs for {generations} generation(s)"
+        assert ends == restarts + _writes_output(last), f"{run_id}: {ends} outputs, {restarts} restarts: {kinds}"
+        assert counts[run_id] == ends, f"{run_id}: {counts[run_id]} outputs for {ends} ending(s)"
         for kind in ("STEP_SCHEDULED", "COMPENSATION_SCHEDULED"):
             scheduled = Counter((e["step"], e["attempt"]) for e in by_run[run_id] if e["kind"] == kind)
             assert all(c == 1 for c in scheduled.values()), f"{run_id}: an attempt scheduled twice: {scheduled}"

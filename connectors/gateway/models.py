@@ -30,7 +30,10 @@ class Signature(BaseModel):
 
 
 class RunDecided(RunAccepted):
-    """200: the run has ended; ``output`` is its decision (or what its failure handling produced)."""
+    """200: the run has ended or paused; ``output`` is its decision (or what its failure or pause handling produced).
+
+    A PAUSED run waits for an operator (redrive or compensate), which writes its next decision.
+    """
 
     output: dict[str, Any] | None
     signature: Signature | None = Field(default=None, description="the output's check; output is null unless it passed")

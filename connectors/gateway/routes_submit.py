@@ -29,7 +29,7 @@ from connectors.gateway.producer import InputProducer
 from processors.engine.canonical import canonical_json
 from processors.engine.errors import InputRejected
 from processors.engine.inputs import accept
-from processors.engine.status import ENDINGS
+from processors.engine.status import AT_REST
 from schemas.models import JournalEvent
 from streams.journal import run_journal
 from streams.runview import RunView, output_of, view
@@ -64,7 +64,7 @@ async def answer(
     if isinstance(ended, RunView):
         status, output = ended.status_name, ended.output
     else:
-        status, output = ENDINGS[ended.kind].value, output_of(ended)
+        status, output = AT_REST[ended.kind].value, output_of(ended)
     output, verdict = await gw.decisions.guard(run_id, output)  # served only once its signature verified
     decided = RunDecided(
         run_id=run_id, status=status, duplicate=duplicate, output=output,
@@ -73,10 +73,11 @@ async def answer(
     return JSONResponse(decided.model_dump(), status_code=200, headers=headers)
 
 
-async def _until_ended(queue: asyncio.Queue[JournalEvent]) -> JournalEvent:
+async def _until_at_rest(queue: asyncio.Queue[JournalEvent]) -> JournalEvent:
+    """The run's next ending, or its pause: a paused run's decision (e.g. on hold) is the answer too."""
     while True:
         event = await queue.get()
-        if event.kind in ENDINGS:
+        if event.kind in AT_REST:
             return event
 
 
@@ -89,7 +90,7 @@ REPORT_SCHEMA_REF = {"$ref": "#/components/schemas/FnolReport"}
     response_model=RunAccepted,
     summary="Submit an FNOL report",
     responses={
-        200: {"model": RunDecided, "description": "The run ended within the wait asked for"},
+        200: {"model": RunDecided, "description": "The run ended (or paused) within the wait asked for"},
         **documented(401, 403, 409, 413, 415, 422, 429, 503),
     },
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": REPORT_SCHEMA_REF}}}},
@@ -139,7 +140,7 @@ async def submit(
         duplicate = claim.outcome is Claimed.SAME and claim.acked
         if duplicate:
             run = await run_in_threadpool(lambda: view(run_journal(gw.settings, item.run_id)))
-            if run is not None and run.ended:
+            if run is not None and run.at_rest:
                 return await answer(gw, item.run_id, True, run, wait_s)
         else:
             await _produce(gw, record, producer, item, claim.outcome is Claimed.NEW)
@@ -147,7 +148,7 @@ async def submit(
         ended: JournalEvent | None = None
         if queue is not None and wait_s is not None and wait_s > 0:
             try:
-                ended = await asyncio.wait_for(_until_ended(queue), wait_s)
+                ended = await asyncio.wait_for(_until_at_rest(queue), wait_s)
             except TimeoutError:
                 ended = None
         return await answer(gw, item.run_id, duplicate, ended, wait_s)

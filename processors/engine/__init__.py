@@ -4,8 +4,8 @@ Nothing here knows about insurance, Kafka or RocksDB. What a user needs::
 
     from processors.engine import Workflow, Step, RetryPolicy, StepContext, StepFailure
 
-plus :class:`RunResult` / :class:`RunFailure` (what a workflow's ``result`` and
-``on_failure`` receive), :class:`Intake` / :class:`InputRejected` (how its
+plus :class:`RunResult` / :class:`RunFailure` / :class:`RunPaused` (what a workflow's ``result``,
+``on_failure`` and ``on_pause`` receive), :class:`Intake` / :class:`InputRejected` (how its
 inputs are validated at the edges) and :class:`Evaluation` / :class:`Gate`
 (for a step that judges its run) and :class:`Setting` (a value outside a
 step's input that shapes it, recorded with every attempt and served back on
@@ -18,7 +18,7 @@ from processors.engine.evaluation import Evaluation, Gate
 from processors.engine.intake import Intake
 from processors.engine.retry import RetryPolicy
 from processors.engine.settings import Setting
-from processors.engine.workflow import RunFailure, RunResult, Step, Workflow
+from processors.engine.workflow import RunFailure, RunPaused, RunResult, Step, Workflow
 
 __all__ = [
     "Evaluation",
@@ -28,6 +28,7 @@ __all__ = [
     "NonDeterministicCall",
     "RetryPolicy",
     "RunFailure",
+    "RunPaused",
     "RunResult",
     "Setting",
     "Step",

@@ -162,6 +162,8 @@ def recorded_run(events: Iterable[JournalEvent]) -> RecordedRun:
         elif e.kind in ENDINGS:
             ended = e.at_ms
             output = detail if e.kind is JournalKind.RUN_COMPLETED else (detail or {}).get("output")
+        elif e.kind is JournalKind.RUN_PAUSED and (detail or {}).get("output") is not None:
+            output = (detail or {})["output"]  # what the paused run wrote downstream (Workflow.on_pause)
         status = STATUS_AFTER.get(e.kind, status)
     return RecordedRun(
         run_id=first.run_id,

@@ -22,6 +22,9 @@ ENDINGS: dict[JournalKind, RunStatus] = {
     for kind, status in STATUS_AFTER.items()
     if status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.COMPENSATED)
 }
+# The events after which a run rests until someone acts: it ended, or it paused for an operator. Each may be
+# followed by an output naming it as its chain ending (a pause's only if the workflow has ``on_pause``).
+AT_REST: dict[JournalKind, RunStatus] = {**ENDINGS, JournalKind.RUN_PAUSED: RunStatus.PAUSED}
 
 
 def run_status(events: Iterable[JournalEvent]) -> RunStatus | None:

@@ -10,7 +10,7 @@ already done) yields the state unchanged and nothing to send.
 A run's life::
 
     RUNNING --(a step fails for good: dead letter)--> COMPENSATING
-    RUNNING --(a step whose policy pauses fails for good: dead letter)--> PAUSED
+    RUNNING --(a step whose policy pauses fails for good: dead letter)--> PAUSED (output: ``on_pause``, if set)
     PAUSED --(redrive of its dead letter)--> RUNNING
     PAUSED --(an operator's compensate)--> COMPENSATING
     COMPLETED --(an operator's rollback)--> COMPENSATING --> COMPENSATED (a new output: the decision retracted)
@@ -35,7 +35,7 @@ from typing import Any, Literal
 from processors.engine import chain
 from processors.engine.canonical import canonical_json
 from processors.engine.versions import version_of
-from processors.engine.workflow import RunFailure, RunResult, Workflow
+from processors.engine.workflow import RunFailure, RunPaused, RunResult, Workflow
 from schemas.models import (
     AttemptFailure,
     DeadLetter,
@@ -370,8 +370,7 @@ class _Builder:
             }
         )
         if policy.on_exhausted == "pause":
-            self.status = RunStatus.PAUSED
-            self.journal(JournalKind.RUN_PAUSED, name, attempt, json.loads(self.failure_json))
+            self.pause(name, attempt)
             return f"{name} dead-lettered, run paused"
         self.begin_compensation()
         return f"{name} dead-lettered, run compensating"
@@ -433,6 +432,37 @@ class _Builder:
         self.finish_failed()
 
     # -- endings -------------------------------------------------------------------------
+
+    def pause(self, name: str, attempt: int) -> None:
+        """Stop without undoing anything; the workflow's ``on_pause`` (if any) says so downstream meanwhile."""
+        self.status = RunStatus.PAUSED
+        failure = json.loads(self.failure_json or "{}")
+        oid = output_id(self.run_id, self.generation)
+        info = RunPaused(
+            run_id=self.run_id,
+            input=json.loads(self.input_json),
+            step=name,
+            error_type=failure.get("error_type", ""),
+            error_message=failure.get("error_message", ""),
+            attempts=failure.get("attempts", 0),
+            outputs=self.outputs(),
+            dead_letter_id=failure.get("dead_letter_id", ""),
+            at_ms=self.at_ms,
+            output_id=oid,
+            generation=self.generation,
+        )
+        result: dict[str, Any] | None = None
+        detail = dict(failure)
+        if self.wf.on_pause is not None:
+            try:
+                result = self.wf.on_pause(info)
+            except Exception as exc:  # no output while paused; the run still pauses, and says why
+                detail["on_pause_error"] = f"{type(exc).__name__}: {exc}"[:2000]
+            else:
+                detail["output"] = result
+        self.journal(JournalKind.RUN_PAUSED, name, attempt, detail)
+        if result is not None:
+            self.out.append(Outgoing("output", oid, result, self.chain_head))
 
     def finish_ok(self) -> None:
         oid = output_id(self.run_id, self.generation)
@@ -530,7 +560,11 @@ class _Builder:
         return None
 
     def compensate(self, control: RunControl) -> str:
-        """An operator's word: undo a PAUSED run's completed steps, newest first, as if its step had compensated."""
+        """An operator's word: undo a PAUSED run's completed steps, newest first, as if its step had compensated.
+
+        A new generation, so the output that ends the run has an id of its own beside the one it wrote on pausing.
+        """
+        self.generation += 1
         failure = json.loads(self.failure_json or "{}")
         self.failure_json = canonical_json(
             {

@@ -75,9 +75,13 @@ class Workflow:
 
     ``result`` builds the workflow's output from the steps' outputs when every
     step has succeeded; ``on_failure`` builds it when the run stops on a step
-    that failed for good (after its compensations). Both must be
-    deterministic functions of their arguments: the orchestrator calls them
-    inside its pure transition.
+    that failed for good (after its compensations); ``on_pause``, if set,
+    builds the output a run writes when it pauses (a step whose policy says
+    ``on_exhausted="pause"`` failed for good: nothing undone, an operator
+    decides), so downstream hears of the run before anyone acts; unset, a
+    paused run writes nothing until it ends. All must be deterministic
+    functions of their arguments: the orchestrator calls them inside its pure
+    transition.
 
     What the edges take from it: ``schemas``, the directories of its Avro
     records (registered with the codec when the workflow is made); ``intake``,
@@ -110,6 +114,7 @@ class Workflow:
     run_id_of: Callable[[Mapping[str, Any]], str]
     result: Callable[[RunResult], JSON]
     on_failure: Callable[[RunFailure], JSON]
+    on_pause: Callable[[RunPaused], JSON] | None = None
     schemas: tuple[Path, ...] = ()
     intake: Intake | None = None
     describe: Callable[[Mapping[str, Any]], str] = describe_json
@@ -240,3 +245,32 @@ class RunFailure:
         if self.compensation_failed:
             text += f"; compensation failed: {', '.join(self.compensation_failed)}"
         return text
+
+
+@dataclass(frozen=True)
+class RunPaused:
+    """Why a run paused, for ``Workflow.on_pause`` to turn into the output it writes meanwhile.
+
+    Nothing was undone: ``outputs`` holds every step that completed. The run waits for an operator:
+    ``durable dlq redrive`` of ``dead_letter_id`` resumes it, ``durable runs compensate`` undoes it; either
+    writes the run's next output, under a new ``output_id``.
+    """
+
+    run_id: str
+    input: Mapping[str, Any]
+    step: str
+    error_type: str
+    error_message: str
+    attempts: int
+    outputs: Mapping[str, JSON]
+    dead_letter_id: str
+    at_ms: int
+    output_id: str
+    generation: int
+
+    @property
+    def reason(self) -> str:
+        return (
+            f"step {self.step} failed after {self.attempts} attempt(s): {self.error_type}: {self.error_message}; "
+            f"run paused (dead letter {self.dead_letter_id})"
+        )

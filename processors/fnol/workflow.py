@@ -14,7 +14,12 @@ $0.025"); a claim the route already sent to review keeps its queue and gets
 the gate's reason appended. ``decision`` is the one place that builds the
 record. The fraud service is retried with backoff; setting the reserve is
 undone (released) if a later step fails for good, and the claim then goes
-to ``manual_handling`` with the reason (``review_decision``).
+to ``manual_handling`` with the reason (``review_decision``). Requesting the
+documents is the exception: a reserve should not be released because an
+email bounced or a claimant left no contact details, so when that step fails
+for good the run pauses, the claim is ON_HOLD with its route and reserve
+(``held_decision``), and an operator resumes it (``durable dlq redrive``,
+e.g. once a fix is deployed) or undoes it (``durable runs compensate``).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from processors.engine import RetryPolicy, RunFailure, RunResult, Step, Workflow
+from processors.engine import RetryPolicy, RunFailure, RunPaused, RunResult, Step, Workflow
 from processors.fnol import budgets, tools
 from processors.fnol.evaluator import evaluate, evaluation_of
 from processors.fnol.intake import FNOL_INTAKE
@@ -33,12 +38,18 @@ from schemas.fnol import SCHEMA_DIR
 INPUT_TOPIC = "fnol.reported"
 DECISIONS_TOPIC = "decisions"
 # Bump when a change of the tools or rules changes decisions: recorded with each attempt, shown by replays.
-VERSION = "fnol-2026.11.28"
+VERSION = "fnol-2026.11.29"  # request_documents pauses the run when it fails for good (it compensated before)
+# In-flight runs of these versions finish on this declaration (same steps; they pause too, rather than release).
+CONTINUES = ("fnol-2026.11.28",)
 
 TOOL_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.2, max_backoff_s=2.0)
 FRAUD_RETRY = RetryPolicy(max_attempts=5, initial_backoff_s=0.2, multiplier=2.0, max_backoff_s=2.0)
 DOCUMENTS_RETRY = RetryPolicy(
-    max_attempts=3, initial_backoff_s=0.2, max_backoff_s=2.0, non_retryable=(tools.ClaimantUnreachable,)
+    max_attempts=3,
+    initial_backoff_s=0.2,
+    max_backoff_s=2.0,
+    non_retryable=(tools.ClaimantUnreachable,),
+    on_exhausted="pause",
 )
 
 
@@ -74,6 +85,28 @@ def decision(run: RunResult) -> dict[str, Any]:
         "documents_requested": list(routed["documents_requested"]),
         "reasons": reasons,
         "decided_at_ms": run.at_ms,
+    }
+
+
+def held_decision(paused: RunPaused) -> dict[str, Any]:
+    """The claim is routed and its reserve held, but its documents could not be requested: ON_HOLD, saying why.
+
+    Everything else is the routed decision (queue, severity, reserve, gate reasons); the hold's reasons come first.
+    """
+    routed = decision(
+        RunResult(paused.run_id, paused.input, paused.outputs, paused.at_ms, paused.output_id, paused.generation)
+    )
+    reserve = routed["reserve"]
+    held = f"reserve of {reserve:,.0f} {routed['currency']} held" if reserve else "no reserve set"
+    return {
+        **routed,
+        "status": "ON_HOLD",
+        "documents_requested": [],
+        "reasons": [
+            f"documents not requested: {paused.error_type}: {paused.error_message}",
+            f"{held}; on hold until an operator redrives dead letter {paused.dead_letter_id} or compensates the run",
+            *routed["reasons"],
+        ],
     }
 
 
@@ -184,6 +217,7 @@ def fnol_workflow(*, fraud_failure_rate: float | None = None) -> Workflow:
         run_id_of=run_id_of,
         result=decision,
         on_failure=review_decision,
+        on_pause=held_decision,
         schemas=(SCHEMA_DIR,),
         intake=FNOL_INTAKE,
         describe=describe,
@@ -192,6 +226,7 @@ def fnol_workflow(*, fraud_failure_rate: float | None = None) -> Workflow:
         # What shapes a step besides its input: recorded with every attempt, served back on replay.
         settings=(tools.fraud_failure_setting(fraud_failure_rate), budgets.BUDGETS, tools.SYNTHESISE_POLICIES),
         version=VERSION,
+        continues=CONTINUES,
     )
 
 

@@ -72,7 +72,7 @@ class RoutedDecision(Record):
     claim_id: str
     tenant_id: str
     run_id: str
-    status: Literal["ROUTED", "REVIEW", "FAILED", "RETRACTED"]
+    status: Literal["ROUTED", "REVIEW", "FAILED", "RETRACTED", "ON_HOLD"]
     queue: str
     severity: str
     reserve: float

@@ -176,22 +176,25 @@ def _trace_one(settings: Settings, wf: Workflow, run_ids: list[str], runs: dict[
 
 
 def _sagas(settings: Settings, runs: dict[str, list[JournalEvent]]) -> None:
-    """What the engine did beyond the happy path: one retried run, one compensated run, the dead letters."""
+    """What the engine did beyond the happy path: one retried, one compensated and one paused run, the dead letters."""
     retried = {r: ev for r, ev in runs.items() if any(e.kind is JournalKind.STEP_RETRY_WAITING for e in ev)}
     compensated = {r: ev for r, ev in runs.items() if any(e.kind is JournalKind.RUN_COMPENSATED for e in ev)}
+    paused = {r: ev for r, ev in runs.items() if run_status(ev) is RunStatus.PAUSED}
     out.print(
         f"\n[bold]{len(retried)}[/bold] run(s) retried a step after a backoff; "
-        f"[bold]{len(compensated)}[/bold] run(s) compensated.",
+        f"[bold]{len(compensated)}[/bold] run(s) compensated; "
+        f"[bold]{len(paused)}[/bold] run(s) paused for an operator "
+        "(`durable dlq redrive` resumes one, `durable runs compensate` undoes it).",
         highlight=False,
     )
-    for title, chosen in (("retried", retried), ("compensated", compensated)):
+    for title, chosen in (("retried", retried), ("compensated", compensated), ("paused", paused)):
         if not chosen:
             continue
         run_id, events = sorted(chosen.items())[0]
         t0 = events[0].at_ms
         out.print(f"\n{title}: {run_id}", markup=False, highlight=False)
         for e in events:
-            if e.kind in (JournalKind.STEP_SCHEDULED, JournalKind.STEP_SUCCEEDED) and title == "compensated":
+            if e.kind in (JournalKind.STEP_SCHEDULED, JournalKind.STEP_SUCCEEDED) and title != "retried":
                 continue
             step = f" {e.step}" if e.step else ""
             attempt = f" #{e.attempt}" if e.attempt else ""
@@ -238,6 +241,10 @@ def _note(e: JournalEvent) -> str:
         return json.dumps(detail)
     if e.kind in (JournalKind.RUN_COMPENSATED, JournalKind.RUN_FAILED):
         return str(detail.get("reason", ""))
+    if e.kind is JournalKind.RUN_PAUSED:
+        output = detail.get("output")
+        status = f"; output {output.get('status')}" if isinstance(output, dict) and output.get("status") else ""
+        return f"{detail.get('error_type')} after {detail.get('attempts')} attempt(s){status}"
     return ""
 
 

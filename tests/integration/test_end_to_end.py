@@ -12,7 +12,7 @@ from streams.topics import Topics
 from streams.worker import Worker
 from streams.workflows import load_workflows
 from tests.conftest import ROOT, read_topic, wait_for
-from tests.helpers import assert_exactly_once, decisions, produce, sample_claims
+from tests.helpers import assert_exactly_once, decisions, journal, produce, sample_claims
 
 
 def _env(settings: Settings) -> dict[str, str]:
@@ -47,19 +47,22 @@ def test_every_sample_claim_gets_one_decision(settings: Settings) -> None:
         assert worker.failed is None
         assert_exactly_once(settings, {c.run_id for c in claims})
         for d in decisions(settings):
-            assert d["status"] in ("ROUTED", "REVIEW")
+            assert d["status"] in ("ROUTED", "REVIEW", "ON_HOLD")
             assert d["queue"] and d["severity"] in ("LOW", "MEDIUM", "HIGH")
             assert d["reserve"] >= 0 and d["currency"] == "GBP" and d["reasons"]
-            # Documents are requested, except where that failed and the saga was undone (manual handling).
-            assert d["documents_requested"] or d["queue"] == "manual_handling"
+            # Documents are requested, except where that failed and the run paused (the claim on hold).
+            assert d["documents_requested"] or d["status"] == "ON_HOLD"
         statuses = {d["status"] for d in decisions(settings)}
-        assert statuses == {"ROUTED", "REVIEW"}, "the samples should exercise both outcomes"
-        # The two claims with no contact details: documents cannot be requested, the reserve is released.
-        undone = {d["claim_id"]: d for d in decisions(settings) if d["queue"] == "manual_handling"}
-        assert set(undone) == {"CLM-100005", "CLM-100043"}
-        for d in undone.values():
-            assert d["status"] == "REVIEW" and d["reserve"] == 0.0
-            assert "ClaimantUnreachable" in d["reasons"][0] and "released" in d["reasons"][1]
+        assert statuses == {"ROUTED", "REVIEW", "ON_HOLD"}, "the samples should exercise every outcome"
+        # The two claims with no contact details: documents cannot be requested, so the run pauses with its
+        # reserve held (nothing compensated) until an operator redrives or compensates it.
+        held = {d["claim_id"]: d for d in decisions(settings) if d["status"] == "ON_HOLD"}
+        assert set(held) == {"CLM-100005", "CLM-100043"}
+        for d in held.values():
+            assert d["reserve"] > 0 and "ClaimantUnreachable" in d["reasons"][0] and "held" in d["reasons"][1]
+            kinds = [e["kind"] for e in journal(settings) if e["run_id"] == d["run_id"]]
+            assert "RUN_PAUSED" in kinds and "RUN_COMPENSATING" not in kinds, kinds
+            assert "state: PAUSED" in _cli(settings, "status", d["run_id"]).stdout
 
         # The CLI reads the same topics: decisions as JSON lines, a run's timeline.
         printed = _cli(settings, "consume", "decisions", "--from-beginning", "--timeout", "3")

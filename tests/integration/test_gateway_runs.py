@@ -13,7 +13,7 @@ from tests.conftest import WorkerProcesses, wait_for
 from tests.gateway_helpers import LiveGateway, sample
 
 pytestmark = pytest.mark.integration
-ENDED = ("COMPLETED", "FAILED", "COMPENSATED")
+ENDED = ("COMPLETED", "FAILED", "COMPENSATED", "PAUSED")  # or at rest: a paused run waits for an operator
 
 
 def _ended(c: httpx.Client, run_id: str) -> dict[str, object] | None:
@@ -104,11 +104,17 @@ def test_dead_letters_through_http_and_redrive_by_operators(settings: Settings, 
     with LiveGateway(settings) as gw:
         operator, viewer, other = gw.key("acme"), gw.key("acme", Role.VIEWER), gw.key("globex")
         with gw.client(operator) as a, gw.client(viewer) as v, gw.client(other) as g:
-            # A claim with no contact details: documents cannot be requested, the step is dead-lettered.
+            # A claim with no contact details: documents cannot be requested, the step is dead-lettered, the run paused.
             r = a.post("/api/v1/agent/run", json=sample(4))
             assert r.status_code == 202, r.text
             run_id = r.json()["run_id"]
-            wait_for(lambda: _ended(a, run_id), 60, "the run to end")
+            paused = wait_for(lambda: _ended(a, run_id), 60, "the run to end")
+            # Paused, not compensated: the claim is ON_HOLD, its decision signed and checked like any other.
+            assert paused["status"] == "PAUSED" and paused["output"]["status"] == "ON_HOLD", paused
+            assert paused["signature"]["status"] == "verified", paused["signature"]
+            again = a.post("/api/v1/agent/run", json=sample(4))
+            assert again.status_code == 200 and again.json()["status"] == "PAUSED", again.text
+            assert again.json()["output"] == paused["output"]
             letters = wait_for(lambda: v.get("/api/v1/deadletters").json()["dead_letters"], 30, "its dead letter")
             letter = next(x for x in letters if x["run_id"] == run_id)
             assert letter["status"] == "open" and letter["kind"] == "step"

@@ -265,7 +265,8 @@ def test_a_workers_decisions_and_a_redriven_runs_newer_one_land_in_postgres(
                 "every field as written"
             )
 
-        # The two claims whose documents could not be requested were dead-lettered and compensated: redrive them.
+        # The two claims whose documents could not be requested were dead-lettered and paused (ON_HOLD): redrive
+        # them; they pause again (the claimants still left no contact details), each with a new decision.
         letters = [e.letter for e in dlq.letters(settings) if e.letter.kind == "step"]
         assert {letter.run_id for letter in letters} == {
             c.run_id for c in claims if c.record["claim_id"] in ("CLM-100005", "CLM-100043")

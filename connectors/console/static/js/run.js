@@ -4,7 +4,8 @@ import { ApiError, follow, get, items, post, runPath, session } from "./api.js";
 import { badge, fill, fmtInt, fmtMs, fmtTime, fmtUsd, h, jsonBlock, msOf, say } from "./dom.js";
 
 const TERMINAL = new Set(["COMPLETED", "FAILED", "COMPENSATED"]);
-const ENDS = new Set(["RUN_COMPLETED", "RUN_FAILED", "RUN_COMPENSATED"]);
+// Events after which the run may have a new decision to show (a pause writes one too).
+const ENDS = new Set(["RUN_COMPLETED", "RUN_FAILED", "RUN_COMPENSATED", "RUN_PAUSED"]);
 const CURRENCY = { GBP: "£", USD: "$", EUR: "€" };
 
 /** How a decision reads in one line, as `durable trace` prints it: "ROUTED · reserve £5,600 · queue · MEDIUM". */
