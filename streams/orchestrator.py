@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from processors.engine.status import ENDINGS
+from processors.engine.status import AT_REST
 from processors.engine.transition import (
     Event,
     Outgoing,
@@ -526,7 +526,7 @@ class Orchestrator:
         return Write(src, out.message_id, self.output_topic[wf.name], p, key, value, traceparent)
 
     def _report(self, checkpoint: Checkpoint, report: _Report) -> None:
-        """Spans and metrics of a committed batch: local step attempts, retries, dead letters, ended runs."""
+        """Spans and metrics of a committed batch: local step attempts, retries, dead letters, ended or paused runs."""
         if self.telemetry is None:
             return
         t = self.telemetry
@@ -544,14 +544,14 @@ class Orchestrator:
                 t.retries.add(1, {"workflow": event.workflow, "step": event.step or ""})
             elif kind in (JournalKind.STEP_DEAD_LETTERED, JournalKind.COMPENSATION_DEAD_LETTERED):
                 t.dead_letters.add(1, {"kind": "step", "workflow": event.workflow, "step": event.step or ""})
-            elif kind in ENDINGS:
+            elif kind in AT_REST:  # a pause closes its generation's span too (a redrive starts the next)
                 state = ended.get(event.run_id)
                 if state is not None:
                     t.run_span(
                         event.run_id,
                         event.workflow,
                         state.generation,
-                        ENDINGS[kind].value,
+                        AT_REST[kind].value,
                         state.started_at_ms,
                         event.at_ms,
                         received_at_ms=state.received_at_ms,

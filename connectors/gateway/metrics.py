@@ -21,7 +21,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, generate_latest
 
-from processors.engine.status import ENDINGS
+from processors.engine.status import AT_REST
 from schemas.models import JournalEvent, JournalKind
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -65,8 +65,8 @@ class GatewayMetrics:
             self.retries.add(1, {"workflow": event.workflow, "step": event.step or ""})
         elif kind in (JournalKind.STEP_DEAD_LETTERED, JournalKind.COMPENSATION_DEAD_LETTERED):
             self.dead_letters.add(1, {"kind": "step", "workflow": event.workflow, "step": event.step or ""})
-        elif kind in ENDINGS:
-            self.runs.add(1, {"workflow": event.workflow, "outcome": ENDINGS[kind].value})
+        elif kind in AT_REST:
+            self.runs.add(1, {"workflow": event.workflow, "outcome": AT_REST[kind].value})
 
     def record(self, route: str, method: str, status: int, ms: float) -> None:
         labels = {"route": route, "method": method, "status": str(status)}

@@ -15,6 +15,7 @@ from streams.workflows import load_workflows
 from tests.conftest import wait_for
 from tests.helpers import assert_exactly_once, journal, outcomes, produce_orders, sample_orders
 from tests.integration.test_retries import by_run, cli
+from tests.integration.test_telemetry import _spans
 from tests.workflows import OUTPUT_TOPIC
 
 pytestmark = pytest.mark.integration
@@ -30,6 +31,16 @@ def worker(settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     finally:
         w.stop()
         w.join(15)
+
+
+def _run_spans(settings: Settings, run_id: str) -> dict[int, str]:
+    """The run's root spans on the traces topic: status by generation."""
+    roots = {}
+    for span in _spans(settings):
+        attrs = json.loads(span.attributes_json)
+        if span.name == "orchestrator.run" and span.run_id == run_id:
+            roots[attrs["durable.generation"]] = attrs["durable.status"]
+    return roots
 
 
 def kinds(settings: Settings, run_id: str) -> list[tuple[str, str | None, int | None]]:
@@ -65,6 +76,11 @@ def test_a_paused_run_undoes_nothing_and_a_redrive_resumes_it_where_it_stopped(
     wait_for(lambda: outcomes(settings) or None, 60, "the resumed run's decision")
     [decision] = outcomes(settings)
     assert decision["status"] == "DONE"
+    # Each generation's root span: the paused one closed as PAUSED, the resumed one as COMPLETED.
+    roots = wait_for(
+        lambda: r if len(r := _run_spans(settings, order.run_id)) >= 2 else None, 30, "both generations' spans"
+    )
+    assert roots == {0: "PAUSED", 1: "COMPLETED"}, roots
     after = kinds(settings, order.run_id)[len(before) :]
     assert after[0][0] == "RUN_REDRIVEN" and after[-1][0] == "RUN_COMPLETED", after
     assert ("STEP_SUCCEEDED", "notify", 4) in after
