@@ -188,8 +188,8 @@ def _operator_request(
 ) -> None:
     """Send an operator's ``action`` for a run in status ``wants`` and wait until its journal shows it applied.
 
-    Exit 2 for an unknown run, 1 for a run in another status or a request not applied within ``timeout``;
-    a request already applied is reported and left alone.
+    Exit 2 for an unknown run or one whose state expired (streams.retention), 1 for a run in another status or a
+    request not applied within ``timeout``; a request already applied is reported and left alone.
     """
     events = run_journal(s, run_id)
     if not events:
@@ -210,6 +210,9 @@ def _operator_request(
     if status is not wants:
         shown = status.value if status is not None else "UNKNOWN"
         raise fail(f"run {run_id} is {shown}: {refused}", 1)
+    expired = retention.lookup(s, run_id)
+    if expired is not None:  # its state left the run table: the orchestrator would ignore the request
+        raise fail(f"{retention.describe(expired, run_id)}; a {action} needs the run's state, which is gone (its journal is kept)", 2)
     deadletters.request_redrives(s, [control])
     deadline = time.monotonic() + timeout
     while not _compensated(run_journal(s, run_id), control):

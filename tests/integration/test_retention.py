@@ -104,6 +104,10 @@ def test_finished_runs_expire_and_stay_expired(settings: Settings, monkeypatch: 
         replayed = cli(s, "replay", done[0].run_id, "--workflow", "tests.workflows:FLAKY_LONG")
         assert replayed.returncode == 0, replayed.stdout + replayed.stderr
         assert "expired" in replayed.stderr
+        # A rollback needs the run's state: refused at once, saying why (not sent, and not waited for).
+        refused = cli(s, "runs", "rollback", done[0].run_id, "--reason", "test", "--timeout", "30")
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "expired" in refused.stderr and "rollback needs the run's state" in refused.stderr
 
         # Re-submissions: the same input is a duplicate, a different one a dead-lettered conflict; neither runs.
         p = partition_for(done[1].run_id, s.partitions)
