@@ -31,6 +31,7 @@ from connectors.gateway.producer import InputProducer
 from connectors.gateway.ratelimit import TenantLimits
 from connectors.gateway.routes_deadletters import router as letters_router
 from connectors.gateway.routes_health import router as health_router
+from connectors.gateway.routes_operator import router as operator_router
 from connectors.gateway.routes_runs import router as runs_router
 from connectors.gateway.routes_submit import router as submit_router
 from connectors.gateway.trust import DecisionCheck, gateway_keyring
@@ -152,7 +153,7 @@ def create_app(
     )
     app.state.gateway = gw
     problems.install(app)
-    for router in (submit_router, runs_router, letters_router, health_router):
+    for router in (submit_router, runs_router, operator_router, letters_router, health_router):
         app.include_router(router)
     mount_console(app)  # the web console at / (static files shipped in the package) and /api/v1/whoami
     app.openapi = lambda: _openapi(app, wf)  # type: ignore[method-assign]

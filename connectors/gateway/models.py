@@ -131,6 +131,15 @@ class RedriveAnswer(BaseModel):
     status_url: str
 
 
+class OperatorAnswer(BaseModel):
+    """An operator's compensate or rollback: 202 requested, or 200 applied already."""
+
+    run_id: str
+    action: str = Field(description="compensate or rollback")
+    status: str = Field(description="requested, or what was applied already")
+    status_url: str
+
+
 class AttemptVerdict(BaseModel):
     step: str
     action: str

@@ -13,9 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from processors.engine.replay import RecordedRun, recorded_run
-from processors.engine.status import run_status
-from schemas.models import JournalEvent, JournalKind, RunControl, RunStatus
-from streams import deadletters, retention, runlist
+from streams import operator, retention, runlist
 from streams.cli.common import NamespaceOpt, err, fail, out, settings
 from streams.config import Settings
 from streams.journal import run_journal
@@ -127,24 +125,9 @@ def runs_compensate(
     A run pauses when a step whose retry policy says ``on_exhausted="pause"`` runs out of attempts
     (`durable dlq redrive` of its letter resumes it instead). Idempotent: a run already compensating or
     compensated on such a request is reported and left alone (exit 0). Exit 1 when the run is not paused
-    or the worker did not apply it in time, 2 when there is no such run.
+    or the worker did not apply it in time, 2 when there is no such run or its state expired.
     """
-    _operator_request(
-        settings(namespace),
-        run_id,
-        "compensate",
-        reason,
-        timeout,
-        wants=RunStatus.PAUSED,
-        already="already compensating on an operator's word",
-        refused="only a PAUSED run is compensated on an operator's word",
-        done="compensating",
-    )
-
-
-def _compensated(events: list[JournalEvent], control: RunControl) -> bool:
-    """Whether the run's journal shows ``control`` applied (its compensation began on it)."""
-    return any(e.kind is JournalKind.RUN_COMPENSATING and control.control_id in (e.detail_json or "") for e in events)
+    _operator_request(settings(namespace), run_id, "compensate", reason, timeout)
 
 
 @runs_app.command("rollback")
@@ -159,64 +142,29 @@ def runs_rollback(
     The run then writes a new signed output that the workflow builds (``on_failure`` with ``retracted_by`` set), e.g. a
     decision with status RETRACTED, the reason and what was undone. Idempotent: a run already rolled back on such a
     request is reported and left alone (exit 0). Exit 1 when the run is not COMPLETED or the worker did not apply it in
-    time, 2 when there is no such run. Who asked is recorded (the local user name), as for redrive.
+    time, 2 when there is no such run or its state expired. Who asked is recorded (the local user name), as for redrive.
     """
-    _operator_request(
-        settings(namespace),
-        run_id,
-        "rollback",
-        reason,
-        timeout,
-        wants=RunStatus.COMPLETED,
-        already="already rolled back on an operator's word",
-        refused="only a COMPLETED run is rolled back",
-        done="rolling back",
-    )
+    _operator_request(settings(namespace), run_id, "rollback", reason, timeout)
 
 
-def _operator_request(
-    s: Settings,
-    run_id: str,
-    action: str,
-    reason: str,
-    timeout: float,
-    *,
-    wants: RunStatus,
-    already: str,
-    refused: str,
-    done: str,
-) -> None:
-    """Send an operator's ``action`` for a run in status ``wants`` and wait until its journal shows it applied.
+def _operator_request(s: Settings, run_id: str, action: operator.Action, reason: str, timeout: float) -> None:
+    """Send an operator's ``action`` (:mod:`streams.operator`) and wait until the run's journal shows it applied.
 
     Exit 2 for an unknown run or one whose state expired (streams.retention), 1 for a run in another status or a
     request not applied within ``timeout``; a request already applied is reported and left alone.
     """
-    events = run_journal(s, run_id)
-    if not events:
+    request = operator.check(s, run_journal(s, run_id), action, reason, getpass.getuser())
+    if request is None:
         raise fail(f"no run {run_id} in namespace {s.namespace}", 2)
-    control = RunControl(
-        control_id=f"{action}:{run_id}",  # one per run: a repeat is recognisable, and the engine applies it once
-        run_id=run_id,
-        workflow=events[0].workflow,
-        action=action,
-        requested_at_ms=int(time.time() * 1000),
-        requested_by=getpass.getuser(),
-        reason=reason,
-    )
-    if _compensated(events, control):
-        out.print(f"run {escape(run_id)}: {already}", highlight=False)
+    if request.already:
+        out.print(f"run {escape(run_id)}: {request.word.already}", highlight=False)
         return
-    status = run_status(events)
-    if status is not wants:
-        shown = status.value if status is not None else "UNKNOWN"
-        raise fail(f"run {run_id} is {shown}: {refused}", 1)
-    expired = retention.lookup(s, run_id)
-    if expired is not None:  # its state left the run table: the orchestrator would ignore the request
-        raise fail(f"{retention.describe(expired, run_id)}; a {action} needs the run's state, which is gone (its journal is kept)", 2)
-    deadletters.request_redrives(s, [control])
+    if not request.applies:
+        raise fail(request.why_not, 2 if request.expired is not None else 1)
+    operator.send(s, request)
     deadline = time.monotonic() + timeout
-    while not _compensated(run_journal(s, run_id), control):
+    while not operator.applied(run_journal(s, run_id), request.control):
         if time.monotonic() >= deadline:
             raise fail(f"run {run_id}: requested, not applied within {timeout:.0f}s (is a worker running?)", 1)
         time.sleep(0.2)  # polling the run's journal, bounded by --timeout
-    out.print(f"run {escape(run_id)}: {done}; `durable status {escape(run_id)}` follows it", highlight=False)
+    out.print(f"run {escape(run_id)}: {request.word.done}; `durable status {escape(run_id)}` follows it", highlight=False)

@@ -186,6 +186,25 @@ def test_sign_in_follow_a_run_live_watch_the_list_and_redrive_a_dead_letter(stac
             expect(letter).to_contain_text("Redrive requested")
             _shot(page, "dead-letter-redriven")
 
+            # The run pauses again (its claimant still left no contact details); an operator undoes it from its
+            # page, saying why: the reserve is released and the run ends COMPENSATED.
+            def timeline() -> list[str]:
+                r = httpx.get(f"{base}/api/v1/runs/{unreachable}", headers={"Authorization": f"Bearer {key}"})
+                return [e["kind"] for e in r.json()["timeline"]]
+
+            wait_for(lambda: timeline().count("RUN_PAUSED") == 2, 60, "the redriven run to pause again")
+            page.goto(f"{base}/#/runs/{unreachable}")
+            word = page.locator("form.word")
+            expect(word.get_by_role("button", name="Compensate")).to_be_visible()
+            word.locator("#word-reason").fill("claimant withdrew the claim")
+            _shot(page, "run-paused-operator-form")
+            word.get_by_role("button", name="Compensate").click()
+            expect(word.get_by_role("status")).to_contain_text("Compensate: requested")
+            expect(page.locator(".heading .badge")).to_have_text("COMPENSATED", timeout=30_000)
+            expect(word).to_be_hidden()
+            _shot(page, "run-compensated-by-operator")
+            assert "RUN_COMPENSATED" in timeline()
+
             # A decision re-signed by a key the gateway does not know: the page withholds it and says why.
             _forge(stack.settings, routed, stack.tmp)
             page.goto(f"{base}/#/runs/{routed}")

@@ -2,6 +2,7 @@
 // spans (duration, tokens, cost, eval mark), the evaluator's gates, the journal timeline, live while in flight.
 import { ApiError, follow, get, items, post, runPath, session } from "./api.js";
 import { badge, fill, fmtInt, fmtMs, fmtTime, fmtUsd, h, jsonBlock, msOf, say } from "./dom.js";
+import { operatorWord } from "./word.js";
 
 const TERMINAL = new Set(["COMPLETED", "FAILED", "COMPENSATED"]);
 // Events after which the run may have a new decision to show (a pause writes one too).
@@ -173,6 +174,7 @@ export async function showRun(view, id) {
     trace: h("div"), gates: h("div"), timeline: h("div"), replay: h("div"), live: h("span.live"),
   };
   const replayButton = h("button", { type: "button", on: { click: replay } }, "Replay");
+  const word = operatorWord(id, () => afterWord().catch(() => {}));
   fill(view,
     h("p", {}, h("a", { href: "#/runs", text: "← All runs" })),
     h("div.heading", {}, h("h1.runid", { text: id }), parts.status, parts.live,
@@ -181,7 +183,7 @@ export async function showRun(view, id) {
     h("section.card", { "aria-labelledby": "trace-title" }, h("h2#trace-title", { text: "Trace" }), parts.trace),
     parts.gates,
     h("section.card", { "aria-labelledby": "journal-title" }, h("h2#journal-title", { text: "Journal" }), parts.timeline),
-    parts.replay);
+    parts.replay, word.form);
 
   let run = null;
   let events = [];
@@ -237,6 +239,7 @@ export async function showRun(view, id) {
     fill(parts.status, badge(status()), run && run.version ? h("span.muted", { text: ` version ${run.version}` }) : null);
     fill(parts.timeline, events.length ? timeline(events) : h("p.muted", { text: "No journal events yet." }));
     replayButton.hidden = Boolean(session.role) && session.role !== "operator";
+    word.update(run && !run.missing ? status() : "");
   }
   function onEvent(msg) {
     let e;
@@ -264,14 +267,28 @@ export async function showRun(view, id) {
     }
   }
 
-  await load();
-  if (!TERMINAL.has(status())) {
+  // After an operator's word the run moves again once a worker applies it (a rolled-back run had ended, and
+  // its event stream would end at once): read it until its status changes, then follow it live.
+  async function afterWord() {
+    const before = status();
+    for (let i = 0; i < 40 && !closed && status() === before; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 250)); // polling the run, bounded to 10 s
+      await load();
+    }
+    if (!TERMINAL.has(status())) followLive();
+  }
+  function followLive() {
+    if (stop || closed) return;
     parts.live.textContent = "● live";
     stop = follow(`${runPath(id)}/events`, onEvent, (err) => {
+      stop = null;
       parts.live.textContent = "";
       if (err && !closed) say(`Live events stopped: ${err.message}`, "error");
       if (!closed) load().catch(() => {});
     });
   }
+
+  await load();
+  if (!TERMINAL.has(status())) followLive();
   return () => { closed = true; clearTimeout(pending); if (stop) stop(); };
 }
