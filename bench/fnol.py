@@ -1,7 +1,9 @@
 """Benchmark: the FNOL triage agent end to end, and the engine's share of its latency.
 
 Prints figures; asserts nothing. Runs on the embedded broker unless
-KAFKA_BOOTSTRAP_SERVERS is set. Usage: ``python bench/fnol.py [--claims N --rate R | --burst]``.
+KAFKA_BOOTSTRAP_SERVERS is set. Usage: ``python bench/fnol.py [--claims N --rate R | --burst]``, or the
+open loop ``--workers N --rate R --duration D [--profile DIR]`` (N worker processes sharing the partitions,
+latency counted from each claim's due time, py-spy profiles of every worker summarised by bench/spysummary.py).
 
 N claims (from the samples, with fresh claim ids) are produced at R claims/s
 to a worker (a `durable worker` process, as in production) running the FNOL
