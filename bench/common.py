@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
@@ -38,6 +41,15 @@ def claims(n: int, tag: str, vary: bool = True) -> list[Accepted]:
         assert isinstance(good, Accepted)
         out.append(good)
     return out
+
+
+CLOCK_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far, all its threads (librdkafka's included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * CLOCK_TICK_S  # utime, stime: fields 14 and 15 of stat(5)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -113,3 +125,100 @@ def stop_worker(proc: subprocess.Popen[bytes] | None, timeout_s: float = 30.0) -
             proc.kill()
             proc.wait(10)
     return proc.returncode
+
+
+def worker_roles(spec: str) -> list[str]:
+    """The ``--role`` of each worker process of a spec: ``"2"`` two ``all`` processes, ``"1+1"`` one
+    orchestrator and one executor process, ``"2+1"`` two orchestrators and one executor."""
+    if "+" in spec:
+        orchestrators, executors = (int(x) for x in spec.split("+", 1))
+        return ["orchestrator"] * orchestrators + ["executor"] * executors
+    return ["all"] * int(spec)
+
+
+def spec_label(spec: str) -> str:
+    roles = worker_roles(spec)
+    if "+" in spec:
+        return f"{roles.count('orchestrator')} orch + {roles.count('executor')} exec processes"
+    return f"{len(roles)} worker process{'es' if len(roles) > 1 else ''}"
+
+
+@dataclass
+class WorkerGroup:
+    """Worker processes started together for one measurement, each with its role, name and log (``-v``)."""
+
+    roles: list[str]
+    procs: list[subprocess.Popen[bytes]]
+    logs: list[Path]
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def texts(self) -> list[str]:
+        return [log.read_text(errors="replace") if log.exists() else "" for log in self.logs]
+
+    def failed(self) -> bool:
+        return any(p.poll() is not None for p in self.procs)
+
+    def assignment_lines(self) -> list[int]:
+        """How many partition assignments each process has logged so far."""
+        return [len(_ASSIGNED.findall(text)) for text in self.texts()]
+
+    def wait_settled(self, timeout_s: float = 90.0, quiet_s: float = 3.0) -> None:
+        """Until every process has been given partitions and no assignment has been logged for ``quiet_s``.
+
+        With several processes the groups rebalance as each joins; a figure taken meanwhile measures
+        the rebalance. (A bench, not a test: it polls the logs.)
+        """
+        deadline = time.monotonic() + timeout_s
+        last, since = self.assignment_lines(), time.monotonic()
+        while time.monotonic() < deadline:
+            if self.failed():
+                raise RuntimeError(f"a worker process exited; logs in {self.logs}")
+            now = self.assignment_lines()
+            if now != last:
+                last, since = now, time.monotonic()
+            elif all(now) and time.monotonic() - since >= quiet_s:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"worker processes not settled on their partitions in {timeout_s:.0f} s: {last}")
+
+    def partitions(self) -> list[str]:
+        """Each process's partitions, from its last assignments: ``o[0, 1] e[0, 1]`` (orchestrator, executor)."""
+        out = []
+        for text in self.texts():
+            parts = []
+            orch = [(m.group(1), int(m.group(2))) for m in _ORCH_ASSIGNED.finditer(text)]
+            if orch:
+                # One rebalance logs its partitions within a second of each other: keep the last rebalance's.
+                last_second = orch[-1][0][:19]
+                parts.append(f"o{sorted(p for at, p in orch if at[:19] == last_second)}")
+            execs = _EXEC_ASSIGNED.findall(text)
+            if execs:
+                parts.append(f"e{execs[-1]}")
+            out.append(" ".join(parts) or "-")
+        return out
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # all at once: they leave their groups together
+        for proc in self.procs:
+            stop_worker(proc)
+
+
+_ORCH_ASSIGNED = re.compile(r"^(\S+ \S+) INFO streams\.orchestrator: partition (\d+) assigned", re.M)
+_EXEC_ASSIGNED = re.compile(r"executor now runs commands from partitions (\[[\d, ]*\])")
+_ASSIGNED = re.compile(r"partition \d+ assigned|executor now runs commands from partitions")
+
+
+def start_workers(env: dict[str, str], spec: str, logdir: Path, *args: str) -> WorkerGroup:
+    """The worker processes of ``spec`` (:func:`worker_roles`), named ``bench0``..., logging at INFO to ``logdir``."""
+    roles = worker_roles(spec)
+    procs, logs = [], []
+    for i, role in enumerate(roles):
+        log = logdir / f"worker{i}-{role}.log"
+        procs.append(start_worker(env, f"bench{i}", "--role", role, "-v", *args, log=log))
+        logs.append(log)
+    return WorkerGroup(roles, procs, logs)

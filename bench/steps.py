@@ -2,7 +2,7 @@
 
 Prints figures; asserts nothing. Runs on the embedded broker unless
 KAFKA_BOOTSTRAP_SERVERS is set. Usage: ``python bench/steps.py [--concurrency 1,64
---duration 20] [--sequential N --inflight N] [--skip-open]``.
+--duration 20] [--workers 1,2,1+1] [--kinds kafka,local] [--sequential N --inflight N] [--skip-open]``.
 
 Measured on one broker:
 - raw: confluent-kafka produce -> consume round trip (sequential, p50/p99) and
@@ -14,7 +14,11 @@ Measured on one broker:
   process's CPU per step (the engine's own cost, in µs); C=1 is the
   sequential case. For steps over Kafka (command out, result back) and steps
   declared ``local`` (run in the orchestrator, made durable by its
-  journal/changelog write);
+  journal/changelog write). With ``--workers 1,2,1+1`` each loop at C>1 is
+  also run with two ``all`` processes and with an orchestrator process plus
+  an executor process, sharing the partitions (4, Settings.partitions): the
+  CPU is summed over them, and the partitions each took are printed; the
+  orchestrators' records per poll (streams.batchsizes) follow each loop;
 - open burst (unless ``--skip-open``), in this process: sequential runs and N
   runs started at once, with and without the low-latency settings.
 """
@@ -35,11 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from bench.common import claims, decisions_reader, pct, start_worker, stop_worker
+from bench.common import claims, cpu_seconds, decisions_reader, pct, spec_label, start_workers
 from bench.trust import print_costs
 from processors.engine import RunFailure, RunResult, Step, StepContext, Workflow
 from processors.engine.inputs import Accepted
 from schemas import decode, encode
+from streams.batchsizes import BatchSizes, from_log
 from streams.broker import EmbeddedBroker
 from streams.config import Settings
 from streams.kafka import LOW_LATENCY_FETCH_WAIT_MS, LOW_LATENCY_SLICE_S, partition_for, take
@@ -97,17 +102,20 @@ def saga(local: bool) -> Workflow:
 SAGA_KAFKA = saga(local=False)
 SAGA_LOCAL = saga(local=True)
 ROOT = Path(__file__).resolve().parent.parent
-CLOCK_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far, all its threads (librdkafka's included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * CLOCK_TICK_S  # utime, stime: fields 14 and 15 of stat(5)
-
-
-def closed_loop(bootstrap: str, local: bool, concurrency: int, duration: float, warmup: float = 3.0) -> dict[str, float]:
-    """C runs kept in flight by a closed loop for ``duration`` s, against a ``durable worker`` process."""
+def closed_loop(
+    bootstrap: str,
+    local: bool,
+    concurrency: int,
+    duration: float,
+    workers: str = "1",
+    broker_pid: int | None = None,
+    warmup: float = 3.0,
+) -> dict[str, Any]:
+    """C runs kept in flight by a closed loop for ``duration`` s, against the ``durable worker`` processes of
+    ``workers`` (bench.common.worker_roles: ``"2"`` two processes sharing the partitions, ``"1+1"`` an
+    orchestrator and an executor process)."""
     ns = f"benchcl{uuid.uuid4().hex[:6]}"
     state = tempfile.TemporaryDirectory(prefix="durable-bench-")
     settings = Settings(bootstrap_servers=bootstrap, namespace=ns, state_dir=Path(state.name), worker_name="bench")
@@ -118,11 +126,12 @@ def closed_loop(bootstrap: str, local: bool, concurrency: int, duration: float, 
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "DURABLE_NAMESPACE": ns,
         "DURABLE_STATE_DIR": state.name,
+        "DURABLE_PARTITIONS": str(settings.partitions),
         "DURABLE_MAX_RUNS_IN_FLIGHT": str(max(100, 2 * concurrency)),
         "PYTHONPATH": str(ROOT),
     }
     flow = "bench.steps:SAGA_LOCAL" if local else "bench.steps:SAGA_KAFKA"
-    worker = start_worker(env, "bench", "--workflow", flow)
+    group = start_workers(env, workers, Path(state.name), "--workflow", flow)
     prod = Producer(client_config(bootstrap, **{"linger.ms": 0, "log_level": 3}))
     cons = decisions_reader(settings, topics.name("decisions"))
     template = claims(1, "cl", vary=False)[0].record
@@ -151,26 +160,34 @@ def closed_loop(bootstrap: str, local: bool, concurrency: int, duration: float, 
                 now_done.append((d["run_id"], time.perf_counter()))
         return now_done
 
+    pids = [*group.pids, *([broker_pid] if broker_pid else [])]
     try:
-        # The worker joins its groups first: one run through before the clock starts.
-        start_one()
+        # The workers join their groups first (every process given partitions, no rebalance left), then
+        # one run per partition goes through before the clock starts.
+        group.wait_settled()
+        for _ in range(settings.partitions):
+            start_one()
         deadline = time.perf_counter() + 90
-        while not finished():
-            if time.perf_counter() > deadline or worker.poll() is not None:
-                raise RuntimeError("the bench worker decided nothing in 90 s")
-        started.clear()
+        while started:
+            for run_id, _ in finished():
+                started.pop(run_id, None)
+            if time.perf_counter() > deadline or group.failed():
+                raise RuntimeError("the bench workers did not decide the warm-up runs in 90 s")
         for _ in range(concurrency):
             start_one()
         t0 = time.perf_counter()
         window = (t0 + warmup, t0 + warmup + duration)
-        cpu0: float | None = None
+        cpu0: dict[int, float] | None = None
+        bench0 = 0.0
         latencies: list[float] = []
         while True:
             now = time.perf_counter()
             if cpu0 is None and now >= window[0]:
-                cpu0 = cpu_seconds(worker.pid)
+                cpu0 = {pid: cpu_seconds(pid) for pid in pids}
+                bench0 = time.process_time()
             if now >= window[1]:
-                cpu1 = cpu_seconds(worker.pid)
+                cpu1 = {pid: cpu_seconds(pid) for pid in pids}
+                bench1 = time.process_time()
                 break
             for run_id, at in finished():
                 begun = started.pop(run_id)
@@ -178,19 +195,46 @@ def closed_loop(bootstrap: str, local: bool, concurrency: int, duration: float, 
                     latencies.append((at - begun) * 1000)
                 start_one()  # closed loop: a finished run is replaced at once
         prod.flush(10)
+        sharing = group.partitions()
     finally:
-        stop_worker(worker)
+        group.stop()
         cons.close()
-        state.cleanup()
+    texts = group.texts()
+    batches = BatchSizes()
+    for role, text in zip(group.roles, texts, strict=True):
+        if role != "executor":
+            batches.merge(from_log(text))
+    state.cleanup()
+    used = {pid: cpu1[pid] - (cpu0 or cpu1)[pid] for pid in pids}
+    worker_cpu = sum(used[pid] for pid in group.pids)
     sagas = len(latencies)
     return {
         "sagas_per_s": sagas / duration,
         "steps_per_s": sagas * STEPS / duration,
         "p50_ms": pct(latencies, 0.5),
         "p99_ms": pct(latencies, 0.99),
-        "cpu_us_per_step": (cpu1 - (cpu0 or cpu1)) / max(1, sagas * STEPS) * 1e6,
-        "worker_cpu_share": (cpu1 - (cpu0 or cpu1)) / duration,
+        "cpu_us_per_step": worker_cpu / max(1, sagas * STEPS) * 1e6,
+        "worker_cpu_share": worker_cpu / duration,
+        "per_worker_cpu_share": [used[pid] / duration for pid in group.pids],
+        "broker_cpu_share": used[broker_pid] / duration if broker_pid else float("nan"),
+        "bench_cpu_share": (bench1 - bench0) / duration,
+        "partitions": sharing,
+        "batches": batches,
     }
+
+
+def print_batches(sizes: BatchSizes) -> None:
+    """The orchestrators' records per poll (each poll one checkpoint), from their logs at stop."""
+    if not sizes.batches:
+        print("    orchestrator batches: none logged")
+        return
+    hist = "  ".join(f"{label}:{n}" for label, n in sizes.buckets() if n)
+    print(
+        f"    orchestrator batches (whole run, warm-up included): {sizes.batches:,} polls, "
+        f"{sizes.records / sizes.batches:.1f} records/poll mean, p50 {sizes.quantile(0.5)} p90 {sizes.quantile(0.9)} "
+        f"p99 {sizes.quantile(0.99)} max {max(sizes.counts)}"
+    )
+    print(f"    polls by records taken: {hist}")
 
 
 def raw_loop(bootstrap: str, n: int, seq: int) -> dict[str, float]:
@@ -304,6 +348,13 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=100, help="open burst: runs one at a time")
     parser.add_argument("--inflight", type=int, default=1000, help="open burst: runs started together")
     parser.add_argument("--raw", type=int, default=50_000, help="records for the raw throughput loop")
+    parser.add_argument(
+        "--workers",
+        default="1",
+        help="worker process specs to compare (comma list): N = N processes of every role, O+E = O orchestrator"
+        " and E executor processes; all share the topics' partitions",
+    )
+    parser.add_argument("--kinds", default="kafka,local", help="closed loop step kinds: kafka, local or both")
     parser.add_argument("--skip-open", action="store_true", help="only the raw and closed-loop figures")
     args = parser.parse_args()
 
@@ -318,16 +369,27 @@ def main() -> None:
             f"raw kafka (fetch wait {LOW_LATENCY_FETCH_WAIT_MS} ms)  round trip p50 {rtt:.2f} ms  p99 {raw['rtt_p99_ms']:.2f} ms  "
             f"throughput {raw['msgs_per_s']:,.0f} msg/s"
         )
-        for local in (False, True):
+        kinds = [k == "local" for k in args.kinds.split(",")]
+        for local in kinds:
             for c in (int(x) for x in args.concurrency.split(",")):
-                r = closed_loop(bootstrap, local, c, args.duration)
-                label = f"closed loop, {'local' if local else 'kafka'} steps, C={c}"
-                print(
-                    f"{label:34} {r['sagas_per_s']:,.1f} sagas/s  {r['steps_per_s']:,.0f} steps/s "
-                    f"({r['steps_per_s'] / raw['msgs_per_s']:.4f}x raw)  saga p50 {r['p50_ms']:.1f} ms "
-                    f"({r['p50_ms'] / rtt:.1f} round trips)  p99 {r['p99_ms']:.1f} ms  "
-                    f"worker CPU {r['cpu_us_per_step']:,.0f} µs/step ({r['worker_cpu_share']:.0%} of a core)"
-                )
+                base: float | None = None
+                # Scale-out is measured under load: C=1 keeps one run in flight, which one process serves.
+                for spec in args.workers.split(",")[: None if c > 1 else 1]:
+                    r = closed_loop(bootstrap, local, c, args.duration, spec, broker.pid if broker else None)
+                    label = f"closed loop, {'local' if local else 'kafka'} steps, C={c}, {spec_label(spec)}"
+                    base = base or r["steps_per_s"]
+                    print(
+                        f"{label}\n    {r['sagas_per_s']:,.1f} sagas/s  {r['steps_per_s']:,.0f} steps/s "
+                        f"({r['steps_per_s'] / raw['msgs_per_s']:.4f}x raw; {r['steps_per_s'] / base:.2f}x the first "
+                        f"worker spec)  saga p50 {r['p50_ms']:.1f} ms ({r['p50_ms'] / rtt:.1f} round trips)  "
+                        f"p99 {r['p99_ms']:.1f} ms\n    worker CPU {r['cpu_us_per_step']:,.0f} µs/step summed over "
+                        f"processes ({r['worker_cpu_share']:.0%} of a core: "
+                        f"{' + '.join(f'{x:.0%}' for x in r['per_worker_cpu_share'])}), broker "
+                        f"{r['broker_cpu_share']:.0%}, load generator {r['bench_cpu_share']:.0%}; partitions "
+                        f"{' | '.join(r['partitions'])}",
+                        flush=True,
+                    )
+                    print_batches(r["batches"])
         if args.skip_open:
             return
         for local, low_latency in ((False, False), (True, False), (False, True), (True, True)):

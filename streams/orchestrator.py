@@ -49,6 +49,7 @@ from schemas import DecodeError, encode, to_bytes
 from schemas.models import DeadLetter, JournalEvent, JournalKind, RunState, StepCommand, StepResult
 from streams import authentication, blocked, deadletters, retention, signed_outputs, signing
 from streams.admission import Admission
+from streams.batchsizes import BatchSizes
 from streams.checkpoint import Checkpoint, Write
 from streams.config import Settings
 from streams.events import Inputs
@@ -117,6 +118,7 @@ class Orchestrator:
         self.guard: dict[int, set[str]] = {}
         self._fence: Fence | None = None
         self._fenced: set[int] = set()  # partitions found claimed by another orchestrator, until reassigned
+        self.batch_sizes = BatchSizes()  # records per poll, logged at stop (streams.batchsizes)
         self.admission = Admission(settings.max_runs_in_flight)
         # After a take-over, run inputs are re-applied before run controls, and both before step results.
         self.admission.ranks = {
@@ -225,16 +227,24 @@ class Orchestrator:
         try:
             while not self.stop.is_set():
                 msgs = take(self._consumer, self.settings.max_batch, self._poll_timeout(), self._slice)
+                if msgs:
+                    self._count_batch(len(msgs))
                 due = self.timers.pop_due(_now_ms())
                 if msgs or due or self.admission.waiting() or self.gate.recheck:
                     self._process(msgs, due)
                 if retention.expires(self.settings) and time.monotonic() >= self._next_sweep:
                     self._sweep()
         finally:
+            log.info("%s", self.batch_sizes.log_line())  # what bench/steps.py reads (streams.batchsizes)
             leave(self._consumer, self.group_watch, self.settings.heartbeat_interval_ms / 1000, LEAVE_LIMIT_S)
             self._writer.close()
             self._table.close()
             self.local.close()
+
+    def _count_batch(self, size: int) -> None:
+        self.batch_sizes.add(size)
+        if self.telemetry is not None:
+            self.telemetry.batch_size.record(size)
 
     def _sweep(self) -> None:
         """Expire finished runs past retention, forget expired ones past their marker period (streams.retention)."""

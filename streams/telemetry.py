@@ -56,6 +56,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from processors.engine.evaluation import Evaluation
 from schemas import to_bytes
 from schemas.models import StepResult, TraceSpan
+from streams.batchsizes import BOUNDS
 from streams.config import Settings
 from streams.kafka import partition_for
 from streams.topics import Topics, ensure_topics
@@ -274,6 +275,12 @@ class Telemetry:
         self.tracer = self.provider.get_tracer("durable")
         meter = self.meter = self.meters.get_meter("durable")
         self.step_latency = meter.create_histogram("durable.step.latency", unit="ms", description="step attempt latency")
+        self.batch_size = meter.create_histogram(
+            "durable.orchestrator.batch",
+            unit="{record}",
+            description="records an orchestrator took in one poll (and applied in one checkpoint)",
+            explicit_bucket_boundaries_advisory=[float(b) for b in BOUNDS],
+        )
         self.retries = meter.create_counter("durable.step.retries", description="failed attempts waiting to retry")
         self.dead_letters = meter.create_counter("durable.dead_letters", description="records and steps dead-lettered")
         self.runs = meter.create_counter("durable.runs", description="runs ended, by outcome")

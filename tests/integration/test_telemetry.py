@@ -23,6 +23,7 @@ from streams import traces
 from streams.cli.trace import render
 from streams.config import Settings
 from streams.kafka import read_to_end, reader
+from streams.orchestrator import Orchestrator
 from streams.sandbox import replay_window
 from streams.telemetry import RUN_ID, KafkaSpanWriter, Telemetry, run_span_id_of, trace_id_of, traceparent_of
 from streams.topics import Topics
@@ -113,6 +114,11 @@ def test_a_run_is_one_trace_parented_across_kafka(settings: Settings, metrics: I
     assert sum(p.count for p in latency_points) == 4
     runs = found["durable.runs"]
     assert [(dict(p.attributes)["outcome"], p.value) for p in runs] == [("COMPLETED", 1)]
+    # Every record the orchestrator took (the input, four results) is in one poll's batch, counted once.
+    [orchestrator] = [part for part in worker._parts if isinstance(part, Orchestrator)]
+    batches = found["durable.orchestrator.batch"]
+    assert sum(p.count for p in batches) == orchestrator.batch_sizes.batches
+    assert sum(p.sum for p in batches) == orchestrator.batch_sizes.records >= 5
 
 
 def test_retries_and_dead_letters_are_counted_and_failed_attempts_marked(
