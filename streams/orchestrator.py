@@ -21,17 +21,14 @@ after a crash recomputes the same records.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Collection
-from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from processors.engine.status import AT_REST
 from processors.engine.transition import (
     Event,
     Outgoing,
@@ -46,9 +43,10 @@ from processors.engine.versions import Versions
 from processors.engine.workflow import Workflow
 from processors.models import client_from_env
 from schemas import DecodeError, encode, to_bytes
-from schemas.models import DeadLetter, JournalEvent, JournalKind, RunState, StepCommand, StepResult
+from schemas.models import DeadLetter, JournalEvent, RunState, StepCommand, StepResult
 from streams import authentication, blocked, deadletters, retention, signed_outputs, signing
 from streams.admission import Admission
+from streams.batchreport import BatchReport
 from streams.batchsizes import BatchSizes
 from streams.checkpoint import Checkpoint, Write
 from streams.config import Settings
@@ -60,7 +58,7 @@ from streams.kafka import consumer as make_consumer
 from streams.local_steps import LocalSteps
 from streams.recovery import TIMER_SRC, take_over
 from streams.runtable import RunTable, is_live
-from streams.telemetry import Telemetry, parent_of_run, traceparent_of
+from streams.telemetry import Telemetry, traceparent_of
 from streams.timers import TimerQueue
 from streams.topics import Topics, ensure_topics, topic_id
 from streams.writer import Writer
@@ -72,15 +70,6 @@ POLL_S = 0.1
 
 class RecordTooLarge(ValueError):
     """A transition would write a record larger than the broker takes (``Settings.max_record_bytes``)."""
-
-
-@dataclass
-class _Report:
-    """What a committed batch tells telemetry: local step attempts, journal events, record dead letters."""
-
-    local_results: list[tuple[StepResult, int, Workflow]] = field(default_factory=list)
-    journal: list[JournalEvent] = field(default_factory=list)
-    record_letters: int = 0
 
 
 class Orchestrator:
@@ -270,7 +259,7 @@ class Orchestrator:
     def _process(self, msgs: list[Message], due: list[tuple[int, TimerFired]] | None = None) -> None:
         assert self._writer and self._consumer and self._table
         checkpoint = Checkpoint(fired_timers=bool(due))
-        report = _Report()
+        report = BatchReport()
         self.gate.block_or_resume(
             checkpoint,
             self._table,
@@ -342,7 +331,8 @@ class Orchestrator:
             self.admission.settled(p, run_id, is_live(state))
         if self.admission.pause_or_resume(self._consumer):
             log.info("admission: %d runs in flight, new runs wait", self.admission.in_flight)
-        self._report(checkpoint, report)
+        if self.telemetry is not None:
+            report.send(self.telemetry, checkpoint.states)
 
     def _fenced_out(self, lost: set[int], dropped: int) -> None:
         """Another orchestrator claimed ``lost`` while this one was stopped or cut off: let them go."""
@@ -359,7 +349,7 @@ class Orchestrator:
         assert self._table is not None
         return (p, run_id) not in checkpoint.states and self._table.get(p, run_id) is None
 
-    def _expired(self, checkpoint: Checkpoint, report: _Report, msg: Message, p: int, event: RunRequested) -> bool:
+    def _expired(self, checkpoint: Checkpoint, report: BatchReport, msg: Message, p: int, event: RunRequested) -> bool:
         """Whether ``event`` re-submits an expired run (streams.retention): if so, it never starts a second run.
 
         The same input is a duplicate, ignored like one for a retained run; a different one is dead-lettered.
@@ -378,7 +368,7 @@ class Orchestrator:
     def _dead_letter(
         self,
         checkpoint: Checkpoint,
-        report: _Report,
+        report: BatchReport,
         msg: Message,
         reason: str,
         error_type: str,
@@ -397,7 +387,7 @@ class Orchestrator:
     def _advance(
         self,
         checkpoint: Checkpoint,
-        report: _Report,
+        report: BatchReport,
         src: str,
         p: int,
         wf: Workflow,
@@ -442,7 +432,7 @@ class Orchestrator:
     def _apply(
         self,
         checkpoint: Checkpoint,
-        report: _Report,
+        report: BatchReport,
         src: str,
         p: int,
         wf: Workflow,
@@ -484,7 +474,7 @@ class Orchestrator:
     def _reject(
         self,
         checkpoint: Checkpoint,
-        report: _Report,
+        report: BatchReport,
         src: str,
         p: int,
         wf: Workflow,
@@ -534,38 +524,6 @@ class Orchestrator:
             value = encode(wf.output_schema, rec)
         key = str(rec.get("run_id", ""))
         return Write(src, out.message_id, self.output_topic[wf.name], p, key, value, traceparent)
-
-    def _report(self, checkpoint: Checkpoint, report: _Report) -> None:
-        """Spans and metrics of a committed batch: local step attempts, retries, dead letters, ended or paused runs."""
-        if self.telemetry is None:
-            return
-        t = self.telemetry
-        for result, generation, wf in report.local_results:
-            spec = wf.step(result.step)
-            output = json.loads(result.output_json) if result.output_json else None
-            evaluation = spec.evaluation(output) if spec.evaluation is not None and output is not None else None
-            t.step_span(result, spec.span_name, parent_of_run(result.run_id, generation), evaluation)
-        if report.record_letters:
-            t.dead_letters.add(report.record_letters, {"kind": "record"})
-        ended = {run_id: state for (_, run_id), state in checkpoint.states.items()}
-        for event in report.journal:
-            kind = event.kind
-            if kind in (JournalKind.STEP_RETRY_WAITING, JournalKind.COMPENSATION_RETRY_WAITING):
-                t.retries.add(1, {"workflow": event.workflow, "step": event.step or ""})
-            elif kind in (JournalKind.STEP_DEAD_LETTERED, JournalKind.COMPENSATION_DEAD_LETTERED):
-                t.dead_letters.add(1, {"kind": "step", "workflow": event.workflow, "step": event.step or ""})
-            elif kind in AT_REST:  # a pause closes its generation's span too (a redrive starts the next)
-                state = ended.get(event.run_id)
-                if state is not None:
-                    t.run_span(
-                        event.run_id,
-                        event.workflow,
-                        state.generation,
-                        AT_REST[kind].value,
-                        state.started_at_ms,
-                        event.at_ms,
-                        received_at_ms=state.received_at_ms,
-                    )
 
 
 def _now_ms() -> int:
