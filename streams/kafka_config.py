@@ -115,7 +115,7 @@ def security_config(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return out
 
 
-def client_config(bootstrap: str, env: Mapping[str, str] | None = None, **conf: Any) -> dict[str, Any]:
+def client_config(bootstrap: str, env: Mapping[str, str] | None = None, /, **conf: Any) -> dict[str, Any]:
     """A librdkafka config: bootstrap servers, the security settings, then the client's own ``conf``.
 
     Every Producer, Consumer and AdminClient is built from this, so a secured

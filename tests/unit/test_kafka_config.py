@@ -103,7 +103,7 @@ def test_a_properties_file_reaches_every_client_and_the_environment_wins(
 
 def test_no_settings_means_plain_clients() -> None:
     assert security_config({}) == {}
-    assert client_config("b:9092", env={}, **{"group.id": "g"}) == {"bootstrap.servers": "b:9092", "group.id": "g"}
+    assert client_config("b:9092", {}, **{"group.id": "g"}) == {"bootstrap.servers": "b:9092", "group.id": "g"}
 
 
 @pytest.mark.parametrize(
@@ -135,6 +135,6 @@ def test_bad_environment_and_missing_file_are_clear_errors(tmp_path: Path) -> No
 
 def test_librdkafka_accepts_every_key_we_pass() -> None:
     # Building a real client validates the key names; nothing is sent (no broker at that address is used).
-    conf = client_config("127.0.0.1:9", env={**SASL_SSL_ENV, "KAFKA_SSL_CA_LOCATION": ""}, log_level=0)
+    conf = client_config("127.0.0.1:9", {**SASL_SSL_ENV, "KAFKA_SSL_CA_LOCATION": ""}, log_level=0)
     conf.pop("ssl.ca.location")  # a missing CA file fails at construction, which is librdkafka checking the path
     Producer(conf).flush(0)
