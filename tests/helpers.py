@@ -108,14 +108,14 @@ def assert_exactly_once(settings: Settings, run_ids: set[str], output_topic: str
     for e in events:
         by_run[e["run_id"]].append(e)
     for run_id in run_ids:
-        seqs = sorted(e["seq"] for e in by_run[run_id])
+        ordered = sorted(by_run[run_id], key=lambda e: e["seq"])
+        seqs = [e["seq"] for e in ordered]
         assert seqs == list(range(1, len(seqs) + 1)), f"{run_id}: journal seqs not gapless: {seqs}"
-        kinds = [e["kind"] for e in sorted(by_run[run_id], key=lambda e: e["seq"])]
+        kinds = [e["kind"] for e in ordered]
         assert kinds[0] == "RUN_STARTED" and kinds.count("RUN_STARTED") == 1, f"{run_id}: {kinds}"
         # Every generation ends once, in an output: an ending, or a pause that wrote one. A new generation
         # begins with a redrive, an operator's compensate of a paused run, or a rollback of a completed one;
         # after a pause that wrote nothing, the redrive or compensate continues the same generation.
-        ordered = sorted(by_run[run_id], key=lambda e: e["seq"])
         run_level = [e for e in ordered if e["kind"] in (*TERMINAL, "RUN_PAUSED", "RUN_REDRIVEN", "RUN_COMPENSATING")]
         last = run_level[-1]
         assert last["kind"] in (*TERMINAL, "RUN_PAUSED"), f"{run_id} did not finish or pause: {kinds}"

@@ -32,13 +32,7 @@ WF = _pausing()
 
 
 def drive(events: list[Any], state: RunState | None = None, wf: Workflow = WF) -> tuple[RunState, list[Transition]]:
-    out = []
-    for event in events:
-        t = transition(wf, state, event)
-        out.append(t)
-        state = t.state
-    assert state is not None
-    return state, out
+    return saga.drive(events, state, wf)
 
 
 def control(action: str, at_ms: int = 50_000, letter: str | None = None) -> RedriveRequested:

@@ -97,10 +97,10 @@ def result(step: str, attempt: int, at_ms: int, error: str | None = None, action
     )
 
 
-def drive(events: list[Any], state: RunState | None = None) -> tuple[RunState, list[Transition]]:
+def drive(events: list[Any], state: RunState | None = None, wf: Workflow = WF) -> tuple[RunState, list[Transition]]:
     out = []
     for event in events:
-        t = transition(WF, state, event)
+        t = transition(wf, state, event)
         out.append(t)
         state = t.state
     assert state is not None
